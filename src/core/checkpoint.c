@@ -1,0 +1,160 @@
+/*
+** checkpoint.c — turning memtables into runs, and the INDEX manifest.
+**
+** DIR/INDEX (64 bytes) names the checkpoint in force:
+**     0 [8] "TALLYIDX"   8 u32 version = 1   12 u32 reserved = 0
+**    16 u64 index_tx     24 [32] hash of tx index_tx (zeros if 0)
+**    56 u32 reserved = 0 60 u32 CRC-32C of bytes 0..59
+** The run it names is DIR/index/run-<index_tx, 20 digits>.idx. Order of a
+** checkpoint (each step durable before the next):
+**   1. the log is synced up to freeze_tx (it is already, unless durability NONE);
+**   2. the new run is written to a temp file, fsynced, renamed, dir fsynced;
+**   3. the tx index and Merkle node files are fdatasynced (they cover >= freeze_tx);
+**   4. INDEX is replaced atomically (temp, fsync, rename, dir fsync);
+**   5. readers switch to the new run; the frozen memtable and old run are dropped.
+** A crash between steps leaves the previous INDEX in force, which is still
+** correct: open replays the log from its index_tx.
+*/
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "core/db_int.h"
+#include "os/io.h"
+#include "util/crc32c.h"
+#include "util/err.h"
+
+void run_file_name(char *buf, size_t len, uint64_t index_tx) {
+    snprintf(buf, len, "run-%020llu.idx", (unsigned long long)index_tx);
+}
+
+int manifest_write(const char *dir, uint64_t index_tx, const uint8_t tx_hash[32]) {
+    uint8_t m[64] = {0};
+    memcpy(m, "TALLYIDX", 8);
+    wr32(m + 8, 1);
+    wr64(m + 16, index_tx);
+    memcpy(m + 24, tx_hash, 32);
+    wr32(m + 60, tally_crc32c(0, m, 60));
+    return io_write_file_atomic(dir, "INDEX", m, sizeof m);
+}
+
+int manifest_read(const char *dir, uint64_t *index_tx, uint8_t tx_hash[32]) {
+    char path[PATH_MAX];
+    void *buf;
+    size_t len;
+    snprintf(path, sizeof path, "%s/INDEX", dir);
+    int rc = io_read_file(path, 4096, &buf, &len);
+    if (rc == -ENOENT) {
+        *index_tx = 0;
+        memset(tx_hash, 0, 32);
+        return 0;
+    }
+    if (rc) return tally_seterr(TALLY_EIO, "read %s: %s", path, strerror(-rc));
+    const uint8_t *m = buf;
+    int ok = len == 64 && memcmp(m, "TALLYIDX", 8) == 0 && rd32(m + 8) == 1 &&
+             rd32(m + 60) == tally_crc32c(0, m, 60);
+    if (ok) {
+        *index_tx = rd64(m + 16);
+        memcpy(tx_hash, m + 24, 32);
+    }
+    free(buf);
+    return ok ? 0 : tally_seterr(TALLY_ECORRUPT, "%s is damaged; run `tally reindex`", path);
+}
+
+/* Sync the log when durability is relaxed: take the leader role so no batch
+** switches segments meanwhile. */
+static int sync_log_as_leader(tally_db *db) {
+    pthread_mutex_lock(&db->mu);
+    while (db->leader) pthread_cond_wait(&db->cond, &db->mu);
+    db->leader = 1;
+    pthread_mutex_unlock(&db->mu);
+    int rc = log_sync(db->log);
+    pthread_mutex_lock(&db->mu);
+    db->leader = 0;
+    pthread_cond_broadcast(&db->cond);
+    pthread_mutex_unlock(&db->mu);
+    return rc;
+}
+
+int ckpt_run_once(tally_db *db, int final) {
+    char idir[PATH_MAX], name[64], path[PATH_MAX], oldpath[PATH_MAX];
+    snprintf(idir, sizeof idir, "%s/index", db->dir);
+    memtable *fr = db->frozen;
+    uint64_t upto = db->freeze_tx;
+    if (final) { /* close: everything is quiescent; checkpoint the active memtable */
+        fr = db->active;
+        upto = db_visible(db);
+    }
+    if (mt_sort(fr) != 0) return TALLY_ENOMEM;
+    int rc = db->opt.durability == TALLY_SYNC_FULL ? 0 : sync_log_as_leader(db);
+    run_file_name(name, sizeof name, upto);
+    if (rc == 0) rc = run_write(idir, name, upto, db->run, fr);
+    if (rc == 0) rc = afile_sync(db->txidx);
+    if (rc == 0) rc = mstore_sync(db->ms);
+    uint8_t h[32] = {0};
+    if (rc == 0 && upto) memcpy(h, mstore_leaf(db->ms, upto - 1), 32);
+    if (rc == 0) rc = manifest_write(db->dir, upto, h);
+    if (rc) return tally_seterr(tally_err_from_errno(rc), "index checkpoint at tx %llu failed: %s",
+                                (unsigned long long)upto, strerror(-rc));
+    run *nr;
+    snprintf(path, sizeof path, "%s/%s", idir, name);
+    if ((rc = run_open(&nr, path)) != 0) return rc;
+    uint64_t old_tx = db->index_tx;
+    pthread_rwlock_wrlock(&db->ixlock);
+    run *old = db->run;
+    db->run = nr;
+    db->index_tx = upto;
+    if (final) {
+        db->active = mt_new(); /* NULL is tolerated only because the handle is closing */
+    } else {
+        db->frozen = NULL;
+    }
+    pthread_rwlock_unlock(&db->ixlock);
+    mt_free(fr);
+    run_close(old);
+    if (old && old_tx != upto) {
+        run_file_name(name, sizeof name, old_tx);
+        snprintf(oldpath, sizeof oldpath, "%s/%s", idir, name);
+        tally_io->unlink(oldpath);
+    }
+    atomic_fetch_add(&db->st_checkpoints, 1);
+    return 0;
+}
+
+static void *ckpt_main(void *arg) {
+    tally_db *db = arg;
+    pthread_mutex_lock(&db->mu);
+    for (;;) {
+        while (!db->ckpt_stop && !(db->frozen && !db->ckpt_error && db_visible(db) >= db->freeze_tx) &&
+               !(db->frozen && db->failed))
+            pthread_cond_wait(&db->ckpt_cond, &db->mu);
+        if (db->ckpt_stop || db->failed) break;
+        pthread_mutex_unlock(&db->mu);
+        int rc = ckpt_run_once(db, 0);
+        pthread_mutex_lock(&db->mu);
+        if (rc) {
+            db->ckpt_error = rc;
+            fprintf(stderr, "tally: %s (checkpoints paused; the log is intact)\n", tally_errmsg());
+        }
+    }
+    pthread_mutex_unlock(&db->mu);
+    return NULL;
+}
+
+int ckpt_start(tally_db *db) {
+    if (pthread_create(&db->ckpt_thread, NULL, ckpt_main, db) != 0)
+        return tally_seterr(TALLY_ENOMEM, "cannot start the checkpoint thread");
+    db->ckpt_started = 1;
+    return 0;
+}
+
+void ckpt_stop(tally_db *db) {
+    if (!db->ckpt_started) return;
+    pthread_mutex_lock(&db->mu);
+    db->ckpt_stop = 1;
+    pthread_cond_broadcast(&db->ckpt_cond);
+    pthread_mutex_unlock(&db->mu);
+    pthread_join(db->ckpt_thread, NULL);
+    db->ckpt_started = 0;
+}

@@ -1,0 +1,277 @@
+/*
+** commit.c — the write path: prepare, serial section, group commit.
+**
+** A committer encodes its record and hashes its entries in its own thread
+** (the SHA-256 work runs on every core), then takes `mu` for the short serial
+** part, queues the record and either waits or becomes the leader. The leader
+** takes the whole queue, writes it with as few pwritev calls as segments
+** allow, issues ONE fdatasync for the group, appends the tx index items and
+** Merkle leaves, publishes visible_tx and wakes everyone. Leadership is held
+** for one batch at a time, so no caller waits behind an endless stream.
+** A failed write or fsync fails the handle (invariant 4 of db_int.h): the
+** queued transactions get the error, none is acknowledged.
+*/
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "core/db_int.h"
+#include "merkle/rfc6962.h"
+#include "util/crc32c.h"
+#include "util/err.h"
+
+#define BATCH_IOV_MAX 512
+
+uint64_t db_now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+static int validate(const tally_entry *e, size_t n, size_t tx_meta_len, size_t *rec_len) {
+    if (!e || n == 0) return tally_seterr(TALLY_EINVAL, "a transaction needs at least one entry");
+    if (n > TALLY_TX_ENTRIES_MAX)
+        return tally_seterr(TALLY_ETOOBIG, "%zu entries in one transaction (limit %u)", n, TALLY_TX_ENTRIES_MAX);
+    if (tx_meta_len > TALLY_META_BYTES_MAX)
+        return tally_seterr(TALLY_ETOOBIG, "transaction metadata of %zu bytes (limit %u)", tx_meta_len,
+                            TALLY_META_BYTES_MAX);
+    size_t total = RECORD_HDR_LEN + TXH_FIXED_LEN + tx_meta_len;
+    for (size_t i = 0; i < n; i++) {
+        if (!e[i].key || e[i].key_len == 0) return tally_seterr(TALLY_EINVAL, "entry %zu: empty key", i);
+        if (e[i].key_len > TALLY_KEY_BYTES_MAX)
+            return tally_seterr(TALLY_ETOOBIG, "entry %zu: key of %zu bytes (limit %u)", i, e[i].key_len,
+                                TALLY_KEY_BYTES_MAX);
+        if (e[i].value_len > TALLY_VALUE_BYTES_MAX)
+            return tally_seterr(TALLY_ETOOBIG, "entry %zu: value of %zu bytes (limit %u)", i, e[i].value_len,
+                                TALLY_VALUE_BYTES_MAX);
+        if (e[i].meta_len > TALLY_META_BYTES_MAX)
+            return tally_seterr(TALLY_ETOOBIG, "entry %zu: metadata of %zu bytes (limit %u)", i, e[i].meta_len,
+                                TALLY_META_BYTES_MAX);
+        if ((e[i].value_len && !e[i].value) || (e[i].meta_len && !e[i].meta))
+            return tally_seterr(TALLY_EINVAL, "entry %zu: NULL value or metadata with a length", i);
+        if (e[i].deleted > 1 || (e[i].deleted && e[i].value_len))
+            return tally_seterr(TALLY_EINVAL, "entry %zu: a tombstone carries no value", i);
+        if (e[i].cond > TALLY_COND_REV) return tally_seterr(TALLY_EINVAL, "entry %zu: unknown condition", i);
+        total += ENTRY_HDR_LEN + e[i].key_len + e[i].meta_len + e[i].value_len;
+        if (total > TALLY_TX_BYTES_MAX)
+            return tally_seterr(TALLY_ETOOBIG, "transaction larger than %u bytes", TALLY_TX_BYTES_MAX);
+    }
+    *rec_len = total;
+    return 0;
+}
+
+/* Encodes the record (all but tx id, time and prev hash) and hashes it. */
+static int prepare(pending *p, const tally_entry *e, size_t n, const void *meta, size_t meta_len) {
+    size_t rec_len = 0;
+    int rc = validate(e, n, meta_len, &rec_len);
+    if (rc) return rc;
+    size_t scratch = (n + (n + 1) / 2) * 32;
+    uint8_t *mem = malloc(rec_len + scratch + n * 8);
+    if (!mem) return tally_seterr(TALLY_ENOMEM, "out of memory for a %zu-byte transaction", rec_len);
+    uint8_t (*leaves)[32] = (uint8_t (*)[32])(mem + rec_len);
+    p->rec = mem;
+    p->rec_len = rec_len;
+    p->txh_len = (uint32_t)(TXH_FIXED_LEN + meta_len);
+    p->hashes = (uint64_t *)(mem + rec_len + scratch);
+    p->e = e;
+    p->n = n;
+    uint8_t *txh = mem + RECORD_HDR_LEN, *ent = txh + p->txh_len, *w = ent;
+    for (size_t i = 0; i < n; i++) {
+        entry_view v = {.ns = e[i].ns, .flags = e[i].deleted ? ENTRY_FLAG_DELETED : 0,
+                        .key_len = (uint16_t)e[i].key_len, .meta_len = (uint32_t)e[i].meta_len,
+                        .value_len = (uint32_t)e[i].value_len, .hdr = w};
+        w[0] = v.ns;
+        w[1] = v.flags;
+        wr16(w + 2, v.key_len);
+        wr32(w + 4, v.meta_len);
+        wr32(w + 8, v.value_len);
+        uint8_t *q = w + ENTRY_HDR_LEN;
+        memcpy(q, e[i].key, e[i].key_len);
+        if (e[i].meta_len) memcpy(q + e[i].key_len, e[i].meta, e[i].meta_len);
+        if (e[i].value_len) memcpy(q + e[i].key_len + e[i].meta_len, e[i].value, e[i].value_len);
+        v.key = q;
+        v.meta = q + v.key_len;
+        v.value = v.meta + v.meta_len;
+        entry_leaf_hash(&v, leaves[i]);
+        p->hashes[i] = ix_hash(e[i].ns, e[i].key, e[i].key_len);
+        w += ENTRY_HDR_LEN + e[i].key_len + e[i].meta_len + e[i].value_len;
+    }
+    uint32_t entries_len = (uint32_t)(w - ent);
+    memset(txh, 0, TXH_FIXED_LEN);
+    txh[0] = TXH_KIND_TX_V1;
+    rfc6962_root_of_leaves((const rfc6962_hash *)leaves, n, (rfc6962_hash *)(leaves + n), txh + 49);
+    wr32(txh + 81, (uint32_t)n);
+    wr32(txh + 85, entries_len);
+    wr32(txh + 89, (uint32_t)meta_len);
+    if (meta_len) memcpy(txh + TXH_FIXED_LEN, meta, meta_len);
+    record_hdr h = {.body_len = (uint32_t)(rec_len - RECORD_HDR_LEN), .txh_len = p->txh_len,
+                    .entries_crc = tally_crc32c(0, ent, entries_len)};
+    wr32(mem + 4, h.body_len);
+    wr32(mem + 24, h.entries_crc);
+    return 0;
+}
+
+/* Serial part, 1: preconditions and duplicate keys. Caller holds mu + ixlock(w). */
+static int check_entries(tally_db *db, pending *p) {
+    uint64_t mark = ++db->attempt;
+    for (size_t i = 0; i < p->n; i++) {
+        const tally_entry *e = &p->e[i];
+        mt_key *k = ix_node(db, e->ns, e->key, e->key_len, p->hashes[i]);
+        if (!k) return tally_seterr(TALLY_ENOMEM, "out of memory in the index");
+        if (k->mark == mark)
+            return tally_seterr(TALLY_EINVAL, "entry %zu: key %.*s appears twice in one transaction", i,
+                                (int)(e->key_len > 64 ? 64 : e->key_len), (const char *)e->key);
+        k->mark = mark;
+        if (e->cond == TALLY_COND_NONE) continue;
+        uint64_t rev;
+        int deleted;
+        ix_latest_any(db, k, e->ns, e->key, e->key_len, p->hashes[i], &rev, &deleted);
+        if (e->cond == TALLY_COND_ABSENT && rev && !deleted)
+            return tally_seterr(TALLY_ECONFLICT, "entry %zu: key exists (revision %llu)", i,
+                                (unsigned long long)rev);
+        if (e->cond == TALLY_COND_REV && rev != e->cond_rev)
+            return tally_seterr(TALLY_ECONFLICT, "entry %zu: key is at revision %llu, not %llu", i,
+                                (unsigned long long)rev, (unsigned long long)e->cond_rev);
+    }
+    return 0;
+}
+
+/* Serial part, 2: id, time, chain, position, index versions. */
+static int assign(tally_db *db, pending *p) {
+    uint8_t *txh = p->rec + RECORD_HDR_LEN;
+    p->tx = db->next_tx;
+    p->ts = db_now_ns();
+    if (p->ts < db->last_ts) p->ts = db->last_ts; /* times never go backwards */
+    wr64(txh + 1, p->tx);
+    wr64(txh + 9, p->ts);
+    memcpy(txh + 17, db->last_hash, 32);
+    record_hdr h = {.body_len = rd32(p->rec + 4), .tx_id = p->tx, .txh_len = p->txh_len,
+                    .txh_crc = tally_crc32c(0, txh, p->txh_len), .entries_crc = rd32(p->rec + 24)};
+    record_hdr_encode(p->rec, &h);
+    rfc6962_leaf_hash(txh, p->txh_len, p->leaf);
+    p->pos = log_reserve(db->log, (uint32_t)p->rec_len);
+    uint64_t off = RECORD_HDR_LEN + p->txh_len;
+    for (size_t i = 0; i < p->n; i++) {
+        const tally_entry *e = &p->e[i];
+        mt_key *k = mt_find(db->active, e->ns, e->key, e->key_len, p->hashes[i]);
+        ix_version v = {p->tx, p->pos + off, (uint32_t)i, e->deleted ? ENTRY_FLAG_DELETED : 0};
+        if (!k || mt_add_version(db->active, k, &v) != 0) {
+            /* the index may now hold part of this tx: fail the handle (invariant 4) */
+            db->failed = TALLY_ENOMEM;
+            return tally_seterr(TALLY_ENOMEM, "out of memory in the index; handle failed");
+        }
+        off += ENTRY_HDR_LEN + e->key_len + e->meta_len + e->value_len;
+    }
+    db->next_tx++;
+    db->last_ts = p->ts;
+    memcpy(db->last_hash, p->leaf, 32);
+    return 0;
+}
+
+/* Writes, syncs and publishes one batch. Called with mu held; drops it meanwhile. */
+static void run_batch(tally_db *db) {
+    pending *batch = db->q_head;
+    db->q_head = db->q_tail = NULL;
+    pthread_mutex_unlock(&db->mu);
+
+    struct iovec iov[BATCH_IOV_MAX];
+    int niov = 0, rc = 0;
+    uint64_t first_pos = 0, next_pos = 0, count = 0;
+    for (pending *p = batch; p && rc == 0; p = p->next, count++) {
+        if (niov && (niov == BATCH_IOV_MAX || p->pos != next_pos)) {
+            rc = log_write(db->log, first_pos, iov, niov);
+            niov = 0;
+        }
+        if (!niov) first_pos = p->pos;
+        iov[niov].iov_base = p->rec;
+        iov[niov++].iov_len = p->rec_len;
+        next_pos = p->pos + p->rec_len;
+    }
+    if (rc == 0 && niov) rc = log_write(db->log, first_pos, iov, niov);
+    if (rc == 0 && db->opt.durability == TALLY_SYNC_FULL) {
+        uint64_t t0 = db_now_ns();
+        rc = log_sync(db->log);
+        atomic_fetch_add(&db->st_syncs, 1);
+        atomic_fetch_add(&db->st_sync_ns, db_now_ns() - t0);
+    }
+    /* derived data: tx index items and Merkle leaves, in chunks */
+    uint8_t items[256][TXIDX_ITEM_LEN];
+    rfc6962_hash leaves[256];
+    size_t k = 0;
+    uint64_t last_tx = 0;
+    for (pending *p = batch; p && rc == 0; p = p->next) {
+        wr64(items[k], p->pos);
+        wr64(items[k] + 8, p->ts);
+        memcpy(leaves[k], p->leaf, 32);
+        last_tx = p->tx;
+        if (++k == 256 || !p->next) {
+            rc = afile_append(db->txidx, items, k);
+            if (rc == 0) rc = mstore_append(db->ms, (const rfc6962_hash *)leaves, k);
+            k = 0;
+        }
+    }
+    int err = rc ? tally_err_from_errno(rc) : 0;
+
+    pthread_mutex_lock(&db->mu);
+    if (err) {
+        db->failed = err;
+        for (pending *p = batch; p; p = p->next) p->rc = err, p->done = 1;
+        for (pending *p = db->q_head; p; p = p->next) p->rc = err, p->done = 1;
+        db->q_head = db->q_tail = NULL;
+        fprintf(stderr, "tally: log write/sync failed (%s): handle failed; no later commit is acknowledged\n",
+                strerror(-rc));
+    } else {
+        atomic_store_explicit(&db->visible_tx, last_tx, memory_order_release);
+        atomic_fetch_add(&db->st_commits, count);
+        for (pending *p = batch; p; p = p->next) p->done = 1;
+    }
+    pthread_cond_broadcast(&db->cond);
+}
+
+int tally_commit(tally_db *db, uint64_t *out_tx, const tally_entry *entries, size_t n, const void *tx_meta,
+                 size_t tx_meta_len) {
+    if (!db) return tally_seterr(TALLY_EINVAL, "NULL handle");
+    if (db->opt.read_only) return tally_seterr(TALLY_EINVAL, "handle is read-only");
+    if (tx_meta_len && !tx_meta) return tally_seterr(TALLY_EINVAL, "NULL transaction metadata");
+    pending p;
+    memset(&p, 0, sizeof p);
+    int rc = prepare(&p, entries, n, tx_meta, tx_meta_len);
+    if (rc) return rc;
+
+    pthread_mutex_lock(&db->mu);
+    if (db->failed) {
+        rc = tally_seterr(TALLY_EFATAL, "handle failed earlier (%s); reopen to recover", tally_strerror(db->failed));
+    } else {
+        pthread_rwlock_wrlock(&db->ixlock);
+        rc = check_entries(db, &p);
+        if (rc == 0) rc = assign(db, &p);
+        if (rc == 0 && ix_checkpoint_due(db) && ix_freeze(db) == 0) pthread_cond_signal(&db->ckpt_cond);
+        pthread_rwlock_unlock(&db->ixlock);
+    }
+    if (rc) {
+        pthread_mutex_unlock(&db->mu);
+        free(p.rec);
+        return rc;
+    }
+    if (db->q_tail) db->q_tail->next = &p;
+    else db->q_head = &p;
+    db->q_tail = &p;
+    while (!p.done) {
+        if (!db->leader && db->q_head) {
+            db->leader = 1;
+            run_batch(db);
+            db->leader = 0;
+            pthread_cond_broadcast(&db->cond);
+        } else {
+            pthread_cond_wait(&db->cond, &db->mu);
+        }
+    }
+    rc = p.rc;
+    pthread_mutex_unlock(&db->mu);
+    free(p.rec);
+    if (rc) return tally_seterr(rc, "transaction %llu not acknowledged: the log write or fsync failed",
+                                (unsigned long long)p.tx);
+    if (out_tx) *out_tx = p.tx;
+    return 0;
+}

@@ -1,0 +1,281 @@
+/*
+** db.c — opening (with recovery) and closing a ledger directory.
+**
+** Directory layout (docs/FORMAT.md):
+**   LOCK        flock'd by the writing process; holds its pid
+**   log/        the segments: the only source of truth
+**   txindex     derived: 16 bytes per tx (u64 log position, u64 ts_ns)
+**   merkle      derived: the ledger tree's nodes in post-order (merkle/store.h)
+**   INDEX       derived: names the key-value index checkpoint in force
+**   index/      derived: run files
+**
+** Open: derived files are trusted only up to the checkpoint's index_tx (they
+** were synced before INDEX was written); everything after it is rebuilt by
+** scanning the log tail, which also checks every tail record and the hash
+** chain, truncates a torn tail and refuses corruption (log.h).
+*/
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "core/db_int.h"
+#include "os/io.h"
+#include "util/err.h"
+
+#define DIR_BYTES_MAX 3000
+#define REPLAY_LEAVES_BATCH 1024
+
+void tally_options_init(tally_options *o) {
+    memset(o, 0, sizeof *o);
+    o->durability = TALLY_SYNC_FULL;
+    o->segment_bytes_max = 512ull << 20;
+    o->checkpoint_entries_min = 1000000;
+}
+
+int db_txidx_get(tally_db *db, uint64_t tx, uint64_t *pos, uint64_t *ts) {
+    const uint8_t *it = afile_item(db->txidx, tx - 1);
+    if (!it) return tally_seterr(TALLY_EIO, "cannot map the tx index");
+    *pos = rd64(it);
+    if (ts) *ts = rd64(it + 8);
+    return 0;
+}
+
+typedef struct replay {
+    tally_db *db;
+    uint64_t replayed;
+    rfc6962_hash leaves[REPLAY_LEAVES_BATCH];
+    uint8_t items[REPLAY_LEAVES_BATCH][TXIDX_ITEM_LEN];
+    size_t nleaves;
+} replay;
+
+static int replay_flush(replay *r) {
+    int rc = afile_append(r->db->txidx, r->items, r->nleaves);
+    if (rc == 0) rc = mstore_append(r->db->ms, (const rfc6962_hash *)r->leaves, r->nleaves);
+    r->nleaves = 0;
+    return rc ? tally_seterr(tally_err_from_errno(rc), "rebuilding derived files: %s", strerror(-rc)) : 0;
+}
+
+/* Index the entries of one record into the active memtable. */
+static int replay_entries(tally_db *db, uint64_t pos, const uint8_t *rec, const record_hdr *h) {
+    const uint8_t *ent = rec + RECORD_HDR_LEN + h->txh_len;
+    size_t len = h->body_len - h->txh_len, off = 0;
+    for (uint32_t i = 0; off < len; i++) {
+        entry_view e;
+        size_t n = entry_decode(ent + off, len - off, &e);
+        uint64_t hash = ix_hash(e.ns, e.key, e.key_len);
+        mt_key *k = ix_node(db, e.ns, e.key, e.key_len, hash);
+        ix_version v = {h->tx_id, pos + RECORD_HDR_LEN + h->txh_len + off, i, e.flags};
+        if (!k || mt_add_version(db->active, k, &v) != 0)
+            return tally_seterr(TALLY_ENOMEM, "out of memory rebuilding the index");
+        off += n;
+    }
+    return 0;
+}
+
+static int replay_record(void *ctx, uint64_t pos, const uint8_t *rec, const record_hdr *h) {
+    replay *r = ctx;
+    tally_db *db = r->db;
+    txh_view t;
+    const uint8_t *txh = rec + RECORD_HDR_LEN;
+    txh_decode(txh, h->txh_len, &t); /* record_check passed */
+    if (memcmp(t.prev_hash, db->last_hash, 32) != 0)
+        return tally_seterr(TALLY_ECORRUPT, "tx %llu: previous-hash link does not match tx %llu",
+                            (unsigned long long)h->tx_id, (unsigned long long)h->tx_id - 1);
+    if (t.ts_ns < db->last_ts)
+        return tally_seterr(TALLY_ECORRUPT, "tx %llu: commit time goes backwards", (unsigned long long)h->tx_id);
+    if (h->tx_id > afile_count(db->txidx)) {
+        rfc6962_leaf_hash(txh, h->txh_len, r->leaves[r->nleaves]);
+        memcpy(db->last_hash, r->leaves[r->nleaves], 32);
+        wr64(r->items[r->nleaves], pos);
+        wr64(r->items[r->nleaves] + 8, t.ts_ns);
+        if (++r->nleaves == REPLAY_LEAVES_BATCH && replay_flush(r)) return TALLY_EIO;
+    } else {
+        memcpy(db->last_hash, mstore_leaf(db->ms, h->tx_id - 1), 32);
+    }
+    db->last_ts = t.ts_ns;
+    if (h->tx_id > db->index_tx) {
+        r->replayed++;
+        return replay_entries(db, pos, rec, h);
+    }
+    return 0;
+}
+
+/* Where the scan starts: after the last tx whose derived data we trust. */
+static int recovery_start(tally_db *db, uint64_t *start_tx, uint64_t *start_pos) {
+    uint64_t k = db->index_tx;
+    if (afile_count(db->txidx) < k) k = afile_count(db->txidx);
+    if (mstore_size(db->ms) < k) k = mstore_size(db->ms);
+    int rc = afile_truncate(db->txidx, k);
+    if (rc == 0) rc = mstore_truncate(db->ms, k);
+    if (rc) return tally_seterr(TALLY_EIO, "truncate derived files: %s", strerror(-rc));
+    *start_tx = k + 1;
+    *start_pos = log_start_pos(db->log);
+    memset(db->last_hash, 0, 32);
+    db->last_ts = 0;
+    if (k == 0) return 0;
+    uint64_t pos = 0, ts = 0;
+    if ((rc = db_txidx_get(db, k, &pos, &ts)) != 0) return rc;
+    record_hdr h;
+    char why[160];
+    if (LOG_SEG(pos) >= log_segment_count(db->log) ||
+        LOG_OFF(pos) + (uint64_t)RECORD_HDR_LEN > log_segment_size(db->log, LOG_SEG(pos)) ||
+        record_check(log_ptr(db->log, pos), log_segment_size(db->log, LOG_SEG(pos)) - LOG_OFF(pos), k, why,
+                     sizeof why) != 0)
+        return tally_seterr(TALLY_ECORRUPT,
+                            "the index checkpoint names tx %llu but the log does not hold it there; "
+                            "run `tally verify`, then `tally reindex`", (unsigned long long)k);
+    record_hdr_decode(log_ptr(db->log, pos), &h);
+    uint8_t leaf[32];
+    rfc6962_leaf_hash(log_ptr(db->log, pos) + RECORD_HDR_LEN, h.txh_len, leaf);
+    if (memcmp(leaf, mstore_leaf(db->ms, k - 1), 32) != 0)
+        return tally_seterr(TALLY_ECORRUPT, "tx %llu: hash differs from the stored Merkle leaf; "
+                            "run `tally verify`", (unsigned long long)k);
+    memcpy(db->last_hash, leaf, 32);
+    db->last_ts = ts;
+    *start_pos = pos + RECORD_HDR_LEN + h.body_len;
+    if (LOG_OFF(*start_pos) >= log_segment_size(db->log, LOG_SEG(pos)) &&
+        LOG_SEG(pos) + 1 < log_segment_count(db->log))
+        *start_pos = LOG_POS(LOG_SEG(pos) + 1, LOG_SEG_HDR_LEN);
+    return 0;
+}
+
+static int open_index(tally_db *db) {
+    uint8_t h[32];
+    char path[PATH_MAX], name[64];
+    snprintf(path, sizeof path, "%s/index", db->dir);
+    if (!db->opt.read_only && mkdir(path, 0755) == 0) io_fsync_dir(db->dir);
+    int rc = manifest_read(db->dir, &db->index_tx, h);
+    if (rc || db->index_tx == 0) return rc;
+    run_file_name(name, sizeof name, db->index_tx);
+    snprintf(path, sizeof path, "%s/index/%s", db->dir, name);
+    if ((rc = run_open(&db->run, path)) != 0) return rc;
+    if (run_index_tx(db->run) != db->index_tx)
+        return tally_seterr(TALLY_ECORRUPT, "index run %s covers tx %llu, INDEX says %llu", path,
+                            (unsigned long long)run_index_tx(db->run), (unsigned long long)db->index_tx);
+    return 0;
+}
+
+static int db_recover(tally_db *db, tally_open_report *rep) {
+    uint64_t start_tx = 1, start_pos = 0, last_tx = 0, torn = 0;
+    int rc = recovery_start(db, &start_tx, &start_pos);
+    if (rc) return rc;
+    replay r;
+    r.db = db;
+    r.replayed = 0;
+    r.nleaves = 0;
+    rc = log_recover(db->log, start_pos, start_tx, replay_record, &r, &torn, &last_tx);
+    if (rc == 0 && r.nleaves) rc = replay_flush(&r);
+    if (rc) return rc;
+    if (last_tx < db->index_tx)
+        return tally_seterr(TALLY_ECORRUPT, "the log ends at tx %llu but the index covers tx %llu",
+                            (unsigned long long)last_tx, (unsigned long long)db->index_tx);
+    db->next_tx = last_tx + 1;
+    atomic_store(&db->visible_tx, last_tx);
+    rep->tx_count = last_tx;
+    rep->torn_bytes_dropped = torn;
+    rep->replayed_tx = r.replayed;
+    if (torn)
+        fprintf(stderr, "tally: recovery: truncated a torn tail of %llu bytes after tx %llu\n",
+                (unsigned long long)torn, (unsigned long long)last_tx);
+    return 0;
+}
+
+static void db_free(tally_db *db) {
+    ckpt_stop(db);
+    mt_free(db->active);
+    mt_free(db->frozen);
+    run_close(db->run);
+    mstore_close(db->ms);
+    afile_close(db->txidx);
+    log_close(db->log);
+    if (db->lock_fd >= 0) close(db->lock_fd);
+    pthread_mutex_destroy(&db->mu);
+    pthread_cond_destroy(&db->cond);
+    pthread_cond_destroy(&db->ckpt_cond);
+    pthread_rwlock_destroy(&db->ixlock);
+    free(db);
+}
+
+int tally_db_open(tally_db **out, const char *dir, const tally_options *opts, tally_open_report *report) {
+    tally_open_report dummy;
+    tally_open_report *rep = report ? report : &dummy;
+    memset(rep, 0, sizeof *rep);
+    tally_clearerr();
+    if (!out || !dir || !*dir) return tally_seterr(TALLY_EINVAL, "NULL or empty directory");
+    if (strlen(dir) > DIR_BYTES_MAX) return tally_seterr(TALLY_EINVAL, "directory path too long");
+    tally_db *db = calloc(1, sizeof *db);
+    if (!db) return tally_seterr(TALLY_ENOMEM, "out of memory");
+    snprintf(db->dir, sizeof db->dir, "%s", dir);
+    if (opts) db->opt = *opts;
+    else tally_options_init(&db->opt);
+    if (!db->opt.segment_bytes_max) db->opt.segment_bytes_max = 512ull << 20;
+    if (!db->opt.checkpoint_entries_min) db->opt.checkpoint_entries_min = 1000000;
+    db->lock_fd = -1;
+    pthread_mutex_init(&db->mu, NULL);
+    pthread_cond_init(&db->cond, NULL);
+    pthread_cond_init(&db->ckpt_cond, NULL);
+    pthread_rwlock_init(&db->ixlock, NULL);
+    int rc = 0;
+    if (db->opt.segment_bytes_max < 4096 || db->opt.segment_bytes_max > (4ull << 30) - 1)
+        rc = tally_seterr(TALLY_EINVAL, "segment_bytes_max must be in [4 KiB, 4 GiB)");
+    if (db->opt.durability != TALLY_SYNC_FULL && db->opt.durability != TALLY_SYNC_NONE)
+        rc = tally_seterr(TALLY_EINVAL, "unknown durability mode");
+    if (rc == 0 && !db->opt.read_only && mkdir(dir, 0755) != 0 && errno != EEXIST)
+        rc = tally_seterr(TALLY_EIO, "create %s: %s", dir, strerror(errno));
+    if (rc == 0) {
+        struct stat st;
+        if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+            rc = tally_seterr(TALLY_ENOTFOUND, "no ledger directory %s", dir);
+    }
+    if (rc == 0) rc = dir_lock(dir, &db->lock_fd);
+    if (rc == 0) rc = log_open(&db->log, dir, db->opt.segment_bytes_max, db->opt.read_only);
+    char path[PATH_MAX];
+    if (rc == 0) {
+        snprintf(path, sizeof path, "%s/txindex", dir);
+        int e = afile_open(&db->txidx, path, TXIDX_ITEM_LEN);
+        if (!e) {
+            snprintf(path, sizeof path, "%s/merkle", dir);
+            e = mstore_open(&db->ms, path);
+        }
+        if (e) rc = tally_seterr(TALLY_EIO, "open %s: %s", path, strerror(-e));
+    }
+    if (rc == 0) rc = open_index(db);
+    if (rc == 0 && !(db->active = mt_new())) rc = tally_seterr(TALLY_ENOMEM, "out of memory");
+    if (rc == 0) rc = db_recover(db, rep);
+    if (rc == 0 && !db->opt.read_only) {
+        if (ix_checkpoint_due(db)) ix_freeze(db);
+        rc = ckpt_start(db);
+        if (rc == 0 && db->frozen) {
+            pthread_mutex_lock(&db->mu);
+            pthread_cond_signal(&db->ckpt_cond);
+            pthread_mutex_unlock(&db->mu);
+        }
+    }
+    if (rc) {
+        db_free(db);
+        return rc;
+    }
+    *out = db;
+    return 0;
+}
+
+int tally_db_close(tally_db *db) {
+    if (!db) return 0;
+    ckpt_stop(db);
+    int rc = 0;
+    if (!db->failed && !db->opt.read_only) {
+        if (db->frozen) rc = ckpt_run_once(db, 0);
+        if (rc == 0 && (db->active->nversions || db_visible(db) != db->index_tx)) rc = ckpt_run_once(db, 1);
+    }
+    db_free(db);
+    return rc;
+}
+
+void tally_db_stats(tally_db *db, tally_stats *out) {
+    out->commits = atomic_load(&db->st_commits);
+    out->syncs = atomic_load(&db->st_syncs);
+    out->sync_ns_total = atomic_load(&db->st_sync_ns);
+    out->checkpoints = atomic_load(&db->st_checkpoints);
+}

@@ -1,0 +1,114 @@
+/*
+** db_int.h — the tally_db handle, shared by the files of src/core.
+**
+** Data flow (docs/ARCHITECTURE.md):
+**   commit:  prepare (caller thread: encode, hash entries, entries root)
+**            -> serial section under `mu`: preconditions, tx id, time, chain
+**               hash, log position, index versions (invisible until durable)
+**            -> group commit: one leader writes every queued record, one
+**               fdatasync, appends tx index + Merkle leaves, publishes
+**               visible_tx, wakes the group.
+**   read:    under ixlock (read): active memtable -> frozen memtable -> run,
+**            versions with tx <= as_of <= visible_tx.
+**   checkpoint thread: frozen memtable + run -> new run, then DIR/INDEX.
+**
+** Lock order: mu before ixlock. Invariants:
+**   (1) visible_tx <= last tx whose record is synced (durability FULL) and
+**       whose tx index item and Merkle leaf are written;
+**   (2) every version in the index with tx <= visible_tx points at its entry;
+**       versions with tx > visible_tx are invisible to readers;
+**   (3) run covers exactly txs 1..index_tx; frozen covers (index_tx, freeze_tx];
+**       active covers (freeze_tx or index_tx, next_tx);
+**   (4) once `failed` is set no transaction is acknowledged by this handle.
+*/
+#ifndef TALLY_DB_INT_H
+#define TALLY_DB_INT_H
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include "tally.h"
+#include "index/memtable.h"
+#include "index/run.h"
+#include "log/log.h"
+#include "merkle/store.h"
+#include "os/afile.h"
+
+#define TXIDX_ITEM_LEN 16 /* u64 log position | u64 ts_ns */
+
+typedef struct pending {
+    uint8_t *rec;          /* the whole record, one malloc with the scratch below */
+    size_t rec_len;
+    uint32_t txh_len;
+    const tally_entry *e;
+    size_t n;
+    uint64_t *hashes;      /* key hash per entry */
+    uint64_t tx, pos, ts;
+    uint8_t leaf[32];      /* tx hash */
+    int rc, done;
+    struct pending *next;
+} pending;
+
+struct tally_db {
+    char dir[PATH_MAX];
+    tally_options opt;
+    int lock_fd;
+    tlog *log;
+    afile *txidx;
+    mstore *ms;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cond;        /* batch finished / leader released */
+    pthread_rwlock_t ixlock;
+    memtable *active, *frozen;
+    run *run;
+    uint64_t index_tx, freeze_tx;
+    uint64_t next_tx, last_ts, attempt;
+    uint8_t last_hash[32];
+    pending *q_head, *q_tail;
+    int leader;
+    int failed;                 /* 0 or the TALLY_E* that failed the handle */
+    _Atomic uint64_t visible_tx;
+
+    pthread_t ckpt_thread;
+    int ckpt_started, ckpt_stop, ckpt_error;
+    pthread_cond_t ckpt_cond;
+
+    _Atomic uint64_t st_commits, st_syncs, st_sync_ns, st_checkpoints;
+};
+
+/* index.c */
+/* Latest version count of (ns,key) in the layers older than `active`. */
+uint64_t ix_older_count(tally_db *db, uint8_t ns, const void *key, size_t len, uint64_t hash);
+/* Finds or creates the active node. NULL on allocation failure. */
+mt_key *ix_node(tally_db *db, uint8_t ns, const void *key, size_t len, uint64_t hash);
+/* Latest version overall (visible or not): *rev (0 = never written), *deleted. */
+void ix_latest_any(tally_db *db, mt_key *node, uint8_t ns, const void *key, size_t len, uint64_t hash,
+                   uint64_t *rev, int *deleted);
+/* The version of (ns,key) visible at as_of. Returns 0 or TALLY_ENOTFOUND. */
+int ix_lookup_asof(tally_db *db, uint8_t ns, const void *key, size_t len, uint64_t hash, uint64_t as_of,
+                   ix_version *out, uint64_t *rev);
+/* Version with revision rev (no visibility filter). Returns 0 or TALLY_ENOTFOUND. */
+int ix_lookup_rev(tally_db *db, uint8_t ns, const void *key, size_t len, uint64_t hash, uint64_t rev,
+                  ix_version *out);
+/* Freezes the active memtable (caller holds mu and ixlock for writing). */
+int ix_freeze(tally_db *db);
+/* Whether the active memtable is due for a checkpoint. */
+int ix_checkpoint_due(const tally_db *db);
+
+/* checkpoint.c */
+int ckpt_start(tally_db *db);
+void ckpt_stop(tally_db *db);
+/* Writes the frozen memtable (or, with final=1, everything) as the new run. */
+int ckpt_run_once(tally_db *db, int final);
+int manifest_read(const char *dir, uint64_t *index_tx, uint8_t tx_hash[32]);
+int manifest_write(const char *dir, uint64_t index_tx, const uint8_t tx_hash[32]);
+void run_file_name(char *buf, size_t len, uint64_t index_tx);
+
+/* helpers */
+uint64_t db_now_ns(void);
+static inline uint64_t db_visible(tally_db *db) {
+    return atomic_load_explicit(&db->visible_tx, memory_order_acquire);
+}
+int db_txidx_get(tally_db *db, uint64_t tx, uint64_t *pos, uint64_t *ts);
+
+#endif

@@ -1,0 +1,294 @@
+/*
+** verify.c — `tally verify` and `tally reindex`: recompute from raw bytes.
+**
+** verify reads the log from its first byte and, for every transaction:
+** checks framing and checksums, recomputes every entry's leaf hash and the
+** entries root, checks the id sequence, the time order and the previous-hash
+** chain, recomputes the tx hash and every Merkle node it completes and
+** compares them with DIR/merkle (where present), and compares DIR/txindex.
+** Then it checks the key-value index checkpoint against the log: the run's
+** header and trailer CRC, key order, slot lookups, revision order, that
+** every version names an entry of its transaction with that key, and that
+** the run holds exactly the log's entries of txs 1..index_tx (a count and an
+** order-independent 64-bit sum of per-entry fingerprints must both match).
+** It stops at the first bad transaction and names it.
+*/
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <stdarg.h>
+#include <dirent.h>
+#include <unistd.h>
+#include "core/db_int.h"
+#include "merkle/rfc6962.h"
+#include "os/io.h"
+#include "util/err.h"
+
+typedef struct vstate {
+    tally_verify_result *res;
+    tlog *log;
+    afile *txidx;
+    mstore *ms;
+    uint64_t ms_nodes_avail;  /* nodes present in DIR/merkle */
+    uint64_t n;               /* leaves folded so far */
+    rfc6962_hash frontier[64];
+    uint8_t last_hash[32];
+    uint64_t last_ts;
+    uint8_t (*scratch)[32];
+    uint64_t *tx_pos;         /* record position per tx (for the index check) */
+    uint64_t tx_cap;
+    uint64_t index_tx, fp_sum, fp_count;
+    uint8_t index_tx_hash[32];
+    tally_progress_fn progress;
+    void *ctx;
+    uint64_t total_hint, last_progress_ns;
+} vstate;
+
+static int fail(vstate *v, uint64_t tx, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(vstate *v, uint64_t tx, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char msg[200];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    v->res->ok = 0;
+    v->res->first_bad_tx = tx;
+    snprintf(v->res->error, sizeof v->res->error, "tx %llu: %s", (unsigned long long)tx, msg);
+    return 1;
+}
+
+/* Per-entry fingerprint shared by the log side and the index side. */
+static uint64_t entry_fp(uint64_t tx, uint64_t pos, uint32_t idx, uint32_t flags, uint64_t keyhash) {
+    uint64_t w[4] = {tx, pos, ((uint64_t)idx << 32) | flags, keyhash};
+    return ix_hash(0xFF, w, sizeof w);
+}
+
+static int check_node(vstate *v, uint64_t tx, unsigned level, uint64_t index, const uint8_t h[32]) {
+    uint64_t last_leaf = ((index + 1) << level) - 1;
+    uint64_t pos = 2 * last_leaf - (uint64_t)__builtin_popcountll(last_leaf) + level;
+    if (pos >= v->ms_nodes_avail) return 0; /* not stored yet: open rebuilds it */
+    uint8_t got[32];
+    if (mstore_node(v->ms, level, index, got) != 0 || memcmp(got, h, 32) != 0)
+        return fail(v, tx, "stored Merkle node (level %u, index %llu) differs from the recomputed one", level,
+                    (unsigned long long)index);
+    return 0;
+}
+
+static int verify_record(void *ctx, uint64_t pos, const uint8_t *rec, const record_hdr *h) {
+    vstate *v = ctx;
+    uint64_t tx = h->tx_id;
+    txh_view t;
+    const uint8_t *txh = rec + RECORD_HDR_LEN;
+    txh_decode(txh, h->txh_len, &t);
+    uint8_t root[32], leaf[32];
+    if (entries_root_compute(txh + h->txh_len, t.entries_len, t.entry_count, v->scratch, root) != 0)
+        return fail(v, tx, "malformed entries");
+    if (memcmp(root, t.entries_root, 32) != 0) return fail(v, tx, "entries root does not match its entries");
+    if (memcmp(t.prev_hash, v->last_hash, 32) != 0) return fail(v, tx, "previous-hash link broken");
+    if (t.ts_ns < v->last_ts) return fail(v, tx, "commit time goes backwards");
+    rfc6962_leaf_hash(txh, h->txh_len, leaf);
+    memcpy(v->last_hash, leaf, 32);
+    if (tx == v->index_tx) memcpy(v->index_tx_hash, leaf, 32);
+    v->last_ts = t.ts_ns;
+    if (tx <= afile_count(v->txidx)) {
+        const uint8_t *it = afile_item(v->txidx, tx - 1);
+        if (!it || rd64(it) != pos || rd64(it + 8) != t.ts_ns)
+            return fail(v, tx, "tx index item differs from the log");
+    }
+    /* fold into the tree, checking every node this leaf completes */
+    if (check_node(v, tx, 0, v->n, leaf)) return 1;
+    uint8_t hsh[32];
+    memcpy(hsh, leaf, 32);
+    unsigned l = 0;
+    while ((v->n >> l) & 1) {
+        rfc6962_node_hash(v->frontier[l], hsh, hsh);
+        l++;
+        if (check_node(v, tx, l, v->n >> l, hsh)) return 1;
+    }
+    memcpy(v->frontier[l], hsh, 32);
+    v->n++;
+    if (tx <= v->index_tx) {
+        if (tx > v->tx_cap) {
+            uint64_t cap = v->tx_cap ? v->tx_cap * 2 : 1 << 16;
+            uint64_t *np = realloc(v->tx_pos, cap * sizeof *np);
+            if (!np) return fail(v, tx, "out of memory");
+            v->tx_pos = np;
+            v->tx_cap = cap;
+        }
+        v->tx_pos[tx - 1] = pos;
+        const uint8_t *ent = txh + h->txh_len;
+        size_t off = 0;
+        for (uint32_t i = 0; i < t.entry_count; i++) {
+            entry_view e;
+            size_t n = entry_decode(ent + off, t.entries_len - off, &e);
+            uint64_t epos = pos + RECORD_HDR_LEN + h->txh_len + off;
+            v->fp_sum += entry_fp(tx, epos, i, e.flags, ix_hash(e.ns, e.key, e.key_len));
+            v->fp_count++;
+            off += n;
+        }
+    }
+    v->res->tx_checked = tx;
+    if (v->progress && (tx & 1023) == 0) {
+        uint64_t now = db_now_ns();
+        if (now - v->last_progress_ns > 200000000ull) {
+            v->last_progress_ns = now;
+            if (v->progress(v->ctx, tx, v->total_hint)) return fail(v, tx, "interrupted");
+        }
+    }
+    return 0;
+}
+
+/* The key-value index checkpoint against the log. */
+static void verify_index(vstate *v, const char *dir) {
+    uint64_t itx;
+    uint8_t ih[32];
+    if (manifest_read(dir, &itx, ih) != 0) {
+        fail(v, 0, "%s", tally_errmsg());
+        return;
+    }
+    if (itx == 0) return;
+    if (itx > v->res->tx_checked) {
+        fail(v, v->res->tx_checked + 1, "the index checkpoint covers tx %llu beyond the log", (unsigned long long)itx);
+        return;
+    }
+    char path[PATH_MAX], name[64];
+    run_file_name(name, sizeof name, itx);
+    snprintf(path, sizeof path, "%s/index/%s", dir, name);
+    run *r;
+    if (run_open(&r, path) != 0) {
+        fail(v, itx, "index checkpoint: %s", tally_errmsg());
+        return;
+    }
+    uint64_t sum = 0, count = 0;
+    if (run_check_crc(r) != 0) fail(v, itx, "index run checksum mismatch");
+    if (itx != v->index_tx || memcmp(ih, v->index_tx_hash, 32) != 0) fail(v, itx, "INDEX names another tx hash");
+    run_key prev = {0};
+    for (uint64_t i = 0; v->res->ok && i < run_key_count(r); i++) {
+        run_key k;
+        run_get(r, i, &k);
+        uint64_t hash = ix_hash(k.ns, k.key, k.key_len);
+        if (!k.key_len || !k.nver) fail(v, itx, "index run: key %llu malformed", (unsigned long long)i);
+        else if (i && ix_key_cmp(prev.ns, prev.key, prev.key_len, k.ns, k.key, k.key_len) >= 0)
+            fail(v, itx, "index run: keys out of order at %llu", (unsigned long long)i);
+        else if (run_find(r, k.ns, k.key, k.key_len, hash) != (int64_t)i)
+            fail(v, itx, "index run: key %llu not reachable from its hash slot", (unsigned long long)i);
+        for (uint32_t j = 0; v->res->ok && j < k.nver; j++) {
+            const ix_version *x = &k.vers[j];
+            if (x->tx == 0 || x->tx > itx || (j && x->tx <= k.vers[j - 1].tx)) {
+                fail(v, x->tx && x->tx <= itx ? x->tx : itx, "index run: bad version order for a key");
+                break;
+            }
+            /* the entry must lie inside its transaction's record and carry this key */
+            uint64_t rp = v->tx_pos[x->tx - 1];
+            record_hdr h;
+            record_hdr_decode(log_ptr(v->log, rp), &h);
+            uint64_t lo = rp + RECORD_HDR_LEN + h.txh_len, hi = rp + RECORD_HDR_LEN + h.body_len;
+            entry_view e;
+            if (x->pos < lo || x->pos >= hi || !entry_decode(log_ptr(v->log, x->pos), hi - x->pos, &e) ||
+                e.ns != k.ns || e.key_len != k.key_len || memcmp(e.key, k.key, k.key_len) != 0 ||
+                e.flags != x->flags) {
+                fail(v, x->tx, "index version does not point at this key's entry");
+                break;
+            }
+            sum += entry_fp(x->tx, x->pos, x->entry_index, x->flags, hash);
+            count++;
+        }
+        prev = k;
+    }
+    if (v->res->ok && (count != v->fp_count || sum != v->fp_sum))
+        fail(v, itx, "index checkpoint holds %llu versions, the log has %llu entries in txs 1..%llu%s",
+             (unsigned long long)count, (unsigned long long)v->fp_count, (unsigned long long)itx,
+             count == v->fp_count ? " (same count, different entries)" : "");
+    run_close(r);
+}
+
+int tally_verify_dir(const char *dir, tally_verify_result *res, tally_progress_fn progress, void *ctx) {
+    memset(res, 0, sizeof *res);
+    res->ok = 1;
+    tally_clearerr();
+    int lock_fd = -1, rc = dir_lock(dir, &lock_fd);
+    if (rc) return rc;
+    vstate v;
+    memset(&v, 0, sizeof v);
+    v.res = res;
+    v.progress = progress;
+    v.ctx = ctx;
+    char path[PATH_MAX];
+    uint8_t ih[32];
+    rc = log_open(&v.log, dir, 512ull << 20, 1);
+    if (rc == 0) {
+        snprintf(path, sizeof path, "%s/txindex", dir);
+        int e = afile_open(&v.txidx, path, TXIDX_ITEM_LEN);
+        snprintf(path, sizeof path, "%s/merkle", dir);
+        if (!e) e = mstore_open(&v.ms, path);
+        if (e) rc = tally_seterr(TALLY_EIO, "open %s: %s", path, strerror(-e));
+    }
+    if (rc == 0 && manifest_read(dir, &v.index_tx, ih) != 0) v.index_tx = 0;
+    if (rc == 0 && !(v.scratch = malloc((size_t)(TALLY_TX_ENTRIES_MAX + TALLY_TX_ENTRIES_MAX / 2 + 1) * 32)))
+        rc = tally_seterr(TALLY_ENOMEM, "out of memory");
+    if (rc == 0) {
+        v.ms_nodes_avail = mstore_nodes_for(mstore_size(v.ms));
+        v.total_hint = afile_count(v.txidx);
+        uint64_t torn = 0, last = 0;
+        rc = log_recover(v.log, log_start_pos(v.log), 1, verify_record, &v, &torn, &last);
+        if (rc == 1) rc = 0; /* a check failed: res says which */
+        else if (rc == TALLY_ECORRUPT) {
+            res->ok = 0;
+            res->first_bad_tx = res->tx_checked + 1;
+            snprintf(res->error, sizeof res->error, "%s", tally_errmsg());
+            rc = 0;
+        } else if (rc == 0 && torn) {
+            res->ok = 0;
+            res->first_bad_tx = last + 1;
+            snprintf(res->error, sizeof res->error,
+                     "tx %llu: incomplete or damaged last record (%llu bytes; a torn write, or damage to the "
+                     "last transaction)", (unsigned long long)last + 1, (unsigned long long)torn);
+        }
+        if (rc == 0 && res->ok) verify_index(&v, dir);
+        if (rc == 0 && res->ok && progress) progress(ctx, res->tx_checked, res->tx_checked);
+    }
+    free(v.scratch);
+    free(v.tx_pos);
+    mstore_close(v.ms);
+    afile_close(v.txidx);
+    log_close(v.log);
+    close(lock_fd);
+    return rc;
+}
+
+int tally_reindex_dir(const char *dir, tally_progress_fn progress, void *ctx) {
+    tally_clearerr();
+    int lock_fd = -1, rc = dir_lock(dir, &lock_fd);
+    if (rc) return rc;
+    char path[PATH_MAX], name[64];
+    uint64_t itx = 0;
+    uint8_t ih[32];
+    (void)itx, (void)ih, (void)name;
+    snprintf(path, sizeof path, "%s/index", dir);
+    DIR *d = opendir(path);
+    for (struct dirent *de; d && (de = readdir(d));) {
+        if (strncmp(de->d_name, "run-", 4) != 0) continue;
+        char p2[PATH_MAX];
+        snprintf(p2, sizeof p2, "%s/%s", path, de->d_name);
+        unlink(p2);
+    }
+    if (d) closedir(d);
+    const char *derived[] = {"INDEX", "txindex", "merkle"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, derived[i]);
+        if (unlink(path) != 0 && errno != ENOENT) {
+            close(lock_fd);
+            return tally_seterr(TALLY_EIO, "remove %s: %s", path, strerror(errno));
+        }
+    }
+    io_fsync_dir(dir);
+    close(lock_fd); /* tally_db_open takes it again */
+    tally_db *db;
+    tally_open_report rep;
+    rc = tally_db_open(&db, dir, NULL, &rep);
+    if (rc) return rc;
+    if (progress) progress(ctx, rep.tx_count, rep.tx_count);
+    return tally_db_close(db);
+}

@@ -1,0 +1,55 @@
+/*
+** memtable.h — the in-memory part of the key-value index.
+**
+** An open-addressing hash table of key nodes; each node holds the versions
+** written since the last checkpoint plus base_rev, the number of versions
+** the key has in older layers (so revisions are known at commit time).
+** Writers: the single committer (under the db's index write lock). Readers:
+** under the read lock. Nodes are never moved or freed until the memtable is
+** destroyed, so a node pointer is stable.
+**
+** Invariants:
+**   (1) versions of a node are in increasing tx order;
+**   (2) the revision of vers[i] is base_rev + i + 1;
+**   (3) load factor <= 1/2 (the table doubles before exceeding it).
+*/
+#ifndef TALLY_MEMTABLE_H
+#define TALLY_MEMTABLE_H
+#include "index/ixtypes.h"
+
+typedef struct mt_key {
+    uint64_t hash;
+    uint64_t base_rev;
+    uint64_t mark;       /* commit attempt that last touched it (dup detection) */
+    ix_version *vers;
+    uint32_t nver, cap;
+    uint16_t key_len;
+    uint8_t ns;
+    ix_version v0;       /* inline storage for the first version */
+    uint8_t key[];
+} mt_key;
+
+typedef struct memtable {
+    mt_key **slots;
+    uint64_t mask;
+    uint64_t nkeys, nversions;
+    uint8_t **blocks;    /* arena blocks */
+    size_t nblocks, cap_blocks, block_used;
+    mt_key **sorted;     /* nodes with versions in key order, once frozen (NULL before) */
+    size_t nsorted;
+} memtable;
+
+memtable *mt_new(void);
+void mt_free(memtable *mt);
+mt_key *mt_find(const memtable *mt, uint8_t ns, const void *key, size_t len, uint64_t hash);
+/* Inserts a new node (key must be absent). NULL on allocation failure. */
+mt_key *mt_insert(memtable *mt, uint8_t ns, const void *key, size_t len, uint64_t hash, uint64_t base_rev);
+/* Appends a version to node k. Returns 0 or -1 (allocation). */
+int mt_add_version(memtable *mt, mt_key *k, const ix_version *v);
+/* Builds mt->sorted (all nodes with nver > 0, key order). Returns 0 or -1. */
+int mt_sort(memtable *mt);
+/* Collects nodes with nver > 0 whose key starts with prefix in namespace ns,
+** sorted. *out is malloc'd (caller frees). Returns count or -1. */
+int64_t mt_collect_prefix(const memtable *mt, uint8_t ns, const void *prefix, size_t plen, mt_key ***out);
+
+#endif

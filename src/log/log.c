@@ -1,0 +1,305 @@
+/*
+** log.c — segment files, the directory lock, recovery and appends (log.h).
+*/
+#include "log/log.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "os/io.h"
+#include "util/crc32c.h"
+#include "util/err.h"
+
+typedef struct segment {
+    int fd;
+    uint64_t first_tx;
+    uint64_t size;      /* bytes in the file (written) */
+    uint64_t map_len;
+    uint8_t *map;
+} segment;
+
+struct tlog {
+    char dir[PATH_MAX];     /* DIR/log */
+    uint64_t seg_bytes_max;
+    int read_only;
+    _Atomic uint32_t nseg;  /* segments published to readers */
+    segment *segs;          /* LOG_SEGMENTS_MAX slots */
+    uint64_t reserve_pos;   /* next record position (commit lock) */
+    uint32_t write_seg;     /* segment the writer appends to */
+};
+
+static void seg_name(const tlog *log, uint32_t s, char *buf, size_t len) {
+    snprintf(buf, len, "%s/%08u.seg", log->dir, s);
+}
+
+static void seg_hdr_encode(uint8_t *p, uint32_t s, uint64_t first_tx) {
+    memset(p, 0, LOG_SEG_HDR_LEN);
+    memcpy(p, "TALLYSEG", 8);
+    wr32(p + 8, 1);
+    wr32(p + 12, s);
+    wr64(p + 16, first_tx);
+    wr32(p + 28, tally_crc32c(0, p, 28));
+}
+
+static int seg_map(tlog *log, segment *sg) {
+    sg->map_len = sg->size > log->seg_bytes_max ? sg->size : log->seg_bytes_max;
+    void *m = mmap(NULL, sg->map_len, PROT_READ, MAP_SHARED, sg->fd, 0);
+    if (m == MAP_FAILED) return -errno;
+    sg->map = m;
+    return 0;
+}
+
+/* Creates segment s (header written and synced, directory synced). */
+static int seg_create(tlog *log, uint32_t s, uint64_t first_tx) {
+    char path[PATH_MAX];
+    uint8_t hdr[LOG_SEG_HDR_LEN];
+    if (s >= LOG_SEGMENTS_MAX) return -EFBIG;
+    seg_name(log, s, path, sizeof path);
+    int fd = tally_io->open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return -errno;
+    seg_hdr_encode(hdr, s, first_tx);
+    int rc = io_pwrite_all(fd, hdr, sizeof hdr, 0);
+    if (rc == 0 && tally_io->fdatasync(fd) < 0) rc = -errno;
+    if (rc == 0) rc = io_fsync_dir(log->dir);
+    segment *sg = &log->segs[s];
+    sg->fd = fd;
+    sg->first_tx = first_tx;
+    sg->size = LOG_SEG_HDR_LEN;
+    if (rc == 0) rc = seg_map(log, sg);
+    if (rc != 0) {
+        tally_io->close(fd);
+        sg->fd = -1;
+        return rc;
+    }
+    atomic_store_explicit(&log->nseg, s + 1, memory_order_release);
+    return 0;
+}
+
+/* Opens existing segment s; a last segment with a torn header is reported
+** via *torn_header (the caller removes it). */
+static int seg_load(tlog *log, uint32_t s, int *torn_header) {
+    char path[PATH_MAX];
+    uint8_t hdr[LOG_SEG_HDR_LEN];
+    seg_name(log, s, path, sizeof path);
+    int fd = tally_io->open(path, log->read_only ? O_RDONLY : O_RDWR, 0);
+    if (fd < 0) return tally_seterr(TALLY_EIO, "open %s: %s", path, strerror(errno));
+    int64_t sz = io_file_size(fd);
+    segment *sg = &log->segs[s];
+    sg->fd = fd;
+    sg->size = sz < 0 ? 0 : (uint64_t)sz;
+    *torn_header = 0;
+    if (sz < (int64_t)LOG_SEG_HDR_LEN || io_pread_all(fd, hdr, sizeof hdr, 0) != 0 ||
+        memcmp(hdr, "TALLYSEG", 8) != 0 || rd32(hdr + 28) != tally_crc32c(0, hdr, 28) ||
+        rd32(hdr + 8) != 1 || rd32(hdr + 12) != s) {
+        *torn_header = 1;
+        return 0;
+    }
+    sg->first_tx = rd64(hdr + 16);
+    if (sg->size > UINT32_MAX)
+        return tally_seterr(TALLY_ECORRUPT, "segment %s larger than 4 GiB", path);
+    int rc = seg_map(log, sg);
+    if (rc) return tally_seterr(TALLY_EIO, "mmap %s: %s", path, strerror(-rc));
+    return 0;
+}
+
+int log_open(tlog **out, const char *dir, uint64_t seg_bytes_max, int read_only) {
+    tlog *log = calloc(1, sizeof *log);
+    if (!log || !(log->segs = calloc(LOG_SEGMENTS_MAX, sizeof(segment)))) {
+        free(log);
+        return tally_seterr(TALLY_ENOMEM, "out of memory opening the log");
+    }
+    for (uint32_t i = 0; i < LOG_SEGMENTS_MAX; i++) log->segs[i].fd = -1;
+    snprintf(log->dir, sizeof log->dir, "%s/log", dir);
+    log->seg_bytes_max = seg_bytes_max;
+    log->read_only = read_only;
+    if (!read_only && mkdir(log->dir, 0755) == 0) io_fsync_dir(dir);
+    uint32_t n = 0;
+    for (;; n++) {
+        char path[PATH_MAX];
+        seg_name(log, n, path, sizeof path);
+        if (access(path, F_OK) != 0) break;
+        if (n >= LOG_SEGMENTS_MAX) break;
+    }
+    int rc = 0;
+    for (uint32_t s = 0; s < n && rc == 0; s++) {
+        int torn = 0;
+        rc = seg_load(log, s, &torn);
+        if (rc == 0 && torn) {
+            if (s + 1 != n || log->segs[s].size > LOG_SEG_HDR_LEN) {
+                rc = tally_seterr(TALLY_ECORRUPT, "segment %08u has a damaged header", s);
+            } else { /* a crash while creating the last segment: drop it */
+                char path[PATH_MAX];
+                seg_name(log, s, path, sizeof path);
+                tally_io->close(log->segs[s].fd);
+                log->segs[s].fd = -1;
+                if (!read_only) {
+                    tally_io->unlink(path);
+                    io_fsync_dir(log->dir);
+                }
+                n = s;
+            }
+        }
+    }
+    if (rc == 0 && n == 0) {
+        if (read_only) rc = tally_seterr(TALLY_ENOTFOUND, "no ledger in %s", dir);
+        else if ((rc = seg_create(log, 0, 1)) != 0)
+            rc = tally_seterr(tally_err_from_errno(rc), "create segment 0 in %s: %s", log->dir, strerror(-rc));
+        n = 1;
+    }
+    if (rc) {
+        log_close(log);
+        return rc;
+    }
+    atomic_store(&log->nseg, n);
+    log->write_seg = n - 1;
+    log->reserve_pos = LOG_POS(n - 1, log->segs[n - 1].size);
+    *out = log;
+    return 0;
+}
+
+void log_close(tlog *log) {
+    if (!log) return;
+    for (uint32_t i = 0; i < LOG_SEGMENTS_MAX; i++) {
+        segment *sg = &log->segs[i];
+        if (sg->map) munmap(sg->map, sg->map_len);
+        if (sg->fd >= 0) tally_io->close(sg->fd);
+    }
+    free(log->segs);
+    free(log);
+}
+
+uint64_t log_start_pos(const tlog *log) { (void)log; return LOG_POS(0, LOG_SEG_HDR_LEN); }
+uint32_t log_segment_count(const tlog *log) { return atomic_load(&log->nseg); }
+uint64_t log_segment_size(const tlog *log, uint32_t s) { return log->segs[s].size; }
+const uint8_t *log_ptr(const tlog *log, uint64_t pos) { return log->segs[LOG_SEG(pos)].map + LOG_OFF(pos); }
+uint64_t log_end_pos(const tlog *log) { return log->reserve_pos; }
+
+/* Is there a record header with a valid checksum anywhere in [from, end)? */
+static int valid_header_after(const uint8_t *seg, uint64_t from, uint64_t end) {
+    for (uint64_t o = from; o + RECORD_HDR_LEN <= end; o++) {
+        record_hdr h;
+        if (seg[o] == (RECORD_MAGIC & 0xFF) && record_hdr_decode(seg + o, &h) == 0) return 1;
+    }
+    return 0;
+}
+
+static int truncate_tail(tlog *log, uint32_t s, uint64_t off, uint64_t *torn_bytes) {
+    segment *sg = &log->segs[s];
+    *torn_bytes += sg->size - off;
+    if (!log->read_only) {
+        if (tally_io->ftruncate(sg->fd, (off_t)off) < 0 || tally_io->fdatasync(sg->fd) < 0)
+            return tally_seterr(TALLY_EIO, "truncate torn tail of segment %08u: %s", s, strerror(errno));
+    }
+    sg->size = off;
+    return 0;
+}
+
+int log_recover(tlog *log, uint64_t pos, uint64_t expect_tx, log_record_fn fn, void *ctx,
+                uint64_t *torn_bytes, uint64_t *last_tx) {
+    uint32_t nseg = atomic_load(&log->nseg);
+    uint32_t s = LOG_SEG(pos);
+    uint64_t off = LOG_OFF(pos);
+    char why[200];
+    for (; s < nseg; s++, off = LOG_SEG_HDR_LEN) {
+        segment *sg = &log->segs[s];
+        if (off == LOG_SEG_HDR_LEN && sg->first_tx != expect_tx)
+            return tally_seterr(TALLY_ECORRUPT, "segment %08u starts at tx %llu, expected tx %llu", s,
+                                (unsigned long long)sg->first_tx, (unsigned long long)expect_tx);
+        while (off < sg->size) {
+            const uint8_t *rec = sg->map + off;
+            if (record_check(rec, sg->size - off, expect_tx, why, sizeof why) == 0) {
+                record_hdr h;
+                record_hdr_decode(rec, &h);
+                int rc = fn ? fn(ctx, LOG_POS(s, off), rec, &h) : 0;
+                if (rc) return rc;
+                off += RECORD_HDR_LEN + h.body_len;
+                expect_tx++;
+                continue;
+            }
+            /* An invalid record: a torn tail only if it is in the last segment
+            ** and no valid record header follows it. */
+            record_hdr h;
+            int hdr_ok = sg->size - off >= RECORD_HDR_LEN && record_hdr_decode(rec, &h) == 0;
+            uint64_t scan_from = off + 1;
+            if (hdr_ok && h.tx_id != expect_tx)
+                return tally_seterr(TALLY_ECORRUPT, "tx %llu (segment %08u offset %llu): %s",
+                                    (unsigned long long)expect_tx, s, (unsigned long long)off, why);
+            if (s + 1 < nseg || valid_header_after(sg->map, scan_from, sg->size))
+                return tally_seterr(TALLY_ECORRUPT,
+                                    "tx %llu (segment %08u offset %llu): %s; valid records follow, "
+                                    "refusing to truncate",
+                                    (unsigned long long)expect_tx, s, (unsigned long long)off, why);
+            int rc = truncate_tail(log, s, off, torn_bytes);
+            if (rc) return rc;
+            break;
+        }
+    }
+    log->write_seg = nseg - 1;
+    log->reserve_pos = LOG_POS(nseg - 1, log->segs[nseg - 1].size);
+    *last_tx = expect_tx - 1;
+    return 0;
+}
+
+uint64_t log_reserve(tlog *log, uint32_t len) {
+    uint64_t pos = log->reserve_pos;
+    if (LOG_OFF(pos) + (uint64_t)len > log->seg_bytes_max && LOG_OFF(pos) > LOG_SEG_HDR_LEN)
+        pos = LOG_POS(LOG_SEG(pos) + 1, LOG_SEG_HDR_LEN);
+    log->reserve_pos = pos + len;
+    return pos;
+}
+
+int log_writev_at(tlog *log, uint64_t pos, const struct iovec *iov, int iovcnt) {
+    uint32_t s = LOG_SEG(pos);
+    segment *sg = &log->segs[s];
+    size_t len = 0;
+    for (int i = 0; i < iovcnt; i++) len += iov[i].iov_len;
+    if (LOG_OFF(pos) != sg->size) return -EINVAL; /* appends only (invariant 1) */
+    int rc = io_pwritev_all(sg->fd, iov, iovcnt, (off_t)LOG_OFF(pos));
+    if (rc == 0) sg->size += len;
+    return rc;
+}
+
+int log_write(tlog *log, uint64_t pos, const struct iovec *iov, int iovcnt) {
+    uint32_t s = LOG_SEG(pos);
+    if (s != log->write_seg) {
+        if (tally_io->fdatasync(log->segs[log->write_seg].fd) < 0) return -errno;
+        uint64_t first_tx = rd64((const uint8_t *)iov[0].iov_base + 8);
+        int rc = seg_create(log, s, first_tx);
+        if (rc) return rc;
+        log->write_seg = s;
+    }
+    return log_writev_at(log, pos, iov, iovcnt);
+}
+
+int log_sync(tlog *log) {
+    return tally_io->fdatasync(log->segs[log->write_seg].fd) < 0 ? -errno : 0;
+}
+
+int dir_lock(const char *dir, int *fd_out) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/LOCK", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return tally_seterr(TALLY_EIO, "open %s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char buf[32] = {0};
+        ssize_t r = pread(fd, buf, sizeof buf - 1, 0);
+        close(fd);
+        long pid = r > 0 ? strtol(buf, NULL, 10) : 0;
+        return tally_seterr(TALLY_ELOCKED, "data directory %s in use by pid %ld", dir, pid);
+    }
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n) {
+        close(fd);
+        return tally_seterr(TALLY_EIO, "write %s: %s", path, strerror(errno));
+    }
+    *fd_out = fd;
+    return 0;
+}
