@@ -123,6 +123,13 @@ int cli_open(cli_ctx *c, int ro)
     opts.read_only = ro && dir_exists(c->args->dir);
     memset(&rep, 0, sizeof rep);
     int rc = tally_db_open(&c->db, c->args->dir, &opts, &rep);
+    if (rc == TALLY_ENOTFOUND && opts.read_only) {
+        /* An existing directory without a ledger yet: open it the way a
+        ** writer would, as the empty ledger (state then reads "tx: 0"). */
+        opts.read_only = 0;
+        memset(&rep, 0, sizeof rep);
+        rc = tally_db_open(&c->db, c->args->dir, &opts, &rep);
+    }
     if (rc != TALLY_OK) {
         c->db = NULL;
         return cli_fail(rc, "cannot open %s", c->args->dir);

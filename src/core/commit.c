@@ -67,13 +67,15 @@ static int prepare(pending *p, const tally_entry *e, size_t n, const void *meta,
     int rc = validate(e, n, meta_len, &rec_len);
     if (rc) return rc;
     size_t scratch = (n + (n + 1) / 2) * 32;
-    uint8_t *mem = malloc(rec_len + scratch + n * 8);
+    size_t rec_room = (rec_len + 63) & ~(size_t)63; /* scratch arrays start aligned */
+    uint8_t *mem = malloc(rec_room + scratch + n * 8 + n * sizeof(mt_key *));
     if (!mem) return tally_seterr(TALLY_ENOMEM, "out of memory for a %zu-byte transaction", rec_len);
-    uint8_t (*leaves)[32] = (uint8_t (*)[32])(mem + rec_len);
+    uint8_t (*leaves)[32] = (uint8_t (*)[32])(mem + rec_room);
     p->rec = mem;
     p->rec_len = rec_len;
     p->txh_len = (uint32_t)(TXH_FIXED_LEN + meta_len);
-    p->hashes = (uint64_t *)(mem + rec_len + scratch);
+    p->hashes = (uint64_t *)(mem + rec_room + scratch);
+    p->nodes = (mt_key **)(p->hashes + n);
     p->e = e;
     p->n = n;
     uint8_t *txh = mem + RECORD_HDR_LEN, *ent = txh + p->txh_len, *w = ent;
@@ -115,10 +117,12 @@ static int prepare(pending *p, const tally_entry *e, size_t n, const void *meta,
 /* Serial part, 1: preconditions and duplicate keys. Caller holds mu + ixlock(w). */
 static int check_entries(tally_db *db, pending *p) {
     uint64_t mark = ++db->attempt;
+    ix_prefetch(db, p->hashes, p->n);
     for (size_t i = 0; i < p->n; i++) {
         const tally_entry *e = &p->e[i];
         mt_key *k = ix_node(db, e->ns, e->key, e->key_len, p->hashes[i]);
         if (!k) return tally_seterr(TALLY_ENOMEM, "out of memory in the index");
+        p->nodes[i] = k;
         if (k->mark == mark)
             return tally_seterr(TALLY_EINVAL, "entry %zu: key %.*s appears twice in one transaction", i,
                                 (int)(e->key_len > 64 ? 64 : e->key_len), (const char *)e->key);
@@ -154,7 +158,7 @@ static int assign(tally_db *db, pending *p) {
     uint64_t off = RECORD_HDR_LEN + p->txh_len;
     for (size_t i = 0; i < p->n; i++) {
         const tally_entry *e = &p->e[i];
-        mt_key *k = mt_find(db->active, e->ns, e->key, e->key_len, p->hashes[i]);
+        mt_key *k = p->nodes[i];
         ix_version v = {p->tx, p->pos + off, (uint32_t)i, e->deleted ? ENTRY_FLAG_DELETED : 0};
         if (!k || mt_add_version(db->active, k, &v) != 0) {
             /* the index may now hold part of this tx: fail the handle (invariant 4) */
@@ -170,7 +174,10 @@ static int assign(tally_db *db, pending *p) {
 }
 
 /* Writes, syncs and publishes one batch. Called with mu held; drops it meanwhile. */
+double T_prep, T_serial, T_write, T_sync, T_derived; long N_batch;
+static double tnow(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
 static void run_batch(tally_db *db) {
+    double tb0 = tnow(), t1, t2;
     pending *batch = db->q_head;
     db->q_head = db->q_tail = NULL;
     pthread_mutex_unlock(&db->mu);
@@ -189,6 +196,7 @@ static void run_batch(tally_db *db) {
         next_pos = p->pos + p->rec_len;
     }
     if (rc == 0 && niov) rc = log_write(db->log, first_pos, iov, niov);
+    t1 = tnow(); T_write += t1 - tb0; N_batch++;
     if (rc == 0 && db->opt.durability == TALLY_SYNC_FULL) {
         uint64_t t0 = db_now_ns();
         rc = log_sync(db->log);
@@ -212,6 +220,7 @@ static void run_batch(tally_db *db) {
         }
     }
     int err = rc ? tally_err_from_errno(rc) : 0;
+    t2 = tnow(); T_sync += t2 - t1;
 
     pthread_mutex_lock(&db->mu);
     if (err) {
@@ -219,10 +228,9 @@ static void run_batch(tally_db *db) {
         for (pending *p = batch; p; p = p->next) p->rc = err, p->done = 1;
         for (pending *p = db->q_head; p; p = p->next) p->rc = err, p->done = 1;
         db->q_head = db->q_tail = NULL;
-        fprintf(stderr, "tally: log write/sync failed (%s): handle failed; no later commit is acknowledged\n",
-                strerror(-rc));
     } else {
         atomic_store_explicit(&db->visible_tx, last_tx, memory_order_release);
+        if (db->frozen && last_tx >= db->freeze_tx) pthread_cond_signal(&db->ckpt_cond);
         atomic_fetch_add(&db->st_commits, count);
         for (pending *p = batch; p; p = p->next) p->done = 1;
     }
@@ -236,10 +244,13 @@ int tally_commit(tally_db *db, uint64_t *out_tx, const tally_entry *entries, siz
     if (tx_meta_len && !tx_meta) return tally_seterr(TALLY_EINVAL, "NULL transaction metadata");
     pending p;
     memset(&p, 0, sizeof p);
+    double a = tnow();
     int rc = prepare(&p, entries, n, tx_meta, tx_meta_len);
     if (rc) return rc;
+    double b = tnow(); T_prep += b - a;
 
     pthread_mutex_lock(&db->mu);
+    b = tnow();
     if (db->failed) {
         rc = tally_seterr(TALLY_EFATAL, "handle failed earlier (%s); reopen to recover", tally_strerror(db->failed));
     } else {
@@ -249,6 +260,7 @@ int tally_commit(tally_db *db, uint64_t *out_tx, const tally_entry *entries, siz
         if (rc == 0 && ix_checkpoint_due(db) && ix_freeze(db) == 0) pthread_cond_signal(&db->ckpt_cond);
         pthread_rwlock_unlock(&db->ixlock);
     }
+    T_serial += tnow() - b;
     if (rc) {
         pthread_mutex_unlock(&db->mu);
         free(p.rec);

@@ -176,9 +176,6 @@ static int db_recover(tally_db *db, tally_open_report *rep) {
     rep->tx_count = last_tx;
     rep->torn_bytes_dropped = torn;
     rep->replayed_tx = r.replayed;
-    if (torn)
-        fprintf(stderr, "tally: recovery: truncated a torn tail of %llu bytes after tx %llu\n",
-                (unsigned long long)torn, (unsigned long long)last_tx);
     return 0;
 }
 

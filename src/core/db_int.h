@@ -42,6 +42,7 @@ typedef struct pending {
     const tally_entry *e;
     size_t n;
     uint64_t *hashes;      /* key hash per entry */
+    mt_key **nodes;        /* active memtable node per entry (serial section) */
     uint64_t tx, pos, ts;
     uint8_t leaf[32];      /* tx hash */
     int rc, done;
@@ -90,6 +91,8 @@ int ix_lookup_asof(tally_db *db, uint8_t ns, const void *key, size_t len, uint64
 /* Version with revision rev (no visibility filter). Returns 0 or TALLY_ENOTFOUND. */
 int ix_lookup_rev(tally_db *db, uint8_t ns, const void *key, size_t len, uint64_t hash, uint64_t rev,
                   ix_version *out);
+/* Prefetches every layer's hash slot for n key hashes (before a batch of lookups). */
+void ix_prefetch(tally_db *db, const uint64_t *hashes, size_t n);
 /* Freezes the active memtable (caller holds mu and ixlock for writing). */
 int ix_freeze(tally_db *db);
 /* Whether the active memtable is due for a checkpoint. */

@@ -116,10 +116,18 @@ int ix_lookup_rev(tally_db *db, uint8_t ns, const void *key, size_t len, uint64_
     return TALLY_ENOTFOUND;
 }
 
+void ix_prefetch(tally_db *db, const uint64_t *hashes, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        mt_prefetch(db->active, hashes[i]);
+        if (db->frozen) mt_prefetch(db->frozen, hashes[i]);
+        if (db->run) run_prefetch(db->run, hashes[i]);
+    }
+}
+
 int ix_checkpoint_due(const tally_db *db) {
     uint64_t min = db->opt.checkpoint_entries_min;
     uint64_t run_v = db->run ? run_version_count(db->run) : 0;
-    uint64_t due = run_v / 4 > min ? run_v / 4 : min;
+    uint64_t due = run_v / 2 > min ? run_v / 2 : min;
     return !db->frozen && db->active->nversions >= due;
 }
 

@@ -23,7 +23,7 @@ memtable *mt_new(void) {
 void mt_free(memtable *mt) {
     if (!mt) return;
     for (uint64_t i = 0; i <= mt->mask; i++) {
-        mt_key *k = mt->slots[i];
+        mt_key *k = mt->slots[i].k;
         if (k && k->vers != &k->v0) free(k->vers);
     }
     for (size_t i = 0; i < mt->nblocks; i++) free(mt->blocks[i]);
@@ -55,23 +55,22 @@ static void *arena_alloc(memtable *mt, size_t n) {
 
 mt_key *mt_find(const memtable *mt, uint8_t ns, const void *key, size_t len, uint64_t hash) {
     for (uint64_t i = hash & mt->mask;; i = (i + 1) & mt->mask) {
-        mt_key *k = mt->slots[i];
-        if (!k) return NULL;
-        if (k->hash == hash && k->ns == ns && k->key_len == len && memcmp(k->key, key, len) == 0)
-            return k;
+        const mt_slot *s = &mt->slots[i];
+        if (!s->k) return NULL;
+        if (s->hash == hash && s->k->ns == ns && s->k->key_len == len && memcmp(s->k->key, key, len) == 0)
+            return s->k;
     }
 }
 
 static int mt_grow(memtable *mt) {
     uint64_t nslots = (mt->mask + 1) * 2;
-    mt_key **s = calloc(nslots, sizeof *s);
+    mt_slot *s = calloc(nslots, sizeof *s);
     if (!s) return -1;
     for (uint64_t i = 0; i <= mt->mask; i++) {
-        mt_key *k = mt->slots[i];
-        if (!k) continue;
-        uint64_t j = k->hash & (nslots - 1);
-        while (s[j]) j = (j + 1) & (nslots - 1);
-        s[j] = k;
+        if (!mt->slots[i].k) continue;
+        uint64_t j = mt->slots[i].hash & (nslots - 1);
+        while (s[j].k) j = (j + 1) & (nslots - 1);
+        s[j] = mt->slots[i];
     }
     free(mt->slots);
     mt->slots = s;
@@ -92,8 +91,9 @@ mt_key *mt_insert(memtable *mt, uint8_t ns, const void *key, size_t len, uint64_
     k->vers = &k->v0;
     k->cap = 1;
     uint64_t i = hash & mt->mask;
-    while (mt->slots[i]) i = (i + 1) & mt->mask;
-    mt->slots[i] = k;
+    while (mt->slots[i].k) i = (i + 1) & mt->mask;
+    mt->slots[i].hash = hash;
+    mt->slots[i].k = k;
     mt->nkeys++;
     return k;
 }
@@ -118,12 +118,43 @@ static int node_cmp(const void *a, const void *b) {
     return ix_key_cmp(x->ns, x->key, x->key_len, y->ns, y->key, y->key_len);
 }
 
+/* Sorting pairs of (ns + first 7 key bytes as a big-endian integer, node)
+** settles most comparisons without touching the nodes. */
+typedef struct sort_item {
+    uint64_t prefix;
+    mt_key *k;
+} sort_item;
+
+static uint64_t key_prefix(const mt_key *k) {
+    uint64_t p = (uint64_t)k->ns << 56;
+    for (size_t i = 0; i < 7 && i < k->key_len; i++) p |= (uint64_t)k->key[i] << (48 - 8 * i);
+    return p;
+}
+
+static int item_cmp(const void *a, const void *b) {
+    const sort_item *x = a, *y = b;
+    if (x->prefix != y->prefix) return x->prefix < y->prefix ? -1 : 1;
+    return ix_key_cmp(x->k->ns, x->k->key, x->k->key_len, y->k->ns, y->k->key, y->k->key_len);
+}
+
+static void sort_nodes(mt_key **v, size_t n) {
+    sort_item *it = n > 64 ? malloc(n * sizeof *it) : NULL;
+    if (!it) { /* small, or no memory for the fast path */
+        qsort(v, n, sizeof *v, node_cmp);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) it[i].prefix = key_prefix(v[i]), it[i].k = v[i];
+    qsort(it, n, sizeof *it, item_cmp);
+    for (size_t i = 0; i < n; i++) v[i] = it[i].k;
+    free(it);
+}
+
 int64_t mt_collect_prefix(const memtable *mt, uint8_t ns, const void *prefix, size_t plen, mt_key ***out) {
     size_t n = 0, cap = 64;
     mt_key **v = malloc(cap * sizeof *v);
     if (!v) return -1;
     for (uint64_t i = 0; i <= mt->mask; i++) {
-        mt_key *k = mt->slots[i];
+        mt_key *k = mt->slots[i].k;
         if (!k || !k->nver || k->ns != ns || k->key_len < plen || memcmp(k->key, prefix, plen)) continue;
         if (n == cap) {
             mt_key **nv = realloc(v, (cap *= 2) * sizeof *v);
@@ -135,7 +166,7 @@ int64_t mt_collect_prefix(const memtable *mt, uint8_t ns, const void *prefix, si
         }
         v[n++] = k;
     }
-    qsort(v, n, sizeof *v, node_cmp);
+    sort_nodes(v, n);
     *out = v;
     return (int64_t)n;
 }
@@ -145,8 +176,8 @@ int mt_sort(memtable *mt) {
     mt_key **v = malloc((mt->nkeys ? mt->nkeys : 1) * sizeof *v);
     if (!v) return -1;
     for (uint64_t i = 0; i <= mt->mask; i++)
-        if (mt->slots[i] && mt->slots[i]->nver) v[cnt++] = mt->slots[i];
-    qsort(v, cnt, sizeof *v, node_cmp);
+        if (mt->slots[i].k && mt->slots[i].k->nver) v[cnt++] = mt->slots[i].k;
+    sort_nodes(v, cnt);
     free(mt->sorted);
     mt->sorted = v;
     mt->nsorted = cnt;

@@ -29,8 +29,15 @@ typedef struct mt_key {
     uint8_t key[];
 } mt_key;
 
+/* A slot keeps the hash beside the node pointer so a probe that does not
+** match never touches the node (one cache miss per lookup, not two). */
+typedef struct mt_slot {
+    uint64_t hash;
+    mt_key *k;
+} mt_slot;
+
 typedef struct memtable {
-    mt_key **slots;
+    mt_slot *slots;
     uint64_t mask;
     uint64_t nkeys, nversions;
     uint8_t **blocks;    /* arena blocks */
@@ -44,6 +51,10 @@ void mt_free(memtable *mt);
 mt_key *mt_find(const memtable *mt, uint8_t ns, const void *key, size_t len, uint64_t hash);
 /* Inserts a new node (key must be absent). NULL on allocation failure. */
 mt_key *mt_insert(memtable *mt, uint8_t ns, const void *key, size_t len, uint64_t hash, uint64_t base_rev);
+/* Hints the CPU to load the slot for hash (batch lookups call this first). */
+static inline void mt_prefetch(const memtable *mt, uint64_t hash) {
+    __builtin_prefetch(&mt->slots[hash & mt->mask]);
+}
 /* Appends a version to node k. Returns 0 or -1 (allocation). */
 int mt_add_version(memtable *mt, mt_key *k, const ix_version *v);
 /* Builds mt->sorted (all nodes with nver > 0, key order). Returns 0 or -1. */

@@ -102,6 +102,8 @@ void run_get(const run *r, uint64_t i, run_key *out) {
     out->vers = r->vers + first;
 }
 
+void run_prefetch(const run *r, uint64_t hash) { __builtin_prefetch(&r->slots[hash & (r->nslots - 1)]); }
+
 int64_t run_find(const run *r, uint8_t ns, const void *key, size_t len, uint64_t hash) {
     uint64_t mask = r->nslots - 1, tag = hash >> 32;
     for (uint64_t i = hash & mask, probes = 0; probes < r->nslots; i = (i + 1) & mask, probes++) {

@@ -52,6 +52,8 @@ int64_t run_find(const run *r, uint8_t ns, const void *key, size_t len, uint64_t
 /* First key index >= (ns, key) (key_count if none). */
 uint64_t run_lower_bound(const run *r, uint8_t ns, const void *key, size_t len);
 void run_get(const run *r, uint64_t i, run_key *out);
+/* Hints the CPU to load the hash slot of hash (batch lookups call this first). */
+void run_prefetch(const run *r, uint64_t hash);
 /* 0 if the trailer CRC matches. */
 int run_check_crc(const run *r);
 

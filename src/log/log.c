@@ -49,7 +49,10 @@ static void seg_hdr_encode(uint8_t *p, uint32_t s, uint64_t first_tx) {
 }
 
 static int seg_map(tlog *log, segment *sg) {
-    sg->map_len = sg->size > log->seg_bytes_max ? sg->size : log->seg_bytes_max;
+    /* A record larger than seg_bytes_max goes alone into a fresh segment, so
+    ** map room for one maximal record past the limit (address space only). */
+    uint64_t cap = log->seg_bytes_max + TALLY_TX_BYTES_MAX;
+    sg->map_len = sg->size > cap ? sg->size : cap;
     void *m = mmap(NULL, sg->map_len, PROT_READ, MAP_SHARED, sg->fd, 0);
     if (m == MAP_FAILED) return -errno;
     sg->map = m;
