@@ -60,7 +60,7 @@ static uint64_t rnd(void) {
 
 static uint64_t naive_k(uint64_t n) { /* largest power of two < n, n > 1 */
     uint64_t k = 1;
-    while (k * 2 < n) k *= 2;
+    while (k <= (n - 1) / 2) k *= 2; /* no overflow even for n near 2^64 */
     return k;
 }
 
@@ -589,7 +589,32 @@ static void test_verify_edges(void) {
     CHECK_EQ_INT(rfc6962_consistency_path_len(5, 5), 0);
     CHECK_EQ_INT(rfc6962_consistency_path_len(6, 5), 0);
     CHECK_EQ_INT(rfc6962_inclusion_path_len(0, UINT64_MAX), 64);
-    CHECK_EQ_INT(rfc6962_inclusion_path_len(UINT64_MAX - 1, UINT64_MAX), 1);
+    /* Path lengths near 2^64 against the naive shape recursion. */
+    {
+        uint64_t big[][2] = {{UINT64_MAX - 1, UINT64_MAX}, {UINT64_MAX - 2, UINT64_MAX},
+                             {(UINT64_C(1) << 63) - 1, UINT64_MAX}, {0, UINT64_MAX},
+                             {3, UINT64_C(1) << 63}, {3, (UINT64_C(1) << 63) + 1},
+                             {3, UINT64_MAX}, {UINT64_MAX - 1, UINT64_MAX},
+                             {12345678901234567ULL, 98765432109876543ULL}};
+        for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+            char sh[130];
+            size_t l1 = 0, l2 = 0;
+            naive_path_shape(big[i][0], big[i][1], sh, &l1);
+            CHECK_EQ_INT(rfc6962_inclusion_path_len(big[i][0], big[i][1]), l1);
+            CHECK(l1 <= RFC6962_PROOF_MAX);
+            if (big[i][0] > 0) naive_subproof_shape(big[i][0], big[i][1], 1, sh, &l2);
+            CHECK_EQ_INT(rfc6962_consistency_path_len(big[i][0], big[i][1]), l2);
+        }
+    }
+    /* ceil(log2 n) + 1 = 65 consistency elements happen only for n > 2^63:
+       the generator refuses (its output array holds RFC6962_PROOF_MAX). */
+    CHECK(rfc6962_consistency_path_len(3, UINT64_MAX) > RFC6962_PROOF_MAX);
+    {
+        rfc6962_hash path[RFC6962_PROOF_MAX];
+        size_t plen = 7;
+        CHECK(rfc6962_consistency_proof(failing_node, NULL, 3, UINT64_MAX, path, &plen) == -1);
+        CHECK_EQ_INT(plen, 0);
+    }
 }
 
 /* ----------------------------------------------- exhaustive and random */
@@ -764,8 +789,14 @@ static void test_counting(void) {
             if (c.calls > maxcalls) maxcalls = c.calls;
             /* m = idx + 1 in 1..size */
             counting d = {{NULL, 0}, size, 0, 0};
+            size_t want = rfc6962_consistency_path_len(idx[i] + 1, size);
+            if (want > RFC6962_PROOF_MAX) {
+                CHECK(rfc6962_consistency_proof(synth_node, &d, idx[i] + 1, size, path, &plen) == -1);
+                CHECK(d.calls == 0);
+                continue;
+            }
             CHECK(rfc6962_consistency_proof(synth_node, &d, idx[i] + 1, size, path, &plen) == 0);
-            CHECK_EQ_INT(plen, rfc6962_consistency_path_len(idx[i] + 1, size));
+            CHECK_EQ_INT(plen, want);
             CHECK(plen <= RFC6962_PROOF_MAX);
             CHECK(d.bad == 0);
             CHECK(d.calls <= 2 * 64);
@@ -790,6 +821,7 @@ static void test_counting(void) {
             CHECK(rfc6962_verify_inclusion(uniform_h[1], idx[i], n, path, plen, rn) == -1);
             uint64_t m = idx[i] + 1;
             CHECK(rfc6962_root(uniform_node, &c, m, rm) == 0);
+            if (rfc6962_consistency_path_len(m, n) > RFC6962_PROOF_MAX) continue;
             CHECK(rfc6962_consistency_proof(uniform_node, &c, m, n, path, &plen) == 0);
             CHECK(rfc6962_verify_consistency(m, n, rm, rn, path, plen) == 0);
             CHECK(c.bad == 0);

@@ -147,6 +147,7 @@ int rfc6962_inclusion_proof(rfc6962_node_fn fn, void *ctx, uint64_t index, uint6
     *path_len = 0;
     if (index >= size) return -1;
     size_t len = rfc6962_inclusion_path_len(index, size), pos = len;
+    if (len > RFC6962_PROOF_MAX) return -1; /* cannot happen: len <= 64 */
     uint64_t lo = 0, hi = size;
     while (hi - lo > 1) {
         unsigned kl = split_log2(hi - lo);
@@ -192,6 +193,8 @@ int rfc6962_consistency_proof(rfc6962_node_fn fn, void *ctx, uint64_t m, uint64_
     if (m == 0 || m > n) return -1;
     if (m == n) return 0;
     size_t len = rfc6962_consistency_path_len(m, n), pos = len;
+    /* Only reachable for n > 2^63 (ceil(log2 n) = 64 plus the seed). */
+    if (len > RFC6962_PROOF_MAX) return -1;
     uint64_t lo = 0, hi = n;
     int b = 1, rc;
     while (m != hi) {

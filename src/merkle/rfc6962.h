@@ -54,7 +54,11 @@
 #include <stdint.h>
 
 #define RFC6962_HASH_LEN 32
-#define RFC6962_PROOF_MAX 64 /* max path elements for any size < 2^64 */
+/* Max path elements for any size < 2^64. Inclusion paths never exceed
+   ceil(log2 size) <= 64. Consistency proofs can have ceil(log2 n) + 1
+   elements, which is 65 only when n > 2^63; the generator refuses those (-1),
+   the verifier accepts them. */
+#define RFC6962_PROOF_MAX 64
 typedef uint8_t rfc6962_hash[32];
 
 /* Leaf hash: out = SHA-256(0x00 || data[0..len)). data may be NULL when
@@ -107,9 +111,10 @@ int rfc6962_inclusion_proof(rfc6962_node_fn fn, void *ctx, uint64_t index, uint6
 
 /* Consistency proof from old size m to size n (RFC 6962 §2.1.2 PROOF(m, D[n]))
    written to path[0 .. *path_len). 0 < m <= n required (m == n gives an empty
-   proof); returns -1 otherwise. Makes at most path_len + 64 fn calls and does
-   not allocate. Returns 0, -1 on bad sizes, or fn's error; *path_len receives
-   the count (0 on failure). */
+   proof); returns -1 otherwise, and also -1 if the proof would exceed
+   RFC6962_PROOF_MAX elements (possible only for n > 2^63). Makes at most
+   path_len + 64 fn calls and does not allocate. Returns 0, -1 on bad sizes,
+   or fn's error; *path_len receives the count (0 on failure). */
 int rfc6962_consistency_proof(rfc6962_node_fn fn, void *ctx, uint64_t m, uint64_t n,
                               rfc6962_hash path[RFC6962_PROOF_MAX], size_t *path_len);
 
