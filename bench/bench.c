@@ -58,11 +58,11 @@
 /* Phases.                                                             */
 enum {
     PH_LIMITS, PH_ING1, PH_ING2, PH_REOPEN, PH_SQL_ING, PH_SMALL, PH_SQL_SMALL, PH_GET, PH_SQL_GET,
-    PH_VERIFY, PH_PFBUILD, PH_OPEN, PH_PROOFS, PH_COUNT
+    PH_VERIFY, PH_PFBUILD, PH_PROOFS, PH_OPEN, PH_COUNT
 };
 static const char *ph_name[PH_COUNT] = {
     "limits", "ingest-1thr", "ingest-2thr", "ingest-reopen", "sqlite-ingest", "commit64", "sqlite-commit64",
-    "get", "sqlite-get", "verify", "proofs-build", "open-10Mtx", "proofs"};
+    "get", "sqlite-get", "verify", "proofs-build", "proofs", "open"};
 
 typedef struct lat { double p50, p99, mean; } lat;
 
@@ -110,7 +110,7 @@ typedef struct results {
     /* bookkeeping */
     int ran[PH_COUNT], ok[PH_COUNT];
     long rss_kb[PH_COUNT];
-    double wall[PH_COUNT];
+    double wall[PH_COUNT], own_cpu[PH_COUNT], other_load[PH_COUNT], wr_bytes[PH_COUNT];
 } results;
 
 static results *R;
@@ -1070,6 +1070,8 @@ static void ph_proofs(void) {
     uint64_t *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
     tally_proof *pr = malloc(nv * sizeof *pr);
     uint8_t (*ra)[32] = malloc(nv * 32), (*rb)[32] = malloc(nv * 32), (*lf)[32] = malloc(nv * 32);
+    memset(pr, 0, nv * sizeof *pr); /* fault the pages in before timing */
+    memset(lt, 0, n * sizeof *lt);
     rng r = {99};
     progress("proofs: %zu inclusion and %zu consistency proofs on %llu tx", n, n, (unsigned long long)S);
     /* inclusion: tx uniform in [1, S], tree size uniform in [tx, S] */
@@ -1140,12 +1142,26 @@ static void ph_proofs(void) {
 typedef void (*phase_fn)(void);
 static const phase_fn ph_fn[PH_COUNT] = {ph_limits, ph_ing1,     ph_ing2, ph_reopen, ph_sql_ing,
                                          ph_small,  ph_sql_small, ph_get,  ph_sql_get, ph_verify,
-                                         ph_pfbuild, ph_open,     ph_proofs};
+                                         ph_pfbuild, ph_proofs,   ph_open};
+
+/* Busy CPU seconds of the whole machine so far (all CPUs, from /proc/stat). */
+static double machine_busy_sec(void) {
+    unsigned long long v[8] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return 0;
+    if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+               &v[7]) != 8)
+        memset(v, 0, sizeof v);
+    fclose(f);
+    /* user nice system idle iowait irq softirq steal: busy = all but idle and iowait */
+    return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
+}
 
 static void run_phase(int ph) {
     fflush(stdout);
     fflush(stderr);
     uint64_t t0 = now_ns();
+    double busy0 = machine_busy_sec();
     progress("phase %s", ph_name[ph]);
     pid_t pid = fork();
     if (pid < 0) die("fork: %s", strerror(errno));
@@ -1162,8 +1178,17 @@ static void run_phase(int ph) {
     R->ok[ph] = WIFEXITED(st) && WEXITSTATUS(st) == 0;
     R->rss_kb[ph] = ru.ru_maxrss;
     R->wall[ph] = secs(now_ns() - t0);
-    printf("    [%s: peak RSS %.1f MiB, phase wall time %.1f s%s]\n", ph_name[ph], (double)ru.ru_maxrss / 1024.0,
-           R->wall[ph], R->ok[ph] ? "" : ", FAILED");
+    double own = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+                 (double)ru.ru_stime.tv_usec / 1e6;
+    double other = machine_busy_sec() - busy0 - own;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    R->other_load[ph] = other > 0 ? other / (R->wall[ph] * (double)ncpu) : 0;
+    R->own_cpu[ph] = own;
+    R->wr_bytes[ph] = (double)ru.ru_oublock * 512.0;
+    printf("    [%s: peak RSS %.1f MiB; wall %.1f s; own CPU %.1f s; written to storage %.1f MB; other processes "
+           "used %.0f%% of the machine's %ld CPUs meanwhile%s]\n",
+           ph_name[ph], (double)ru.ru_maxrss / 1024.0, R->wall[ph], own, R->wr_bytes[ph] / 1e6,
+           R->other_load[ph] * 100, ncpu, R->ok[ph] ? "" : "; FAILED");
     fflush(stdout);
 }
 

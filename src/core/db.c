@@ -181,6 +181,7 @@ static int db_recover(tally_db *db, tally_open_report *rep) {
 
 static void db_free(tally_db *db) {
     ckpt_stop(db);
+    db_tx_check_free(db);
     mt_free(db->active);
     mt_free(db->frozen);
     run_close(db->run);

@@ -34,6 +34,7 @@
 #include "os/afile.h"
 
 #define TXIDX_ITEM_LEN 16 /* u64 log position | u64 ts_ns */
+#define TXCHECK_CHUNKS 4096 /* read-check bitmap chunks of 2^20 txs (txcheck.c) */
 
 typedef struct pending {
     uint8_t *rec;          /* the whole record, one malloc with the scratch below */
@@ -74,6 +75,8 @@ struct tally_db {
     int ckpt_started, ckpt_stop, ckpt_error;
     pthread_cond_t ckpt_cond;
 
+    _Atomic(uint64_t) *checked[TXCHECK_CHUNKS]; /* txcheck.c */
+
     _Atomic uint64_t st_commits, st_syncs, st_sync_ns, st_checkpoints;
 };
 
@@ -106,6 +109,11 @@ int ckpt_run_once(tally_db *db, int final);
 int manifest_read(const char *dir, uint64_t *index_tx, uint8_t tx_hash[32]);
 int manifest_write(const char *dir, uint64_t index_tx, const uint8_t tx_hash[32]);
 void run_file_name(char *buf, size_t len, uint64_t index_tx);
+
+/* txcheck.c: checks tx once (record, entries root, tree leaf) before a read
+** returns data from it. Returns 0 or TALLY_ECORRUPT. */
+int db_tx_check(tally_db *db, uint64_t tx);
+void db_tx_check_free(tally_db *db);
 
 /* helpers */
 uint64_t db_now_ns(void);

@@ -17,7 +17,9 @@ static int key_ok(const void *key, size_t len) {
     return 0;
 }
 
-static void fill_version(tally_db *db, const ix_version *v, uint64_t rev, tally_version *out) {
+static int fill_version(tally_db *db, const ix_version *v, uint64_t rev, tally_version *out) {
+    int rc = db_tx_check(db, v->tx);
+    if (rc) return rc;
     entry_view e;
     entry_decode(log_ptr(db->log, v->pos), TALLY_TX_BYTES_MAX, &e);
     uint64_t pos, ts = 0;
@@ -31,6 +33,7 @@ static void fill_version(tally_db *db, const ix_version *v, uint64_t rev, tally_
     out->value_len = e.value_len;
     out->meta = e.meta;
     out->meta_len = e.meta_len;
+    return 0;
 }
 
 int tally_get(tally_db *db, tally_version *out, uint8_t ns, const void *key, size_t key_len, uint64_t as_of) {
@@ -47,9 +50,10 @@ int tally_get(tally_db *db, tally_version *out, uint8_t ns, const void *key, siz
     pthread_rwlock_rdlock(&db->ixlock);
     rc = ix_lookup_asof(db, ns, key, key_len, h, as_of, &v, &rev);
     if (rc == 0 && (v.flags & ENTRY_FLAG_DELETED)) rc = TALLY_ENOTFOUND;
-    if (rc == 0) fill_version(db, &v, rev, out);
+    if (rc == 0) rc = fill_version(db, &v, rev, out);
+    else rc = tally_seterr(rc, "key not found");
     pthread_rwlock_unlock(&db->ixlock);
-    return rc ? tally_seterr(rc, "key not found") : 0;
+    return rc;
 }
 
 int tally_get_rev(tally_db *db, tally_version *out, uint8_t ns, const void *key, size_t key_len, uint64_t rev) {
@@ -60,9 +64,10 @@ int tally_get_rev(tally_db *db, tally_version *out, uint8_t ns, const void *key,
     pthread_rwlock_rdlock(&db->ixlock);
     rc = ix_lookup_rev(db, ns, key, key_len, ix_hash(ns, key, key_len), rev, &v);
     if (rc == 0 && v.tx > vis) rc = TALLY_ENOTFOUND;
-    if (rc == 0) fill_version(db, &v, rev, out);
+    if (rc == 0) rc = fill_version(db, &v, rev, out);
+    else rc = tally_seterr(rc, "revision %llu not found", (unsigned long long)rev);
     pthread_rwlock_unlock(&db->ixlock);
-    return rc ? tally_seterr(rc, "revision %llu not found", (unsigned long long)rev) : 0;
+    return rc;
 }
 
 int tally_tx_at_time(tally_db *db, uint64_t *out_tx, uint64_t ts_ns) {
@@ -99,12 +104,12 @@ int tally_history(tally_db *db, uint64_t *out_total, uint8_t ns, const void *key
         ix_version v;
         tally_version tv;
         if (ix_lookup_rev(db, ns, key, key_len, h, r, &v) != 0) break;
-        fill_version(db, &v, r, &tv);
+        if ((rc = fill_version(db, &v, r, &tv)) != 0) break;
         if (fn(ctx, key, key_len, &tv)) break;
     }
     pthread_rwlock_unlock(&db->ixlock);
     if (out_total) *out_total = total;
-    return 0;
+    return rc;
 }
 
 /* ---- scan: merge of the three layers in key order ---- */
@@ -189,7 +194,7 @@ int tally_scan(tally_db *db, uint8_t ns, const void *prefix, size_t prefix_len, 
             (v.flags & ENTRY_FLAG_DELETED))
             continue;
         tally_version tv;
-        fill_version(db, &v, rev, &tv);
+        if ((rc = fill_version(db, &v, rev, &tv)) != 0) break;
         sent++;
         if (fn(ctx, key, klen, &tv)) break;
     }
@@ -206,7 +211,8 @@ static int tx_record(tally_db *db, uint64_t tx, const uint8_t **rec, record_hdr 
     if (tx == 0 || tx > vis)
         return tally_seterr(TALLY_ERANGE, "tx %llu does not exist (ledger size %llu)", (unsigned long long)tx,
                             (unsigned long long)vis);
-    int rc = db_txidx_get(db, tx, &pos, NULL);
+    int rc = db_tx_check(db, tx);
+    if (rc == 0) rc = db_txidx_get(db, tx, &pos, NULL);
     if (rc) return rc;
     *rec = log_ptr(db->log, pos);
     if (record_hdr_decode(*rec, h) != 0 || h->tx_id != tx ||
