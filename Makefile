@@ -28,10 +28,12 @@ deps:
 
 $(B)/%.o: %.c $(wildcard include/*.h src/*/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) $(CFLAGS) -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(BASE) $(CFLAGS) -c $< -o $@
 $(BS)/%.o: %.c $(wildcard include/*.h src/*/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) $(SANFLAGS) -c $< -o $@
+	@echo "  CC asan $<"
+	@$(CC) $(BASE) $(SANFLAGS) -c $< -o $@
 
 $(B)/libtally.a: $(LIB_OBJ)
 	ar rcs $@ $^
@@ -45,10 +47,12 @@ $(BS)/tally: tools/tally.c $(TOOL_SRC) $(BS)/libtally.a
 
 $(B)/tests/%: tests/%.c tests/testutil.h $(B)/libtally.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) $(CFLAGS) $< $(B)/libtally.a $(LDLIBS) -o $@
+	@echo "  LINK    $@"
+	@$(CC) $(BASE) $(CFLAGS) $< $(B)/libtally.a $(LDLIBS) -o $@
 $(BS)/tests/%: tests/%.c tests/testutil.h $(BS)/libtally.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) $(SANFLAGS) $< $(BS)/libtally.a $(LDLIBS) -o $@
+	@echo "  LINK    $@"
+	@$(CC) $(BASE) $(SANFLAGS) $< $(BS)/libtally.a $(LDLIBS) -o $@
 
 $(B)/bench: bench/bench.c $(B)/libtally.a
 	$(CC) $(BASE) -O2 -g bench/bench.c $(B)/libtally.a $(LDLIBS) -o $@

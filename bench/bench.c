@@ -65,6 +65,7 @@ static const char *ph_name[PH_COUNT] = {
     "get", "sqlite-get", "verify", "proofs-build", "proofs", "open"};
 
 typedef struct lat { double p50, p99, mean; } lat;
+typedef struct adj { double a_eps, b1_eps, b2_eps; } adj;
 
 typedef struct results {
     double scale;
@@ -79,6 +80,7 @@ typedef struct results {
     double ing1_sec, ing1_eps, ing1_group, ing1_close;
     double ing2_sec, ing2_eps, ing2_mbps, ing2_group, ing2_sync_us, ing2_close;
     uint64_t ing2_ckpts, ing_checked;
+    adj ing1_adj, ing2_adj, ver_adj;
     double reopen_sec;
     tally_open_report reopen_rep;
     uint64_t sql_rows;
@@ -413,6 +415,20 @@ static void ph_limits(void) {
            R->lb1_eps, 1e9 / R->lb1_eps, R->lb1_eps * R->lb_bytes_per_entry / 1e6, R->lb2_eps);
 }
 
+/* Short samples of limits (a) and (b), taken right next to a benchmark in the
+** same process, so the ratio is not skewed by load that changes during the run. */
+static adj adjacent_limits(void) {
+    adj x;
+    uint64_t done;
+    double us, max_sec = R->scale < 0.2 ? 0.3 : 1.0;
+    double sec = raw_append_sync("raw-adjacent.dat", (size_t)REC_BYTES(ING_TX_ENTRIES), R->ing_tx, max_sec, &done, &us);
+    x.a_eps = (double)done * ING_TX_ENTRIES / sec;
+    uint64_t n = R->scale < 0.2 ? 100000 : 300000;
+    x.b1_eps = sha_rate(1, n);
+    x.b2_eps = sha_rate(2, n);
+    return x;
+}
+
 /* ------------------------------------------------------------------ */
 /* 2. Ingest.                                                          */
 typedef struct ing_ctx {
@@ -469,6 +485,8 @@ static void ingest(int threads, const char *name) {
     tally_options o;
     tally_options_init(&o);
     o.durability = TALLY_SYNC_FULL;
+    progress("ingest: adjacent limit samples (before)");
+    adj before = adjacent_limits();
     check(tally_db_open(&db, dir, &o, NULL), "open");
     ing_ctx c = {.db = db, .ntx = R->ing_tx};
     pthread_t th[16];
@@ -497,6 +515,9 @@ static void ingest(int threads, const char *name) {
     uint64_t tc0 = now_ns();
     check(tally_db_close(db), "close");
     double close_sec = secs(now_ns() - tc0);
+    progress("ingest: adjacent limit samples (after)");
+    adj after = adjacent_limits();
+    adj m = {(before.a_eps + after.a_eps) / 2, (before.b1_eps + after.b1_eps) / 2, (before.b2_eps + after.b2_eps) / 2};
     double eps = (double)c.ntx * ING_TX_ENTRIES / sec;
     double bytes = (double)REC_BYTES(ING_TX_ENTRIES) * (double)c.ntx;
     double group = st.syncs ? (double)st.commits / (double)st.syncs : 0;
@@ -511,6 +532,11 @@ static void ingest(int threads, const char *name) {
     printf("    %.2f x of limit (a) raw write+fdatasync (%.0f entries/s); %.2f x of limit (b) SHA-256 on 2 "
            "threads (%.0f entries/s); %.2f x of limit (b) on 1 thread\n",
            eps / R->la_eps, R->la_eps, eps / R->lb2_eps, R->lb2_eps, eps / R->lb1_eps);
+    printf("    limits sampled in this process right before / after: (a) %.0f / %.0f entries/s, (b 1 thr) %.0f / %.0f, "
+           "(b 2 thr) %.0f / %.0f entries/s -> %.2f x of adjacent limit (a), %.2f x of adjacent limit (b 2 thr), "
+           "%.2f x of adjacent limit (b 1 thr)\n",
+           before.a_eps, after.a_eps, before.b1_eps, after.b1_eps, before.b2_eps, after.b2_eps, eps / m.a_eps,
+           eps / m.b2_eps, eps / m.b1_eps);
     printf("    group commit: %llu commits / %llu fdatasyncs = %.2f tx per sync, mean fdatasync %.0f us; "
            "index checkpoints during the run: %llu; close (final checkpoint) %.2f s; on disk: log %.1f MB, "
            "everything %.1f MB\n",
@@ -518,10 +544,12 @@ static void ingest(int threads, const char *name) {
            (unsigned long long)st.checkpoints, close_sec, (double)logb / 1e6, (double)dirb / 1e6);
     if (threads == 1) {
         R->ing1_sec = sec, R->ing1_eps = eps, R->ing1_group = group, R->ing1_close = close_sec;
+        R->ing1_adj = m;
     } else {
         R->ing2_sec = sec, R->ing2_eps = eps, R->ing2_mbps = bytes / 1e6 / sec, R->ing2_group = group;
         R->ing2_sync_us = sync_us, R->ing2_close = close_sec, R->ing2_ckpts = st.checkpoints;
         R->ing_bytes = bytes, R->ing_checked = checked;
+        R->ing2_adj = m;
     }
 }
 static void ph_ing1(void) {
@@ -943,6 +971,8 @@ static void ph_verify(void) {
     R->ver_bytes = (double)du(logd);
     tally_verify_result res;
     uint64_t last = now_ns();
+    uint64_t nsha = R->scale < 0.2 ? 100000 : 300000;
+    double b_before = sha_rate(1, nsha);
     progress("verify: %.0f MB of log", R->ver_bytes / 1e6);
     uint64_t t0 = now_ns();
     check(tally_verify_dir(dir, &res, ver_progress, &last), "verify");
@@ -957,6 +987,11 @@ static void ph_verify(void) {
            "goal >= 0.80)\n",
            res.ok ? "ok" : res.error, (unsigned long long)res.tx_checked, R->ver_bytes / 1e6, R->ver_sec,
            R->ver_mbps, R->ver_eps, R->ver_eps / R->lb1_eps, R->lb1_eps, lim_mbps);
+    double b_after = sha_rate(1, nsha);
+    R->ver_adj.b1_eps = (b_before + b_after) / 2;
+    printf("    limit (b, 1 core) sampled in this process right before / after: %.0f / %.0f entries/s -> %.2f x of "
+           "adjacent limit (b)\n",
+           b_before, b_after, R->ver_eps / R->ver_adj.b1_eps);
     if (!res.ok) die("verify failed: %s", res.error);
 }
 
@@ -1070,14 +1105,16 @@ static void ph_proofs(void) {
     uint64_t *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
     tally_proof *pr = malloc(nv * sizeof *pr);
     uint8_t (*ra)[32] = malloc(nv * 32), (*rb)[32] = malloc(nv * 32), (*lf)[32] = malloc(nv * 32);
-    memset(pr, 0, nv * sizeof *pr); /* fault the pages in before timing */
+    memset(pr, 0xa5, nv * sizeof *pr);
     memset(lt, 0, n * sizeof *lt);
     rng r = {99};
     progress("proofs: %zu inclusion and %zu consistency proofs on %llu tx", n, n, (unsigned long long)S);
     /* inclusion: tx uniform in [1, S], tree size uniform in [tx, S] */
     for (size_t k = 0; k < n; k++) a[k] = rnd_in(&r, 1, S), b[k] = rnd_in(&r, a[k], S);
     tally_proof p;
-    for (size_t k = 0; k < n; k++) check(tally_proof_tx(db, &p, a[k], b[k]), "proof_tx"); /* warm-up */
+    /* warm-up: the same calls, into the same output memory (the first write into
+    ** fresh memory costs ~10 us per proof on this VM, which is not the engine's) */
+    for (size_t k = 0; k < n; k++) check(tally_proof_tx(db, k < nv ? &pr[k] : &p, a[k], b[k]), "proof_tx");
     for (size_t k = 0; k < n; k++) {
         uint64_t t = now_ns();
         int rc = tally_proof_tx(db, k < nv ? &pr[k] : &p, a[k], b[k]);
@@ -1104,7 +1141,8 @@ static void ph_proofs(void) {
     R->vinc = lat_of(lt, nv);
     /* consistency: old uniform in [1, S], new uniform in [old, S] */
     for (size_t k = 0; k < n; k++) a[k] = rnd_in(&r, 1, S), b[k] = rnd_in(&r, a[k], S);
-    for (size_t k = 0; k < n; k++) check(tally_proof_consistency(db, &p, a[k], b[k]), "proof_consistency");
+    for (size_t k = 0; k < n; k++)
+        check(tally_proof_consistency(db, k < nv ? &pr[k] : &p, a[k], b[k]), "proof_consistency");
     for (size_t k = 0; k < n; k++) {
         uint64_t t = now_ns();
         int rc = tally_proof_consistency(db, k < nv ? &pr[k] : &p, a[k], b[k]);
@@ -1200,89 +1238,106 @@ static const char *rss(int ph, char *buf, size_t len) {
 static int have(int ph) { return R->ran[ph] && R->ok[ph]; }
 
 static void print_table(void) {
-    char b1[32], b2[32], b3[32], r1[32];
+    char b1[32], b2[32], b3[32], b4[32], rs[32], ld[32], sq[96];
+#define RSS(ph) rss(ph, rs, sizeof rs)
+#define LOAD(ph) (snprintf(ld, sizeof ld, "%.0f%%", R->other_load[ph] * 100), ld)
     printf("\n## Summary (Markdown, for docs/PERFORMANCE.md)\n\n");
-    printf("Scale %.3g. Same-run limits: (a) raw pwrite+fdatasync of the same bytes, (a') raw pwrite+fdatasync of a "
-           "64-record group, (b) raw SHA-256 of the same hashing work. Peak RSS = ru_maxrss of the phase's process "
-           "(includes touched file mappings).\n\n",
+    printf("Scale %.3g. Same-run limits: (a) raw pwrite+fdatasync of the same bytes in the same write sizes, (a') raw "
+           "pwrite+fdatasync of a 64-record group, (b) raw SHA-256 (OpenSSL, tally_sha256_*) of the same hashing "
+           "work. \"adj.\" = the limit sampled in the same process right before and after the benchmark. Peak RSS = "
+           "ru_maxrss of the phase's process (includes touched file mappings). Other load = CPU used by other "
+           "processes on the machine during the phase.\n\n",
            R->scale);
-    printf("| Benchmark | Tally | Same-run limit | x of limit | SQLite (same run) | Goal | Peak RSS |\n");
-    printf("|---|---|---|---|---|---|---|\n");
+    printf("| Benchmark | Tally | Same-run limit | x of limit | SQLite (same run) | Goal | Peak RSS | Other load |\n");
+    printf("|---|---|---|---|---|---|---|---|\n");
     if (have(PH_LIMITS)) {
-        printf("| Limit (a): raw write+fdatasync, %.0f MB in %llu-byte writes | %.1f MB/s = %s entries/s | - | - | - | "
-               "- | %s |\n",
+        printf("| Limit (a): raw write+fdatasync, %.0f MB in %llu-byte writes | %.1f MB/s = %s entries/s (fdatasync "
+               "%.0f us) | - | - | - | - | %s | %s |\n",
                R->la_bytes / 1e6, (unsigned long long)REC_BYTES(ING_TX_ENTRIES), R->la_mbps,
-               human(R->la_eps, b1, sizeof b1), rss(PH_LIMITS, r1, sizeof r1));
-        printf("| Limit (a'): raw write+fdatasync of %.0f-byte groups | %.0f us per sync = %s tx/s for 64 threads | - "
-               "| - | - | - | - |\n",
+               human(R->la_eps, b1, sizeof b1), R->la_sync_us, RSS(PH_LIMITS), LOAD(PH_LIMITS));
+        printf("| Limit (a'): raw write+fdatasync of %.0f-byte groups | fdatasync %.0f us = %s tx/s for 64 threads | "
+               "- | - | - | - | - | - |\n",
                R->ls_group_bytes, R->ls_sync_us, human(R->ls_tps, b1, sizeof b1));
         printf("| Limit (b): raw SHA-256 of the per-entry hashing | 1 core %s entries/s, 2 threads %s entries/s | - "
-               "| - | - | - | - |\n",
+               "| - | - | - | - | - |\n",
                human(R->lb1_eps, b1, sizeof b1), human(R->lb2_eps, b2, sizeof b2));
     }
-    const char *sq = have(PH_SQL_ING) ? human(R->sql_ing_eps, b3, sizeof b3) : "-";
-    if (have(PH_ING2))
-        printf("| Ingest 1000 entries/tx, FULL, 2 committers (%s entries) | %s entries/s, %.1f MB/s | (a) %s entries/s; "
-               "(b, 2 thr) %s entries/s | %.2f x of limit (a); %.2f x of limit (b) | %s rows/s (%.1f x SQLite, %s "
-               "rows) | >= 2M entries/s, >= 0.5 x of limit | %s |\n",
-               human((double)R->ing_entries, r1, sizeof r1), human(R->ing2_eps, b1, sizeof b1), R->ing2_mbps,
-               human(R->la_eps, b2, sizeof b2), human(R->lb2_eps, b3 + 16, 16), R->ing2_eps / R->la_eps,
-               R->ing2_eps / R->lb2_eps, sq, have(PH_SQL_ING) ? R->ing2_eps / R->sql_ing_eps : 0,
-               human((double)R->sql_rows, b2 + 16, 16), rss(PH_ING2, r1, sizeof r1));
+    if (have(PH_ING2)) {
+        if (have(PH_SQL_ING))
+            snprintf(sq, sizeof sq, "%s rows/s, %s rows (Tally = %.1f x SQLite)", human(R->sql_ing_eps, b3, sizeof b3),
+                     human((double)R->sql_rows, b4, sizeof b4), R->ing2_eps / R->sql_ing_eps);
+        else
+            snprintf(sq, sizeof sq, "-");
+        printf("| Ingest, 1000 entries/tx, FULL, 2 committers, %s entries | %s entries/s, %.1f MB/s | (a) %s "
+               "entries/s; (b, 2 thr) %s entries/s | %.2f x of limit (a) (adj. %.2f); %.2f x of limit (b) (adj. "
+               "%.2f) | %s | >= 2M entries/s, >= 0.5 x of limit | %s | %s |\n",
+               human((double)R->ing_entries, b4, sizeof b4), human(R->ing2_eps, b1, sizeof b1), R->ing2_mbps,
+               human(R->la_eps, b2, sizeof b2), human(R->lb2_eps, b3, sizeof b3), R->ing2_eps / R->la_eps,
+               R->ing2_eps / R->ing2_adj.a_eps, R->ing2_eps / R->lb2_eps, R->ing2_eps / R->ing2_adj.b2_eps, sq,
+               RSS(PH_ING2), LOAD(PH_ING2));
+    }
     if (have(PH_ING1))
         printf("| Ingest, 1 committer | %s entries/s | (a) %s entries/s; (b, 1 thr) %s entries/s | %.2f x of limit "
-               "(a); %.2f x of limit (b, 1 thr) | - | - | %s |\n",
+               "(a) (adj. %.2f); %.2f x of limit (b, 1 thr) (adj. %.2f) | - | - | %s | %s |\n",
                human(R->ing1_eps, b1, sizeof b1), human(R->la_eps, b2, sizeof b2), human(R->lb1_eps, b3, sizeof b3),
-               R->ing1_eps / R->la_eps, R->ing1_eps / R->lb1_eps, rss(PH_ING1, r1, sizeof r1));
+               R->ing1_eps / R->la_eps, R->ing1_eps / R->ing1_adj.a_eps, R->ing1_eps / R->lb1_eps,
+               R->ing1_eps / R->ing1_adj.b1_eps, RSS(PH_ING1), LOAD(PH_ING1));
     if (have(PH_REOPEN))
-        printf("| Reopen of the ingest ledger (%llu tx) | %.3f s (replayed %llu tx) | - | - | - | <= 1 s | %s |\n",
-               (unsigned long long)R->reopen_rep.tx_count, R->reopen_sec, (unsigned long long)R->reopen_rep.replayed_tx,
-               rss(PH_REOPEN, r1, sizeof r1));
-    if (have(PH_SMALL))
-        printf("| 1-entry tx, 64 threads, FULL | %s tx/s (%.1f tx/sync, fdatasync %.0f us) | (a') %s tx/s | %.2f x of "
-               "limit (a') | %s | >= 50k tx/s | %s |\n",
-               human(R->sm_tps, b1, sizeof b1), R->sm_group, R->sm_sync_us, human(R->ls_tps, b2, sizeof b2),
-               R->sm_tps / R->ls_tps,
-               have(PH_SQL_SMALL) ? (snprintf(b3, sizeof b3, "%.0f tx/s (%.1f x SQLite)", R->sqs_tps,
-                                              R->sm_tps / R->sqs_tps), b3) : "-",
-               rss(PH_SMALL, r1, sizeof r1));
+        printf("| Reopen of the ingest ledger (%s tx) | %.3f s (replayed %llu tx) | - | - | - | <= 1 s | %s | %s |\n",
+               human((double)R->reopen_rep.tx_count, b1, sizeof b1), R->reopen_sec,
+               (unsigned long long)R->reopen_rep.replayed_tx, RSS(PH_REOPEN), LOAD(PH_REOPEN));
+    if (have(PH_SMALL)) {
+        if (have(PH_SQL_SMALL))
+            snprintf(sq, sizeof sq, "%.0f tx/s (Tally = %.1f x SQLite)", R->sqs_tps, R->sm_tps / R->sqs_tps);
+        else
+            snprintf(sq, sizeof sq, "-");
+        printf("| 1-entry tx, 64 threads, FULL | %s tx/s (%.1f tx/sync, fdatasync %.0f us, commit p50 %.1f ms) | "
+               "(a') %s tx/s | %.2f x of limit (a') | %s | >= 50k tx/s | %s | %s |\n",
+               human(R->sm_tps, b1, sizeof b1), R->sm_group, R->sm_sync_us, R->sm_lat.p50 / 1e6,
+               human(R->ls_tps, b2, sizeof b2), R->sm_tps / R->ls_tps, sq, RSS(PH_SMALL), LOAD(PH_SMALL));
+    }
     if (have(PH_GET)) {
-        char sg[96] = "-";
         if (have(PH_SQL_GET))
-            snprintf(sg, sizeof sg, "p50 %.2f / p99 %.2f us (%s rows)", R->sql_get_lat.p50 / 1e3,
-                     R->sql_get_lat.p99 / 1e3, human((double)R->sql_rows, b3, sizeof b3));
-        printf("| get latest, %s keys, warm | p50 %.2f / p99 %.2f / mean %.2f us; 2 threads %s gets/s | - | - | %s | "
-               "p50 <= 2 us | %s |\n",
+            snprintf(sq, sizeof sq, "p50 %.2f / p99 %.2f / mean %.2f us (%s rows)", R->sql_get_lat.p50 / 1e3,
+                     R->sql_get_lat.p99 / 1e3, R->sql_get_lat.mean / 1e3, human((double)R->sql_rows, b3, sizeof b3));
+        else
+            snprintf(sq, sizeof sq, "-");
+        printf("| get latest, %s keys, warm | p50 %.2f / p99 %.2f / mean %.2f us; 2 threads %s gets/s | - | - | %s "
+               "| p50 <= 2 us | %s | %s |\n",
                human((double)R->ing_entries, b1, sizeof b1), R->get_lat.p50 / 1e3, R->get_lat.p99 / 1e3,
-               R->get_lat.mean / 1e3, human(R->get2_ops_s, b2, sizeof b2), sg, rss(PH_GET, r1, sizeof r1));
-        printf("| get as of tx N, %s keys, warm | p50 %.2f / p99 %.2f / mean %.2f us | - | - | - | p50 <= 5 us | %s |\n",
+               R->get_lat.mean / 1e3, human(R->get2_ops_s, b2, sizeof b2), sq, RSS(PH_GET), LOAD(PH_GET));
+        printf("| get as of tx N, %s keys, warm | p50 %.2f / p99 %.2f / mean %.2f us | - | - | - | p50 <= 5 us | %s "
+               "| %s |\n",
                human((double)R->ing_entries, b1, sizeof b1), R->asof_lat.p50 / 1e3, R->asof_lat.p99 / 1e3,
-               R->asof_lat.mean / 1e3, rss(PH_GET, r1, sizeof r1));
+               R->asof_lat.mean / 1e3, RSS(PH_GET), LOAD(PH_GET));
     }
-    if (have(PH_PROOFS)) {
-        printf("| Inclusion proof, %s tx%s | p50 %.2f / mean %.2f us (verify %.2f us) | - | - | - | <= 10 us | %s |\n",
-               human((double)R->pf_tx, b1, sizeof b1), R->pf_capped ? " (time-capped build)" : "", R->inc.p50 / 1e3,
-               R->inc.mean / 1e3, R->vinc.mean / 1e3, rss(PH_PROOFS, r1, sizeof r1));
-        printf("| Consistency proof, %s tx | p50 %.2f / mean %.2f us (verify %.2f us) | - | - | - | <= 10 us | %s |\n",
-               human((double)R->pf_tx, b1, sizeof b1), R->con.p50 / 1e3, R->con.mean / 1e3, R->vcon.mean / 1e3,
-               rss(PH_PROOFS, r1, sizeof r1));
-    }
-    if (have(PH_PFBUILD))
-        printf("| Build: 1-entry tx, durability NONE, %d committers | %s tx/s | - | - | - | - | %s |\n", PF_THREADS,
-               human(R->pf_build_tps, b1, sizeof b1), rss(PH_PFBUILD, r1, sizeof r1));
     if (have(PH_VERIFY))
-        printf("| verify, ingest ledger (%.0f MB) | %.1f MB/s, %s entries/s | (b, 1 core) %s entries/s | %.2f x of limit "
-               "(b) | - | >= 0.8 x of limit | %s |\n",
+        printf("| verify, ingest ledger (%.0f MB of log) | %.1f MB/s, %s entries/s | (b, 1 core) %s entries/s | %.2f "
+               "x of limit (b) (adj. %.2f) | - | >= 0.8 x of limit | %s | %s |\n",
                R->ver_bytes / 1e6, R->ver_mbps, human(R->ver_eps, b1, sizeof b1), human(R->lb1_eps, b2, sizeof b2),
-               R->ver_eps / R->lb1_eps, rss(PH_VERIFY, r1, sizeof r1));
+               R->ver_eps / R->lb1_eps, R->ver_eps / R->ver_adj.b1_eps, RSS(PH_VERIFY), LOAD(PH_VERIFY));
+    if (have(PH_PFBUILD))
+        printf("| Build: %s 1-entry tx%s, durability NONE, %d committers | %s tx/s | - | - | - | - | %s | %s |\n",
+               human((double)R->pf_tx, b2, sizeof b2), R->pf_capped ? " (time-capped)" : "", PF_THREADS,
+               human(R->pf_build_tps, b1, sizeof b1), RSS(PH_PFBUILD), LOAD(PH_PFBUILD));
+    if (have(PH_PROOFS)) {
+        printf("| Inclusion proof, %s tx | p50 %.2f / mean %.2f / p99 %.2f us (verify mean %.2f us) | - | - | - | "
+               "<= 10 us | %s | %s |\n",
+               human((double)R->pf_tx, b1, sizeof b1), R->inc.p50 / 1e3, R->inc.mean / 1e3, R->inc.p99 / 1e3,
+               R->vinc.mean / 1e3, RSS(PH_PROOFS), LOAD(PH_PROOFS));
+        printf("| Consistency proof, %s tx | p50 %.2f / mean %.2f / p99 %.2f us (verify mean %.2f us) | - | - | - | "
+               "<= 10 us | %s | %s |\n",
+               human((double)R->pf_tx, b1, sizeof b1), R->con.p50 / 1e3, R->con.mean / 1e3, R->con.p99 / 1e3,
+               R->vcon.mean / 1e3, RSS(PH_PROOFS), LOAD(PH_PROOFS));
+    }
     if (have(PH_OPEN))
-        printf("| Open after clean close, %s tx | %.3f s (replayed %llu tx) | - | - | - | <= 1 s | %s |\n",
+        printf("| Open after clean close, %s tx | %.3f s (replayed %llu tx) | - | - | - | <= 1 s | %s | %s |\n",
                human((double)R->open_rep.tx_count, b1, sizeof b1), R->open_sec,
-               (unsigned long long)R->open_rep.replayed_tx, rss(PH_OPEN, r1, sizeof r1));
-    int failed = 0;
+               (unsigned long long)R->open_rep.replayed_tx, RSS(PH_OPEN), LOAD(PH_OPEN));
+#undef RSS
+#undef LOAD
     for (int i = 0; i < PH_COUNT; i++)
-        if (R->ran[i] && !R->ok[i]) printf("\nphase %s FAILED (see stderr)\n", ph_name[i]), failed = 1;
-    (void)failed;
+        if (R->ran[i] && !R->ok[i]) printf("\nphase %s FAILED (see stderr)\n", ph_name[i]);
 }
 
 static void usage(void) {

@@ -93,13 +93,13 @@ def check_dir(d):
         off = 32
         while off < len(data):
             if len(data) - off < 32: raise Bad(expect, "truncated record header")
-            magic, body_len, tx_id, txh_len, txh_crc, ent_crc, hdr_crc = struct.unpack_from("<IIQIIII", data, off)
+            magic, body_len, tx_id, txh_len, body_crc, sync_lag, hdr_crc = struct.unpack_from("<IIQIIII", data, off)
             if magic != 0x31525854 or hdr_crc != crc32c(data[off:off + 28]): raise Bad(expect, "record header")
             if tx_id != expect: raise Bad(expect, f"record names tx {tx_id}")
             txh = data[off + 32: off + 32 + txh_len]
             ents = data[off + 32 + txh_len: off + 32 + body_len]
             if len(ents) != body_len - txh_len: raise Bad(expect, "record overruns the segment")
-            if crc32c(txh) != txh_crc or crc32c(ents) != ent_crc: raise Bad(expect, "checksum mismatch")
+            if crc32c(txh, crc32c(ents)) != body_crc: raise Bad(expect, "body checksum mismatch")
             kind, t_id, ts = struct.unpack_from("<BQQ", txh, 0)
             p_hash, e_root = txh[17:49], txh[49:81]
             count, ent_len, meta_len = struct.unpack_from("<III", txh, 81)

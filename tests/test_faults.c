@@ -37,6 +37,11 @@
 **     count (+1 only for the "whole record" variant), torn_bytes_dropped
 **     equals the junk's size, verify ok. Variants with default options,
 **     and with checkpoints + small segments + a close/reopen in the child.
+** (g) pwritev #N fails while 4 threads commit (group commit): every
+**     thread's first error is TALLY_EIO (or TALLY_EFATAL if its commit was
+**     queued after the failure), no commit succeeds after a thread saw an
+**     error, the acknowledged txs are exactly 1..state size, and after
+**     reopen each holds its thread's entries; verify ok.
 ** (f) a write or sync failure during the final checkpoint of
 **     tally_db_close: close returns an error; reopen replays the log and
 **     keeps every tx; verify ok.
@@ -44,6 +49,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -465,6 +471,87 @@ static void power_loss(const char *name, const tally_options *o, int ncommit, in
     rm_rf(dir);
 }
 
+/* ---- (g): a write fault while 4 threads commit (group commit) ---- */
+
+#define GT_THREADS 4
+#define GT_COMMITS 40
+
+typedef struct gt_arg {
+    tally_db *h;
+    int id;
+    uint64_t tx[GT_COMMITS], a[GT_COMMITS];
+    int nacked, first_err, errs_after, acked_after_err;
+} gt_arg;
+
+static void *gt_main(void *p) {
+    gt_arg *g = p;
+    for (int i = 0; i < GT_COMMITS; i++) {
+        uint64_t a = 1000 * (uint64_t)(g->id + 1) + (uint64_t)i, tx = 0;
+        int rc = do_commit(g->h, a, &tx);
+        if (rc == 0) {
+            if (g->first_err) g->acked_after_err++;
+            g->tx[g->nacked] = tx;
+            g->a[g->nacked++] = a;
+        } else if (!g->first_err) {
+            g->first_err = rc;
+        } else if (rc != TALLY_EFATAL) {
+            g->errs_after++;
+        }
+    }
+    return NULL;
+}
+
+static void group_fault(int64_t nth) {
+    char dir[64];
+    new_dir(dir, sizeof dir);
+    tally_options o;
+    tally_options_init(&o);
+    tally_db *h;
+    CHECK_EQ_INT(tally_db_open(&h, dir, &o, NULL), 0);
+    tally_fault_plan plan = {0};
+    plan.fail_write_after = nth;
+    plan.write_errno = EIO;
+    tally_fault_install(&plan);
+    static gt_arg g[GT_THREADS];
+    pthread_t th[GT_THREADS];
+    memset(g, 0, sizeof g);
+    for (int t = 0; t < GT_THREADS; t++) {
+        g[t].h = h, g[t].id = t;
+        pthread_create(&th[t], NULL, gt_main, &g[t]);
+    }
+    for (int t = 0; t < GT_THREADS; t++) pthread_join(th[t], NULL);
+    CHECK_EQ_INT(tally_fault_fired(), 1);
+    uint64_t size = 0, max_acked = 0;
+    uint8_t root[32];
+    CHECK_EQ_INT(tally_state(h, &size, root), 0);
+    int nacked = 0;
+    for (int t = 0; t < GT_THREADS; t++) {
+        CHECK(g[t].first_err == TALLY_EIO || g[t].first_err == TALLY_EFATAL);
+        CHECK_EQ_INT(g[t].errs_after, 0);
+        CHECK_EQ_INT(g[t].acked_after_err, 0); /* no acknowledgement after a failure */
+        for (int i = 0; i < g[t].nacked; i++) {
+            if (g[t].tx[i] > max_acked) max_acked = g[t].tx[i];
+            nacked++;
+        }
+    }
+    CHECK_EQ_INT(size, (uint64_t)nacked); /* acknowledged = visible, ids 1..n */
+    tally_db_close(h);
+    tally_fault_remove();
+    tally_open_report rep;
+    CHECK_EQ_INT(tally_db_open(&h, dir, &o, &rep), 0);
+    CHECK(rep.tx_count >= max_acked);
+    int bad = 0;
+    for (int t = 0; t < GT_THREADS; t++)
+        for (int i = 0; i < g[t].nacked; i++)
+            if (!tx_is(h, g[t].tx[i], g[t].a[i])) bad++;
+    CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_INT(tally_db_close(h), 0);
+    tally_verify_result vr;
+    CHECK_EQ_INT(tally_verify_dir(dir, &vr, NULL, NULL), 0);
+    CHECK_EQ_INT(vr.ok, 1);
+    rm_rf(dir);
+}
+
 /* ---- (f): failure in the final checkpoint of close ---- */
 
 static void close_fault(int sync) {
@@ -527,6 +614,9 @@ int main(void) {
     power_loss("ckpt+reopen/zeros", &small, 150, 1, J_ZEROS);
     power_loss("ckpt+reopen/half-record", &small, 150, 1, J_HALF_RECORD);
     power_loss("ckpt/whole-record", &small, 150, 0, J_WHOLE_RECORD);
+    /* (g) */
+    for (int64_t n = 1; n <= 40; n += 13) group_fault(n);
+    printf("group-commit faults: done\n");
     /* (f) */
     close_fault(0);
     close_fault(1);

@@ -59,8 +59,8 @@ int main(void) {
     make_txh(rec + RECORD_HDR_LEN, 1, 1000000000ull, zero, r1, sizeof e1);
     memcpy(rec + RECORD_HDR_LEN + TXH_FIXED_LEN, e1, sizeof e1);
     record_hdr rh = {.body_len = TXH_FIXED_LEN + sizeof e1, .tx_id = 1, .txh_len = TXH_FIXED_LEN,
-                     .txh_crc = tally_crc32c(0, rec + RECORD_HDR_LEN, TXH_FIXED_LEN),
-                     .entries_crc = tally_crc32c(0, e1, sizeof e1)};
+                     .body_crc = tally_crc32c(tally_crc32c(0, e1, sizeof e1), rec + RECORD_HDR_LEN, TXH_FIXED_LEN),
+                     .sync_lag = 1};
     record_hdr_encode(rec, &rh);
     char why[128];
     CHECK(record_check(rec, sizeof rec, 1, why, sizeof why) == 0);

@@ -71,6 +71,7 @@ static int sync_log_as_leader(tally_db *db) {
     pthread_mutex_unlock(&db->mu);
     int rc = log_sync(db->log);
     pthread_mutex_lock(&db->mu);
+    if (rc == 0) db->synced_tx = db_visible(db); /* every written batch is <= visible */
     db->leader = 0;
     pthread_cond_broadcast(&db->cond);
     pthread_mutex_unlock(&db->mu);

@@ -107,10 +107,7 @@ static int prepare(pending *p, const tally_entry *e, size_t n, const void *meta,
     wr32(txh + 85, entries_len);
     wr32(txh + 89, (uint32_t)meta_len);
     if (meta_len) memcpy(txh + TXH_FIXED_LEN, meta, meta_len);
-    record_hdr h = {.body_len = (uint32_t)(rec_len - RECORD_HDR_LEN), .txh_len = p->txh_len,
-                    .entries_crc = tally_crc32c(0, ent, entries_len)};
-    wr32(mem + 4, h.body_len);
-    wr32(mem + 24, h.entries_crc);
+    p->entries_crc = tally_crc32c(0, ent, entries_len);
     return 0;
 }
 
@@ -150,9 +147,9 @@ static int assign(tally_db *db, pending *p) {
     wr64(txh + 1, p->tx);
     wr64(txh + 9, p->ts);
     memcpy(txh + 17, db->last_hash, 32);
-    record_hdr h = {.body_len = rd32(p->rec + 4), .tx_id = p->tx, .txh_len = p->txh_len,
-                    .txh_crc = tally_crc32c(0, txh, p->txh_len), .entries_crc = rd32(p->rec + 24)};
-    record_hdr_encode(p->rec, &h);
+    record_hdr h = {.body_len = (uint32_t)(p->rec_len - RECORD_HDR_LEN), .tx_id = p->tx, .txh_len = p->txh_len,
+                    .body_crc = tally_crc32c(p->entries_crc, txh, p->txh_len), .sync_lag = SYNC_LAG_UNKNOWN};
+    record_hdr_encode(p->rec, &h); /* sync_lag is set by the leader that writes it */
     rfc6962_leaf_hash(txh, p->txh_len, p->leaf);
     p->pos = log_reserve(db->log, (uint32_t)p->rec_len);
     uint64_t off = RECORD_HDR_LEN + p->txh_len;
@@ -186,6 +183,10 @@ static void run_batch(tally_db *db) {
     int niov = 0, rc = 0;
     uint64_t first_pos = 0, next_pos = 0, count = 0;
     for (pending *p = batch; p && rc == 0; p = p->next, count++) {
+        /* how far the log is synced as this record is written: lets recovery
+        ** tell an unacknowledged hole from damage to an acknowledged record */
+        uint64_t lag = p->tx - db->synced_tx;
+        record_hdr_set_sync_lag(p->rec, lag < SYNC_LAG_UNKNOWN ? (uint32_t)lag : SYNC_LAG_UNKNOWN);
         if (niov && (niov == BATCH_IOV_MAX || p->pos != next_pos)) {
             rc = log_write(db->log, first_pos, iov, niov);
             niov = 0;
@@ -200,6 +201,11 @@ static void run_batch(tally_db *db) {
     if (rc == 0 && db->opt.durability == TALLY_SYNC_FULL) {
         uint64_t t0 = db_now_ns();
         rc = log_sync(db->log);
+        if (rc == 0 && batch) {
+            pending *last = batch;
+            while (last->next) last = last->next;
+            db->synced_tx = last->tx;
+        }
         atomic_fetch_add(&db->st_syncs, 1);
         atomic_fetch_add(&db->st_sync_ns, db_now_ns() - t0);
     }

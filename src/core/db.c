@@ -171,6 +171,11 @@ static int db_recover(tally_db *db, tally_open_report *rep) {
     if (last_tx < db->index_tx)
         return tally_seterr(TALLY_ECORRUPT, "the log ends at tx %llu but the index covers tx %llu",
                             (unsigned long long)last_tx, (unsigned long long)db->index_tx);
+    /* what recovery kept is durable from here on (it may have been written
+    ** with durability NONE by a process that died before syncing) */
+    if (!db->opt.read_only && (rc = log_sync(db->log)) != 0)
+        return tally_seterr(TALLY_EIO, "sync the log after recovery: %s", strerror(-rc));
+    db->synced_tx = last_tx;
     db->next_tx = last_tx + 1;
     atomic_store(&db->visible_tx, last_tx);
     rep->tx_count = last_tx;

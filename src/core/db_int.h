@@ -46,6 +46,7 @@ typedef struct pending {
     mt_key **nodes;        /* active memtable node per entry (serial section) */
     uint64_t tx, pos, ts;
     uint8_t leaf[32];      /* tx hash */
+    uint32_t entries_crc;  /* CRC-32C of the entries section (prepare) */
     int rc, done;
     struct pending *next;
 } pending;
@@ -65,6 +66,7 @@ struct tally_db {
     run *run;
     uint64_t index_tx, freeze_tx;
     uint64_t next_tx, last_ts, attempt;
+    uint64_t synced_tx;         /* last tx whose record is synced (leader only) */
     uint8_t last_hash[32];
     pending *q_head, *q_tail;
     int leader;

@@ -139,7 +139,7 @@ static void cur_next(cursor *c) {
 }
 
 static int prefix_match(uint8_t ns, const uint8_t *k, size_t kl, uint8_t pns, const void *p, size_t pl) {
-    return ns == pns && kl >= pl && memcmp(k, p, pl) == 0;
+    return ns == pns && kl >= pl && (pl == 0 || memcmp(k, p, pl) == 0);
 }
 
 int tally_scan(tally_db *db, uint8_t ns, const void *prefix, size_t prefix_len, const void *after,

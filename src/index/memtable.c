@@ -155,7 +155,7 @@ int64_t mt_collect_prefix(const memtable *mt, uint8_t ns, const void *prefix, si
     if (!v) return -1;
     for (uint64_t i = 0; i <= mt->mask; i++) {
         mt_key *k = mt->slots[i].k;
-        if (!k || !k->nver || k->ns != ns || k->key_len < plen || memcmp(k->key, prefix, plen)) continue;
+        if (!k || !k->nver || k->ns != ns || k->key_len < plen || (plen && memcmp(k->key, prefix, plen))) continue;
         if (n == cap) {
             mt_key **nv = realloc(v, (cap *= 2) * sizeof *v);
             if (!nv) {

@@ -184,11 +184,18 @@ uint64_t log_segment_size(const tlog *log, uint32_t s) { return log->segs[s].siz
 const uint8_t *log_ptr(const tlog *log, uint64_t pos) { return log->segs[LOG_SEG(pos)].map + LOG_OFF(pos); }
 uint64_t log_end_pos(const tlog *log) { return log->reserve_pos; }
 
-/* Is there a record header with a valid checksum anywhere in [from, end)? */
-static int valid_header_after(const uint8_t *seg, uint64_t from, uint64_t end) {
+/* After an invalid record that should be tx bad_tx at offset `from`, is there
+** evidence that bad_tx had been acknowledged? A later record header with a
+** valid checksum whose sync_lag says the log was synced through bad_tx (or
+** beyond) when it was written proves it: the damage is then corruption. Later
+** records written before bad_tx was synced are the rest of an interrupted
+** group commit (out-of-order writeback during a crash): a torn tail.
+** Returns the first vouching tx id, or 0 if none. */
+static uint64_t later_record_vouches(const uint8_t *seg, uint64_t from, uint64_t end, uint64_t bad_tx) {
     for (uint64_t o = from; o + RECORD_HDR_LEN <= end; o++) {
         record_hdr h;
-        if (seg[o] == (RECORD_MAGIC & 0xFF) && record_hdr_decode(seg + o, &h) == 0) return 1;
+        if (seg[o] != (RECORD_MAGIC & 0xFF) || record_hdr_decode(seg + o, &h) != 0) continue;
+        if (h.tx_id <= bad_tx || record_synced_tx(&h) >= bad_tx) return h.tx_id;
     }
     return 0;
 }
@@ -234,11 +241,17 @@ int log_recover(tlog *log, uint64_t pos, uint64_t expect_tx, log_record_fn fn, v
             if (hdr_ok && h.tx_id != expect_tx)
                 return tally_seterr(TALLY_ECORRUPT, "tx %llu (segment %08u offset %llu): %s",
                                     (unsigned long long)expect_tx, s, (unsigned long long)off, why);
-            if (s + 1 < nseg || valid_header_after(sg->map, scan_from, sg->size))
-                return tally_seterr(TALLY_ECORRUPT,
-                                    "tx %llu (segment %08u offset %llu): %s; valid records follow, "
-                                    "refusing to truncate",
+            if (s + 1 < nseg)
+                return tally_seterr(TALLY_ECORRUPT, "tx %llu (segment %08u offset %llu): %s; later segments "
+                                    "follow, refusing to truncate",
                                     (unsigned long long)expect_tx, s, (unsigned long long)off, why);
+            uint64_t voucher = later_record_vouches(sg->map, scan_from, sg->size, expect_tx);
+            if (voucher)
+                return tally_seterr(TALLY_ECORRUPT,
+                                    "tx %llu (segment %08u offset %llu): %s; tx %llu after it was written once "
+                                    "tx %llu was durable, so this is damage, not a torn write; refusing to "
+                                    "truncate", (unsigned long long)expect_tx, s, (unsigned long long)off, why,
+                                    (unsigned long long)voucher, (unsigned long long)expect_tx);
             int rc = truncate_tail(log, s, off, torn_bytes);
             if (rc) return rc;
             break;

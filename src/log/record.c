@@ -13,8 +13,8 @@ int record_hdr_decode(const uint8_t *p, record_hdr *out) {
     out->body_len = rd32(p + 4);
     out->tx_id = rd64(p + 8);
     out->txh_len = rd32(p + 16);
-    out->txh_crc = rd32(p + 20);
-    out->entries_crc = rd32(p + 24);
+    out->body_crc = rd32(p + 20);
+    out->sync_lag = rd32(p + 24);
     if (out->txh_len < TXH_FIXED_LEN || out->txh_len > TXH_FIXED_LEN + TALLY_META_BYTES_MAX) return -1;
     if (out->body_len < out->txh_len || out->body_len > TALLY_TX_BYTES_MAX) return -1;
     if (out->tx_id == 0) return -1;
@@ -26,9 +26,19 @@ void record_hdr_encode(uint8_t *p, const record_hdr *h) {
     wr32(p + 4, h->body_len);
     wr64(p + 8, h->tx_id);
     wr32(p + 16, h->txh_len);
-    wr32(p + 20, h->txh_crc);
-    wr32(p + 24, h->entries_crc);
+    wr32(p + 20, h->body_crc);
+    wr32(p + 24, h->sync_lag);
     wr32(p + 28, tally_crc32c(0, p, 28));
+}
+
+void record_hdr_set_sync_lag(uint8_t *p, uint32_t lag) {
+    wr32(p + 24, lag);
+    wr32(p + 28, tally_crc32c(0, p, 28));
+}
+
+uint64_t record_synced_tx(const record_hdr *h) {
+    if (h->sync_lag == SYNC_LAG_UNKNOWN || h->sync_lag > h->tx_id) return 0;
+    return h->tx_id - h->sync_lag;
 }
 
 int txh_decode(const uint8_t *p, size_t len, txh_view *out) {
@@ -84,12 +94,8 @@ int record_check(const uint8_t *rec, size_t avail, uint64_t expect_tx, char *why
     }
     const uint8_t *txh = rec + RECORD_HDR_LEN, *ent = txh + h.txh_len;
     size_t ent_len = h.body_len - h.txh_len;
-    if (tally_crc32c(0, txh, h.txh_len) != h.txh_crc) {
-        snprintf(why, why_len, "tx header checksum mismatch");
-        return -1;
-    }
-    if (tally_crc32c(0, ent, ent_len) != h.entries_crc) {
-        snprintf(why, why_len, "entries checksum mismatch");
+    if (tally_crc32c(tally_crc32c(0, ent, ent_len), txh, h.txh_len) != h.body_crc) {
+        snprintf(why, why_len, "record body checksum mismatch");
         return -1;
     }
     if (txh_decode(txh, h.txh_len, &t) != 0 || t.tx_id != h.tx_id || t.entries_len != ent_len) {

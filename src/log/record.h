@@ -9,8 +9,11 @@
 **     4  u32 body_len     tx header bytes + entries bytes
 **     8  u64 tx_id
 **    16  u32 txh_len      length of the tx header (93 + tx meta_len)
-**    20  u32 txh_crc      CRC-32C of the tx header bytes
-**    24  u32 entries_crc  CRC-32C of the entries bytes
+**    20  u32 body_crc     CRC-32C of the entries bytes followed by the tx header
+**                         bytes (entries first: the committer checksums them
+**                         outside the commit lock)
+**    24  u32 sync_lag     tx_id minus the last tx whose record was synced when
+**                         this record was written (0xFFFFFFFF: unknown / too far)
 **    28  u32 hdr_crc      CRC-32C of header bytes 0..27
 **   tx header (txh_len bytes) = the ledger tree's leaf data for this tx
 **     0  u8  kind = 0x01
@@ -39,7 +42,7 @@
 ** drop a value while every proof stays valid.
 **
 ** Invariants a well-formed record satisfies (record_check):
-**   (1) hdr_crc, txh_crc and entries_crc match;
+**   (1) hdr_crc and body_crc match;
 **   (2) txh_len == 93 + meta_len, body_len == txh_len + entries_len;
 **   (3) the entries section parses exactly: entry_count entries, no bytes left;
 **   (4) every limit of tally.h holds and flags has no unknown bit.
@@ -58,6 +61,7 @@
 #define TXH_KIND_TX_V1      0x01u
 #define ENTRY_FLAG_DELETED  0x01u
 #define ENTRY_FLAGS_KNOWN   0x01u
+#define SYNC_LAG_UNKNOWN    0xFFFFFFFFu
 
 static inline uint16_t rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
 static inline uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
@@ -70,7 +74,7 @@ static inline void wr64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 typedef struct record_hdr {
     uint32_t body_len;
     uint64_t tx_id;
-    uint32_t txh_len, txh_crc, entries_crc;
+    uint32_t txh_len, body_crc, sync_lag;
 } record_hdr;
 
 /* The decoded tx header; pointers into the record bytes. */
@@ -95,6 +99,11 @@ typedef struct entry_view {
 int record_hdr_decode(const uint8_t *p, record_hdr *out);
 /* Fills the 32-byte header given its fields (computes hdr_crc). */
 void record_hdr_encode(uint8_t *p, const record_hdr *h);
+/* Sets sync_lag in an encoded header (recomputes hdr_crc). */
+void record_hdr_set_sync_lag(uint8_t *p, uint32_t lag);
+/* The last tx known synced when the record with this header was written,
+** or 0 if unknown. */
+uint64_t record_synced_tx(const record_hdr *h);
 /* Decodes a tx header of len bytes; checks kind and lengths. Returns 0 or -1. */
 int txh_decode(const uint8_t *p, size_t len, txh_view *out);
 /* Decodes the entry at *p with at most `avail` bytes left. Returns the
