@@ -13,6 +13,10 @@
 ** txindex item T-1 and for a Merkle node first completed by leaf T-1:
 ** first_bad_tx == T. For the segment header, INDEX and the run: !ok only.
 **
+**   pass 3: flips in the derived files again, then (in a forked child)
+**     tally_db_open read-only and read every key, tx and entry: open may
+**     refuse, reads may fail, but nothing may crash and no read may return
+**     a wrong answer (a wrong value/tx, or ENOTFOUND for a live key).
 ** Default mode samples bytes (every header byte around a field boundary plus
 ** every STRIDE-th byte) to keep the ASan run short; TALLY_LONG=1 flips every
 ** byte. Every byte not caught is listed.
@@ -30,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define NTX 12
@@ -67,6 +72,28 @@ static int put_byte(const char *path, size_t off, uint8_t v) {
 
 /* ------------------------------------------------------------ the ledger */
 
+/* The model: every key's latest version after the 12 txs. */
+typedef struct mkey {
+    char key[48];
+    uint64_t tx;
+    int deleted;
+    uint8_t val[300];
+    size_t val_len;
+} mkey;
+static mkey model[64];
+static int nmodel;
+
+static void model_put(const char *k, uint64_t tx, int del, const uint8_t *v, size_t vl) {
+    int i = 0;
+    while (i < nmodel && strcmp(model[i].key, k)) i++;
+    if (i == nmodel) nmodel++;
+    snprintf(model[i].key, sizeof model[i].key, "%s", k);
+    model[i].tx = tx;
+    model[i].deleted = del;
+    if (vl) memcpy(model[i].val, v, vl);
+    model[i].val_len = vl;
+}
+
 static int build_ledger(const char *dir) {
     tally_db *db;
     if (tally_db_open(&db, dir, NULL, NULL) != 0) return -1;
@@ -101,6 +128,7 @@ static int build_ledger(const char *dir) {
         int ml = sprintf(meta, "tx %u metadata", t);
         uint64_t id = 0;
         int rc = tally_commit(db, &id, e, n, meta, t % 2 ? (size_t)ml : 0);
+        for (unsigned i = 0; rc == 0 && i < n; i++) model_put(keys[i], t, e[i].deleted, e[i].value, e[i].value_len);
         if (rc != 0 || id != t) {
             fprintf(stderr, "commit %u: %s\n", t, tally_errmsg());
             tally_db_close(db);
@@ -284,6 +312,110 @@ static void flip_one(const char *dir, tfile *f, size_t off, uint64_t expect_tx, 
     CHECK(put_byte(p, off, f->b[off]) == 0);
 }
 
+/* Pass 3: the engine itself on a damaged derived file. tally_db_open may
+** refuse (any error code) or succeed; if it succeeds, every read must return
+** the true answer or an error, never a wrong answer, and nothing may crash. */
+typedef struct ostats {
+    unsigned long tested, refused, opened, read_errors, wrong, crashed;
+} ostats;
+
+/* In a child: open (read-only) and read everything. Exit status: bit 0 open
+** refused, bit 1 some read returned an error, bit 2 some read returned a
+** WRONG answer. */
+static int open_and_read(const char *dir, const char *what, size_t off) {
+    tally_db *db = NULL;
+    tally_options o;
+    tally_options_init(&o);
+    o.read_only = 1; /* no recovery writes: the working copy stays as it is */
+    if (tally_db_open(&db, dir, &o, NULL) != 0) return 1;
+    int status = 0;
+    for (int i = 0; i < nmodel; i++) {
+        tally_version ver;
+        int rc = tally_get(db, &ver, TALLY_NS_KV, model[i].key, strlen(model[i].key), 0);
+        int right = model[i].deleted ? rc == TALLY_ENOTFOUND
+                                     : rc == 0 && ver.tx == model[i].tx && ver.value_len == model[i].val_len &&
+                                           memcmp(ver.value, model[i].val, ver.value_len) == 0;
+        int wrong = !right && (rc == 0 || rc == TALLY_ENOTFOUND);
+        if (!right && !wrong) status |= 2;
+        if (wrong) {
+            status |= 4;
+            fprintf(stderr, "  WRONG ANSWER: %s byte %zu flipped: get(%s) -> rc %d tx %llu (true: tx %llu%s)\n",
+                    what, off, model[i].key, rc, rc == 0 ? (unsigned long long)ver.tx : 0ull,
+                    (unsigned long long)model[i].tx, model[i].deleted ? ", deleted" : "");
+        }
+    }
+    for (uint64_t t = 1; t <= NTX; t++) {
+        tally_tx_info ti;
+        int rc = tally_tx_get(db, &ti, t);
+        if (rc == 0 && ti.tx != t) status |= 4;
+        else if (rc) status |= 2;
+        for (uint32_t i = 0; rc == 0 && i < ti.entry_count; i++) {
+            tally_entry_view ev;
+            if (tally_tx_entry(db, &ev, t, i) != 0) status |= 2;
+        }
+    }
+    uint64_t size = 0;
+    uint8_t root[TALLY_HASH_LEN];
+    if (tally_state(db, &size, root) != 0) status |= 2;
+    else if (size != NTX) status |= 4;
+    tally_db_close(db);
+    return status;
+}
+
+static void open_one(const char *dir, tfile *f, size_t off, ostats *st) {
+    char p[4096], errp[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, f->rel);
+    snprintf(errp, sizeof errp, "%s/../child.err", dir);
+    uint8_t v = f->b[off] ^ (uint8_t)((st->tested & 1) ? 0x80 : 0x01);
+    CHECK(put_byte(p, off, v) == 0);
+    st->tested++;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(errp, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+        if (fd >= 0) dup2(fd, 2);
+        _exit(16 + open_and_read(dir, f->rel, off)); /* 16..23: ASan's own error exit is 1 */
+    }
+    int ws = 0;
+    CHECK(pid > 0 && waitpid(pid, &ws, 0) == pid);
+    int code = WIFEXITED(ws) ? WEXITSTATUS(ws) - 16 : -1;
+    if (code < 0 || code > 7) {
+        st->crashed++;
+        CHECK(!"the engine crashed reading a ledger with one damaged derived byte");
+        if (st->crashed <= 2) {
+            fprintf(stderr, "  CRASH: %s byte %zu (0x%02x -> 0x%02x): %s; the child's stderr:\n", f->rel, off,
+                    f->b[off], v, WIFSIGNALED(ws) ? strsignal(WTERMSIG(ws)) : "exit status 1 (a sanitizer report)");
+            FILE *ef = fopen(errp, "r");
+            char line[512];
+            for (int n = 0; ef && n < 14 && fgets(line, sizeof line, ef); n++) fprintf(stderr, "    %s", line);
+            if (ef) fclose(ef);
+        }
+    } else {
+        if (code & 1) st->refused++;
+        else st->opened++;
+        if (code & 2) st->read_errors++;
+        if (code & 4) {
+            st->wrong++;
+            CHECK(!"a read returned a wrong answer");
+            if (st->wrong <= 3) {
+                FILE *ef = fopen(errp, "r");
+                char line[512];
+                for (int n = 0; ef && n < 4 && fgets(line, sizeof line, ef); n++) fputs(line, stderr);
+                if (ef) fclose(ef);
+            }
+        }
+    }
+    const char *d = dir_differs(dir, f, off, v);
+    if (d) restore_all(dir);
+    CHECK(put_byte(p, off, f->b[off]) == 0);
+}
+
+static void oreport(const char *what, const ostats *st) {
+    printf("  open+read after %-9s %5lu flips: %5lu refused by open, %5lu opened (%lu with read errors), "
+           "%lu CRASHED, %lu WRONG answers\n",
+           what, st->tested, st->refused, st->opened, st->read_errors, st->crashed, st->wrong);
+}
+
 static void report(const char *what, const stats *st) {
     printf("  %-28s %5lu flips tested, %5lu caught, %lu wrong first_bad_tx, %lu error returns, "
            "%lu modified files\n",
@@ -401,6 +533,22 @@ int main(void) {
     printf("  total: %lu flips tested, %lu caught (returned 0 with ok == 0), %lu refused with an error code "
            "but res.ok left 1, %lu reported ok\n",
            all.tested, all.caught, all.bad_rc, all.tested - all.caught - all.bad_rc);
+
+    /* pass 3: open and read with a damaged derived file */
+    ostats o_txi = {0}, o_mrk = {0}, o_idx = {0}, o_run = {0};
+    /* (each trial forks; default mode samples fewer bytes than passes 1-2) */
+    for (size_t i = 0; i < txi->n; i++)
+        if (g_longmode || i % 16 == 1 || i % 16 == 2 || i % 16 == 9) open_one(dir, txi, i, &o_txi);
+    for (size_t i = 0; i < mrk->n; i++)
+        if (g_longmode || i % 64 == 0) open_one(dir, mrk, i, &o_mrk);
+    for (size_t i = 0; i < idx->n; i++)
+        if (g_longmode || i % 8 == 0) open_one(dir, idx, i, &o_idx);
+    for (size_t i = 0; i < run->n; i++)
+        if (g_longmode || (i < 64 && i % 8 == 0) || one_in(i, 19)) open_one(dir, run, i, &o_run);
+    oreport("txindex:", &o_txi);
+    oreport("merkle:", &o_mrk);
+    oreport("INDEX:", &o_idx);
+    oreport("run:", &o_run);
 
     /* and the pristine copy still verifies after all that */
     CHECK_EQ_INT(tally_verify_dir(dir, &res, NULL, NULL), 0);

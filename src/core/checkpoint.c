@@ -1,10 +1,11 @@
 /*
 ** checkpoint.c — turning memtables into runs, and the INDEX manifest.
 **
-** DIR/INDEX (64 bytes) names the checkpoint in force:
+** DIR/INDEX (96 bytes) names the checkpoint in force:
 **     0 [8] "TALLYIDX"   8 u32 version = 1   12 u32 reserved = 0
 **    16 u64 index_tx     24 [32] hash of tx index_tx (zeros if 0)
-**    56 u32 reserved = 0 60 u32 CRC-32C of bytes 0..59
+**    56 [32] ledger root at size index_tx
+**    88 u32 reserved = 0 92 u32 CRC-32C of bytes 0..91
 ** The run it names is DIR/index/run-<index_tx, 20 digits>.idx. Order of a
 ** checkpoint (each step durable before the next):
 **   1. the log is synced up to freeze_tx (it is already, unless durability NONE);
@@ -21,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "core/db_int.h"
+#include "merkle/rfc6962.h"
 #include "os/io.h"
 #include "util/crc32c.h"
 #include "util/err.h"
@@ -29,17 +31,18 @@ void run_file_name(char *buf, size_t len, uint64_t index_tx) {
     snprintf(buf, len, "run-%020llu.idx", (unsigned long long)index_tx);
 }
 
-int manifest_write(const char *dir, uint64_t index_tx, const uint8_t tx_hash[32]) {
-    uint8_t m[64] = {0};
+int manifest_write(const char *dir, uint64_t index_tx, const uint8_t tx_hash[32], const uint8_t root[32]) {
+    uint8_t m[MANIFEST_LEN] = {0};
     memcpy(m, "TALLYIDX", 8);
     wr32(m + 8, 1);
     wr64(m + 16, index_tx);
     memcpy(m + 24, tx_hash, 32);
-    wr32(m + 60, tally_crc32c(0, m, 60));
+    memcpy(m + 56, root, 32);
+    wr32(m + 92, tally_crc32c(0, m, 92));
     return io_write_file_atomic(dir, "INDEX", m, sizeof m);
 }
 
-int manifest_read(const char *dir, uint64_t *index_tx, uint8_t tx_hash[32]) {
+int manifest_read(const char *dir, uint64_t *index_tx, uint8_t tx_hash[32], uint8_t root[32]) {
     char path[PATH_MAX];
     void *buf;
     size_t len;
@@ -48,34 +51,20 @@ int manifest_read(const char *dir, uint64_t *index_tx, uint8_t tx_hash[32]) {
     if (rc == -ENOENT) {
         *index_tx = 0;
         memset(tx_hash, 0, 32);
+        rfc6962_empty_root(root);
         return 0;
     }
     if (rc) return tally_seterr(TALLY_EIO, "read %s: %s", path, strerror(-rc));
     const uint8_t *m = buf;
-    int ok = len == 64 && memcmp(m, "TALLYIDX", 8) == 0 && rd32(m + 8) == 1 &&
-             rd32(m + 60) == tally_crc32c(0, m, 60);
+    int ok = len == MANIFEST_LEN && memcmp(m, "TALLYIDX", 8) == 0 && rd32(m + 8) == 1 &&
+             rd32(m + 12) == 0 && rd32(m + 88) == 0 && rd32(m + 92) == tally_crc32c(0, m, 92);
     if (ok) {
         *index_tx = rd64(m + 16);
         memcpy(tx_hash, m + 24, 32);
+        memcpy(root, m + 56, 32);
     }
     free(buf);
     return ok ? 0 : tally_seterr(TALLY_ECORRUPT, "%s is damaged; run `tally reindex`", path);
-}
-
-/* Sync the log when durability is relaxed: take the leader role so no batch
-** switches segments meanwhile. */
-static int sync_log_as_leader(tally_db *db) {
-    pthread_mutex_lock(&db->mu);
-    while (db->leader) pthread_cond_wait(&db->cond, &db->mu);
-    db->leader = 1;
-    pthread_mutex_unlock(&db->mu);
-    int rc = log_sync(db->log);
-    pthread_mutex_lock(&db->mu);
-    if (rc == 0) db->synced_tx = db_visible(db); /* every written batch is <= visible */
-    db->leader = 0;
-    pthread_cond_broadcast(&db->cond);
-    pthread_mutex_unlock(&db->mu);
-    return rc;
 }
 
 int ckpt_run_once(tally_db *db, int final) {
@@ -88,14 +77,17 @@ int ckpt_run_once(tally_db *db, int final) {
         upto = db_visible(db);
     }
     if (mt_sort(fr) != 0) return TALLY_ENOMEM;
-    int rc = db->opt.durability == TALLY_SYNC_FULL ? 0 : sync_log_as_leader(db);
+    /* step 1: with durability NONE, have the writer sync the log first */
+    int rc = db->opt.durability == TALLY_SYNC_FULL ? 0 : writer_sync(db);
+    if (rc) return tally_seterr(rc, "index checkpoint: the log could not be synced");
     run_file_name(name, sizeof name, upto);
     if (rc == 0) rc = run_write(idir, name, upto, db->run, fr);
     if (rc == 0) rc = afile_sync(db->txidx);
     if (rc == 0) rc = mstore_sync(db->ms);
-    uint8_t h[32] = {0};
+    uint8_t h[32] = {0}, root[32];
     if (rc == 0 && upto) memcpy(h, mstore_leaf(db->ms, upto - 1), 32);
-    if (rc == 0) rc = manifest_write(db->dir, upto, h);
+    if (rc == 0 && rfc6962_root(mstore_node, db->ms, upto, root) != 0) rc = -EIO;
+    if (rc == 0) rc = manifest_write(db->dir, upto, h, root);
     if (rc) return tally_seterr(tally_err_from_errno(rc), "index checkpoint at tx %llu failed: %s",
                                 (unsigned long long)upto, strerror(-rc));
     run *nr;

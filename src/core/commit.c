@@ -3,11 +3,14 @@
 **
 ** A committer encodes its record and hashes its entries in its own thread
 ** (the SHA-256 work runs on every core), then takes `mu` for the short serial
-** part, queues the record and either waits or becomes the leader. The leader
-** takes the whole queue, writes it with as few pwritev calls as segments
-** allow, issues ONE fdatasync for the group, appends the tx index items and
-** Merkle leaves, publishes visible_tx and wakes everyone. Leadership is held
-** for one batch at a time, so no caller waits behind an endless stream.
+** part, queues the record and sleeps on its own condition variable. The log
+** writer thread takes the whole queue, writes it with as few pwritev calls as
+** segments allow, issues ONE fdatasync for the group, appends the tx index
+** items and Merkle leaves, publishes visible_tx and wakes exactly the
+** committers of that group. While it syncs, the next group gathers. A
+** dedicated writer (rather than a leader chosen among committers) removes the
+** hand-off between groups and the wake-everyone herd: measured with 64
+** threads, the hand-off cost more than the fsync.
 ** A failed write or fsync fails the handle (invariant 4 of db_int.h): the
 ** queued transactions get the error, none is acknowledged.
 */
@@ -170,7 +173,8 @@ static int assign(tally_db *db, pending *p) {
     return 0;
 }
 
-/* Writes, syncs and publishes one batch. Called with mu held; drops it meanwhile. */
+/* Writes, syncs and publishes one batch (possibly empty: a sync request).
+** Called by the writer with mu held; drops it meanwhile. */
 double T_prep, T_serial, T_write, T_sync, T_derived; long N_batch;
 static double tnow(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
 static void run_batch(tally_db *db) {
@@ -198,13 +202,16 @@ static void run_batch(tally_db *db) {
     }
     if (rc == 0 && niov) rc = log_write(db->log, first_pos, iov, niov);
     t1 = tnow(); T_write += t1 - tb0; N_batch++;
-    if (rc == 0 && db->opt.durability == TALLY_SYNC_FULL) {
+    int sync_req = db->sync_request;
+    if (rc == 0 && (db->opt.durability == TALLY_SYNC_FULL || sync_req)) {
         uint64_t t0 = db_now_ns();
         rc = log_sync(db->log);
         if (rc == 0 && batch) {
             pending *last = batch;
             while (last->next) last = last->next;
             db->synced_tx = last->tx;
+        } else if (rc == 0 && sync_req) {
+            db->synced_tx = db_visible(db);
         }
         atomic_fetch_add(&db->st_syncs, 1);
         atomic_fetch_add(&db->st_sync_ns, db_now_ns() - t0);
@@ -229,18 +236,78 @@ static void run_batch(tally_db *db) {
     t2 = tnow(); T_sync += t2 - t1;
 
     pthread_mutex_lock(&db->mu);
+    if (sync_req) { /* writer_sync reads the outcome from db->failed */
+        db->sync_request = 0;
+        pthread_cond_broadcast(&db->synced_cond);
+    }
+    pending *next;
     if (err) {
         db->failed = err;
-        for (pending *p = batch; p; p = p->next) p->rc = err, p->done = 1;
-        for (pending *p = db->q_head; p; p = p->next) p->rc = err, p->done = 1;
+        for (pending *p = batch; p; p = next) {
+            next = p->next; /* p may be freed once signalled and mu released */
+            p->rc = err, p->done = 1;
+            pthread_cond_signal(&p->done_cond);
+        }
+        for (pending *p = db->q_head; p; p = next) {
+            next = p->next;
+            p->rc = err, p->done = 1;
+            pthread_cond_signal(&p->done_cond);
+        }
         db->q_head = db->q_tail = NULL;
     } else {
-        atomic_store_explicit(&db->visible_tx, last_tx, memory_order_release);
+        if (last_tx) atomic_store_explicit(&db->visible_tx, last_tx, memory_order_release);
         if (db->frozen && last_tx >= db->freeze_tx) pthread_cond_signal(&db->ckpt_cond);
         atomic_fetch_add(&db->st_commits, count);
-        for (pending *p = batch; p; p = p->next) p->done = 1;
+        for (pending *p = batch; p; p = next) {
+            next = p->next;
+            p->done = 1;
+            pthread_cond_signal(&p->done_cond);
+        }
     }
-    pthread_cond_broadcast(&db->cond);
+}
+
+static void *writer_main(void *arg) {
+    tally_db *db = arg;
+    pthread_mutex_lock(&db->mu);
+    for (;;) {
+        while (!db->q_head && !db->sync_request && !db->writer_stop)
+            pthread_cond_wait(&db->queue_cond, &db->mu);
+        if (!db->q_head && !db->sync_request) break; /* stop, nothing queued */
+        run_batch(db);
+    }
+    pthread_mutex_unlock(&db->mu);
+    return NULL;
+}
+
+int writer_start(tally_db *db) {
+    if (pthread_create(&db->writer_thread, NULL, writer_main, db) != 0)
+        return tally_seterr(TALLY_ENOMEM, "cannot start the log writer thread");
+    db->writer_started = 1;
+    return 0;
+}
+
+void writer_stop(tally_db *db) {
+    if (!db->writer_started) return;
+    pthread_mutex_lock(&db->mu);
+    db->writer_stop = 1;
+    pthread_cond_signal(&db->queue_cond);
+    pthread_mutex_unlock(&db->mu);
+    pthread_join(db->writer_thread, NULL);
+    db->writer_started = 0;
+}
+
+int writer_sync(tally_db *db) {
+    pthread_mutex_lock(&db->mu);
+    if (db->failed) {
+        pthread_mutex_unlock(&db->mu);
+        return TALLY_EFATAL;
+    }
+    db->sync_request = 1;
+    pthread_cond_signal(&db->queue_cond);
+    while (db->sync_request && !db->failed) pthread_cond_wait(&db->synced_cond, &db->mu);
+    int rc = db->failed ? db->failed : 0;
+    pthread_mutex_unlock(&db->mu);
+    return rc;
 }
 
 int tally_commit(tally_db *db, uint64_t *out_tx, const tally_entry *entries, size_t n, const void *tx_meta,
@@ -272,21 +339,18 @@ int tally_commit(tally_db *db, uint64_t *out_tx, const tally_entry *entries, siz
         free(p.rec);
         return rc;
     }
-    if (db->q_tail) db->q_tail->next = &p;
-    else db->q_head = &p;
-    db->q_tail = &p;
-    while (!p.done) {
-        if (!db->leader && db->q_head) {
-            db->leader = 1;
-            run_batch(db);
-            db->leader = 0;
-            pthread_cond_broadcast(&db->cond);
-        } else {
-            pthread_cond_wait(&db->cond, &db->mu);
-        }
+    pthread_cond_init(&p.done_cond, NULL);
+    if (db->q_tail) {
+        db->q_tail->next = &p;
+    } else {
+        db->q_head = &p;
+        pthread_cond_signal(&db->queue_cond);
     }
+    db->q_tail = &p;
+    while (!p.done) pthread_cond_wait(&p.done_cond, &db->mu);
     rc = p.rc;
     pthread_mutex_unlock(&db->mu);
+    pthread_cond_destroy(&p.done_cond);
     free(p.rec);
     if (rc) return tally_seterr(rc, "transaction %llu not acknowledged: the log write or fsync failed",
                                 (unsigned long long)p.tx);

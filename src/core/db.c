@@ -42,18 +42,55 @@ int db_txidx_get(tally_db *db, uint64_t tx, uint64_t *pos, uint64_t *ts) {
     return 0;
 }
 
+int db_tx_locate(tally_db *db, uint64_t tx, uint64_t *pos, record_hdr *h) {
+    int rc = db_txidx_get(db, tx, pos, NULL);
+    if (rc) return rc;
+    uint32_t seg = LOG_SEG(*pos);
+    uint64_t off = LOG_OFF(*pos);
+    if (seg >= log_segment_count(db->log) || off < LOG_SEG_HDR_LEN ||
+        off + RECORD_HDR_LEN > log_segment_size(db->log, seg) ||
+        record_hdr_decode(log_ptr(db->log, *pos), h) != 0 || h->tx_id != tx ||
+        off + RECORD_HDR_LEN + h->body_len > log_segment_size(db->log, seg))
+        return tally_seterr(TALLY_ECORRUPT, "tx %llu: the tx index (derived) does not point at its record; "
+                            "run `tally verify`, then `tally reindex`", (unsigned long long)tx);
+    return 0;
+}
+
+/* Derived items of the scanned tail are collected in memory and written only
+** once the whole scan succeeded, so a refused open changes no file. */
 typedef struct replay {
     tally_db *db;
     uint64_t replayed;
-    rfc6962_hash leaves[REPLAY_LEAVES_BATCH];
-    uint8_t items[REPLAY_LEAVES_BATCH][TXIDX_ITEM_LEN];
-    size_t nleaves;
+    rfc6962_hash *leaves;
+    uint8_t (*items)[TXIDX_ITEM_LEN];
+    size_t nleaves, cap;
 } replay;
 
-static int replay_flush(replay *r) {
-    int rc = afile_append(r->db->txidx, r->items, r->nleaves);
-    if (rc == 0) rc = mstore_append(r->db->ms, (const rfc6962_hash *)r->leaves, r->nleaves);
-    r->nleaves = 0;
+static int replay_push(replay *r, const uint8_t leaf[32], uint64_t pos, uint64_t ts) {
+    if (r->nleaves == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 1024;
+        rfc6962_hash *l = realloc(r->leaves, cap * sizeof *l);
+        if (l) r->leaves = l;
+        uint8_t (*it)[TXIDX_ITEM_LEN] = l ? realloc(r->items, cap * TXIDX_ITEM_LEN) : NULL;
+        if (!l || !it) return tally_seterr(TALLY_ENOMEM, "out of memory rebuilding derived files");
+        r->items = it;
+        r->cap = cap;
+    }
+    memcpy(r->leaves[r->nleaves], leaf, 32);
+    wr64(r->items[r->nleaves], pos);
+    wr64(r->items[r->nleaves] + 8, ts);
+    r->nleaves++;
+    return 0;
+}
+
+static int replay_flush(replay *r, uint64_t k) {
+    int rc = afile_truncate(r->db->txidx, k);
+    if (rc == 0) rc = mstore_truncate(r->db->ms, k);
+    for (size_t i = 0; rc == 0 && i < r->nleaves; i += REPLAY_LEAVES_BATCH) {
+        size_t n = r->nleaves - i < REPLAY_LEAVES_BATCH ? r->nleaves - i : REPLAY_LEAVES_BATCH;
+        rc = afile_append(r->db->txidx, r->items[i], n);
+        if (rc == 0) rc = mstore_append(r->db->ms, (const rfc6962_hash *)&r->leaves[i], n);
+    }
     return rc ? tally_seterr(tally_err_from_errno(rc), "rebuilding derived files: %s", strerror(-rc)) : 0;
 }
 
@@ -85,15 +122,11 @@ static int replay_record(void *ctx, uint64_t pos, const uint8_t *rec, const reco
                             (unsigned long long)h->tx_id, (unsigned long long)h->tx_id - 1);
     if (t.ts_ns < db->last_ts)
         return tally_seterr(TALLY_ECORRUPT, "tx %llu: commit time goes backwards", (unsigned long long)h->tx_id);
-    if (h->tx_id > afile_count(db->txidx)) {
-        rfc6962_leaf_hash(txh, h->txh_len, r->leaves[r->nleaves]);
-        memcpy(db->last_hash, r->leaves[r->nleaves], 32);
-        wr64(r->items[r->nleaves], pos);
-        wr64(r->items[r->nleaves] + 8, t.ts_ns);
-        if (++r->nleaves == REPLAY_LEAVES_BATCH && replay_flush(r)) return TALLY_EIO;
-    } else {
-        memcpy(db->last_hash, mstore_leaf(db->ms, h->tx_id - 1), 32);
-    }
+    uint8_t leaf[32];
+    rfc6962_leaf_hash(txh, h->txh_len, leaf);
+    memcpy(db->last_hash, leaf, 32);
+    int rc = replay_push(r, leaf, pos, t.ts_ns);
+    if (rc) return rc;
     db->last_ts = t.ts_ns;
     if (h->tx_id > db->index_tx) {
         r->replayed++;
@@ -107,26 +140,21 @@ static int recovery_start(tally_db *db, uint64_t *start_tx, uint64_t *start_pos)
     uint64_t k = db->index_tx;
     if (afile_count(db->txidx) < k) k = afile_count(db->txidx);
     if (mstore_size(db->ms) < k) k = mstore_size(db->ms);
-    int rc = afile_truncate(db->txidx, k);
-    if (rc == 0) rc = mstore_truncate(db->ms, k);
-    if (rc) return tally_seterr(TALLY_EIO, "truncate derived files: %s", strerror(-rc));
+    int rc;
     *start_tx = k + 1;
     *start_pos = log_start_pos(db->log);
     memset(db->last_hash, 0, 32);
     db->last_ts = 0;
     if (k == 0) return 0;
     uint64_t pos = 0, ts = 0;
-    if ((rc = db_txidx_get(db, k, &pos, &ts)) != 0) return rc;
     record_hdr h;
     char why[160];
-    if (LOG_SEG(pos) >= log_segment_count(db->log) ||
-        LOG_OFF(pos) + (uint64_t)RECORD_HDR_LEN > log_segment_size(db->log, LOG_SEG(pos)) ||
-        record_check(log_ptr(db->log, pos), log_segment_size(db->log, LOG_SEG(pos)) - LOG_OFF(pos), k, why,
+    if ((rc = db_tx_locate(db, k, &pos, &h)) != 0) return rc;
+    db_txidx_get(db, k, &pos, &ts);
+    if (record_check(log_ptr(db->log, pos), log_segment_size(db->log, LOG_SEG(pos)) - LOG_OFF(pos), k, why,
                      sizeof why) != 0)
-        return tally_seterr(TALLY_ECORRUPT,
-                            "the index checkpoint names tx %llu but the log does not hold it there; "
-                            "run `tally verify`, then `tally reindex`", (unsigned long long)k);
-    record_hdr_decode(log_ptr(db->log, pos), &h);
+        return tally_seterr(TALLY_ECORRUPT, "tx %llu (the checkpoint's last): %s; run `tally verify`",
+                            (unsigned long long)k, why);
     uint8_t leaf[32];
     rfc6962_leaf_hash(log_ptr(db->log, pos) + RECORD_HDR_LEN, h.txh_len, leaf);
     if (memcmp(leaf, mstore_leaf(db->ms, k - 1), 32) != 0)
@@ -146,7 +174,7 @@ static int open_index(tally_db *db) {
     char path[PATH_MAX], name[64];
     snprintf(path, sizeof path, "%s/index", db->dir);
     if (!db->opt.read_only && mkdir(path, 0755) == 0) io_fsync_dir(db->dir);
-    int rc = manifest_read(db->dir, &db->index_tx, h);
+    int rc = manifest_read(db->dir, &db->index_tx, h, db->index_root);
     if (rc || db->index_tx == 0) return rc;
     run_file_name(name, sizeof name, db->index_tx);
     snprintf(path, sizeof path, "%s/index/%s", db->dir, name);
@@ -154,6 +182,11 @@ static int open_index(tally_db *db) {
     if (run_index_tx(db->run) != db->index_tx)
         return tally_seterr(TALLY_ECORRUPT, "index run %s covers tx %llu, INDEX says %llu", path,
                             (unsigned long long)run_index_tx(db->run), (unsigned long long)db->index_tx);
+    /* reads trust the run's pointers: check every byte of it once (sequential,
+    ** CRC-32C runs at memory speed) */
+    if (run_check_crc(db->run) != 0)
+        return tally_seterr(TALLY_ECORRUPT, "index checkpoint %s is damaged (checksum); the log is not affected: "
+                            "run `tally reindex`", path);
     return 0;
 }
 
@@ -162,12 +195,19 @@ static int db_recover(tally_db *db, tally_open_report *rep) {
     int rc = recovery_start(db, &start_tx, &start_pos);
     if (rc) return rc;
     replay r;
+    memset(&r, 0, sizeof r);
     r.db = db;
-    r.replayed = 0;
-    r.nleaves = 0;
     rc = log_recover(db->log, start_pos, start_tx, replay_record, &r, &torn, &last_tx);
-    if (rc == 0 && r.nleaves) rc = replay_flush(&r);
+    if (rc == 0) rc = replay_flush(&r, start_tx - 1);
+    free(r.leaves);
+    free(r.items);
     if (rc) return rc;
+    uint8_t root[32];
+    if (db->index_tx <= last_tx &&
+        (rfc6962_root(mstore_node, db->ms, db->index_tx, root) != 0 || memcmp(root, db->index_root, 32) != 0))
+        return tally_seterr(TALLY_ECORRUPT, "the ledger root at tx %llu differs from the one recorded at the "
+                            "checkpoint: the Merkle node file or the log changed; run `tally verify`",
+                            (unsigned long long)db->index_tx);
     if (last_tx < db->index_tx)
         return tally_seterr(TALLY_ECORRUPT, "the log ends at tx %llu but the index covers tx %llu",
                             (unsigned long long)last_tx, (unsigned long long)db->index_tx);
@@ -186,6 +226,7 @@ static int db_recover(tally_db *db, tally_open_report *rep) {
 
 static void db_free(tally_db *db) {
     ckpt_stop(db);
+    writer_stop(db);
     db_tx_check_free(db);
     mt_free(db->active);
     mt_free(db->frozen);
@@ -195,7 +236,8 @@ static void db_free(tally_db *db) {
     log_close(db->log);
     if (db->lock_fd >= 0) close(db->lock_fd);
     pthread_mutex_destroy(&db->mu);
-    pthread_cond_destroy(&db->cond);
+    pthread_cond_destroy(&db->queue_cond);
+    pthread_cond_destroy(&db->synced_cond);
     pthread_cond_destroy(&db->ckpt_cond);
     pthread_rwlock_destroy(&db->ixlock);
     free(db);
@@ -217,7 +259,8 @@ int tally_db_open(tally_db **out, const char *dir, const tally_options *opts, ta
     if (!db->opt.checkpoint_entries_min) db->opt.checkpoint_entries_min = 1000000;
     db->lock_fd = -1;
     pthread_mutex_init(&db->mu, NULL);
-    pthread_cond_init(&db->cond, NULL);
+    pthread_cond_init(&db->queue_cond, NULL);
+    pthread_cond_init(&db->synced_cond, NULL);
     pthread_cond_init(&db->ckpt_cond, NULL);
     pthread_rwlock_init(&db->ixlock, NULL);
     int rc = 0;
@@ -249,7 +292,8 @@ int tally_db_open(tally_db **out, const char *dir, const tally_options *opts, ta
     if (rc == 0) rc = db_recover(db, rep);
     if (rc == 0 && !db->opt.read_only) {
         if (ix_checkpoint_due(db)) ix_freeze(db);
-        rc = ckpt_start(db);
+        rc = writer_start(db);
+        if (rc == 0) rc = ckpt_start(db);
         if (rc == 0 && db->frozen) {
             pthread_mutex_lock(&db->mu);
             pthread_cond_signal(&db->ckpt_cond);
@@ -266,7 +310,7 @@ int tally_db_open(tally_db **out, const char *dir, const tally_options *opts, ta
 
 int tally_db_close(tally_db *db) {
     if (!db) return 0;
-    ckpt_stop(db);
+    ckpt_stop(db); /* the writer stays up: a NONE-durability checkpoint asks it to sync */
     int rc = 0;
     if (!db->failed && !db->opt.read_only) {
         if (db->frozen) rc = ckpt_run_once(db, 0);

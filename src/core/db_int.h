@@ -5,9 +5,9 @@
 **   commit:  prepare (caller thread: encode, hash entries, entries root)
 **            -> serial section under `mu`: preconditions, tx id, time, chain
 **               hash, log position, index versions (invisible until durable)
-**            -> group commit: one leader writes every queued record, one
-**               fdatasync, appends tx index + Merkle leaves, publishes
-**               visible_tx, wakes the group.
+**            -> group commit: the log writer thread takes every queued
+**               record, writes them, one fdatasync, appends tx index +
+**               Merkle leaves, publishes visible_tx, wakes each committer.
 **   read:    under ixlock (read): active memtable -> frozen memtable -> run,
 **            versions with tx <= as_of <= visible_tx.
 **   checkpoint thread: frozen memtable + run -> new run, then DIR/INDEX.
@@ -48,6 +48,7 @@ typedef struct pending {
     uint8_t leaf[32];      /* tx hash */
     uint32_t entries_crc;  /* CRC-32C of the entries section (prepare) */
     int rc, done;
+    pthread_cond_t done_cond; /* signalled by the writer when done is set */
     struct pending *next;
 } pending;
 
@@ -60,16 +61,20 @@ struct tally_db {
     mstore *ms;
 
     pthread_mutex_t mu;
-    pthread_cond_t cond;        /* batch finished / leader released */
+    pthread_cond_t queue_cond;  /* wakes the log writer: queue or sync request */
+    pthread_cond_t synced_cond; /* a requested sync finished */
     pthread_rwlock_t ixlock;
     memtable *active, *frozen;
     run *run;
     uint64_t index_tx, freeze_tx;
+    uint8_t index_root[32];     /* ledger root at index_tx, from INDEX */
     uint64_t next_tx, last_ts, attempt;
     uint64_t synced_tx;         /* last tx whose record is synced (leader only) */
     uint8_t last_hash[32];
     pending *q_head, *q_tail;
-    int leader;
+    pthread_t writer_thread;
+    int writer_started, writer_stop;
+    int sync_request;           /* checkpoint asks the writer for an fdatasync */
     int failed;                 /* 0 or the TALLY_E* that failed the handle */
     _Atomic uint64_t visible_tx;
 
@@ -103,13 +108,20 @@ int ix_freeze(tally_db *db);
 /* Whether the active memtable is due for a checkpoint. */
 int ix_checkpoint_due(const tally_db *db);
 
+/* commit.c: the log writer thread. */
+int writer_start(tally_db *db);
+void writer_stop(tally_db *db);
+/* Makes the writer fdatasync the log now (durability NONE checkpoints). */
+int writer_sync(tally_db *db);
+
 /* checkpoint.c */
 int ckpt_start(tally_db *db);
 void ckpt_stop(tally_db *db);
 /* Writes the frozen memtable (or, with final=1, everything) as the new run. */
 int ckpt_run_once(tally_db *db, int final);
-int manifest_read(const char *dir, uint64_t *index_tx, uint8_t tx_hash[32]);
-int manifest_write(const char *dir, uint64_t index_tx, const uint8_t tx_hash[32]);
+#define MANIFEST_LEN 96
+int manifest_read(const char *dir, uint64_t *index_tx, uint8_t tx_hash[32], uint8_t root[32]);
+int manifest_write(const char *dir, uint64_t index_tx, const uint8_t tx_hash[32], const uint8_t root[32]);
 void run_file_name(char *buf, size_t len, uint64_t index_tx);
 
 /* txcheck.c: checks tx once (record, entries root, tree leaf) before a read
@@ -123,5 +135,9 @@ static inline uint64_t db_visible(tally_db *db) {
     return atomic_load_explicit(&db->visible_tx, memory_order_acquire);
 }
 int db_txidx_get(tally_db *db, uint64_t tx, uint64_t *pos, uint64_t *ts);
+/* Position and header of tx's record, validated before the log is touched:
+** the derived tx index item must point inside a segment at a record header
+** with a good checksum naming tx. Returns 0 or TALLY_ECORRUPT. */
+int db_tx_locate(tally_db *db, uint64_t tx, uint64_t *pos, record_hdr *h);
 
 #endif

@@ -17,13 +17,23 @@ static int key_ok(const void *key, size_t len) {
     return 0;
 }
 
-static int fill_version(tally_db *db, const ix_version *v, uint64_t rev, tally_version *out) {
-    int rc = db_tx_check(db, v->tx);
-    if (rc) return rc;
-    entry_view e;
-    entry_decode(log_ptr(db->log, v->pos), TALLY_TX_BYTES_MAX, &e);
+/* Fills *out from an index version of (ns, key). The index is derived data,
+** so its pointer is checked before use: the transaction is checked (txcheck.c)
+** and the entry must lie inside that transaction's entries and carry the key. */
+static int fill_version(tally_db *db, const ix_version *v, uint64_t rev, uint8_t ns, const void *key,
+                        size_t key_len, tally_version *out) {
+    int rc = v->tx ? db_tx_check(db, v->tx) : TALLY_ECORRUPT;
+    if (rc) return rc == TALLY_ECORRUPT && !v->tx ? tally_seterr(rc, "index names tx 0") : rc;
     uint64_t pos, ts = 0;
+    record_hdr h;
+    if ((rc = db_tx_locate(db, v->tx, &pos, &h)) != 0) return rc;
     db_txidx_get(db, v->tx, &pos, &ts);
+    entry_view e;
+    uint64_t lo = pos + RECORD_HDR_LEN + h.txh_len, hi = pos + RECORD_HDR_LEN + h.body_len;
+    if (v->pos < lo || v->pos >= hi || !entry_decode(log_ptr(db->log, v->pos), hi - v->pos, &e) ||
+        e.ns != ns || e.key_len != key_len || memcmp(e.key, key, key_len) != 0 || e.flags != v->flags)
+        return tally_seterr(TALLY_ECORRUPT, "the key-value index (derived) points at the wrong entry of tx %llu; "
+                            "run `tally verify`, then `tally reindex`", (unsigned long long)v->tx);
     out->tx = v->tx;
     out->rev = rev;
     out->ts_ns = ts;
@@ -50,7 +60,7 @@ int tally_get(tally_db *db, tally_version *out, uint8_t ns, const void *key, siz
     pthread_rwlock_rdlock(&db->ixlock);
     rc = ix_lookup_asof(db, ns, key, key_len, h, as_of, &v, &rev);
     if (rc == 0 && (v.flags & ENTRY_FLAG_DELETED)) rc = TALLY_ENOTFOUND;
-    if (rc == 0) rc = fill_version(db, &v, rev, out);
+    if (rc == 0) rc = fill_version(db, &v, rev, ns, key, key_len, out);
     else rc = tally_seterr(rc, "key not found");
     pthread_rwlock_unlock(&db->ixlock);
     return rc;
@@ -64,7 +74,7 @@ int tally_get_rev(tally_db *db, tally_version *out, uint8_t ns, const void *key,
     pthread_rwlock_rdlock(&db->ixlock);
     rc = ix_lookup_rev(db, ns, key, key_len, ix_hash(ns, key, key_len), rev, &v);
     if (rc == 0 && v.tx > vis) rc = TALLY_ENOTFOUND;
-    if (rc == 0) rc = fill_version(db, &v, rev, out);
+    if (rc == 0) rc = fill_version(db, &v, rev, ns, key, key_len, out);
     else rc = tally_seterr(rc, "revision %llu not found", (unsigned long long)rev);
     pthread_rwlock_unlock(&db->ixlock);
     return rc;
@@ -73,9 +83,12 @@ int tally_get_rev(tally_db *db, tally_version *out, uint8_t ns, const void *key,
 int tally_tx_at_time(tally_db *db, uint64_t *out_tx, uint64_t ts_ns) {
     uint64_t lo = 0, hi = db_visible(db); /* answer in [0, hi] */
     while (lo < hi) {
-        uint64_t mid = lo + (hi - lo + 1) / 2, pos, ts;
-        int rc = db_txidx_get(db, mid, &pos, &ts);
+        /* times come from the records themselves (the tx index is derived) */
+        uint64_t mid = lo + (hi - lo + 1) / 2, pos;
+        record_hdr h;
+        int rc = db_tx_locate(db, mid, &pos, &h);
         if (rc) return rc;
+        uint64_t ts = rd64(log_ptr(db->log, pos) + RECORD_HDR_LEN + 9);
         if (ts <= ts_ns) lo = mid;
         else hi = mid - 1;
     }
@@ -104,7 +117,7 @@ int tally_history(tally_db *db, uint64_t *out_total, uint8_t ns, const void *key
         ix_version v;
         tally_version tv;
         if (ix_lookup_rev(db, ns, key, key_len, h, r, &v) != 0) break;
-        if ((rc = fill_version(db, &v, r, &tv)) != 0) break;
+        if ((rc = fill_version(db, &v, r, ns, key, key_len, &tv)) != 0) break;
         if (fn(ctx, key, key_len, &tv)) break;
     }
     pthread_rwlock_unlock(&db->ixlock);
@@ -194,7 +207,7 @@ int tally_scan(tally_db *db, uint8_t ns, const void *prefix, size_t prefix_len, 
             (v.flags & ENTRY_FLAG_DELETED))
             continue;
         tally_version tv;
-        if ((rc = fill_version(db, &v, rev, &tv)) != 0) break;
+        if ((rc = fill_version(db, &v, rev, ns, key, klen, &tv)) != 0) break;
         sent++;
         if (fn(ctx, key, klen, &tv)) break;
     }

@@ -3,7 +3,8 @@
 **
 ** Open checks only the records after the last checkpoint (that is what makes
 ** it fast), so the first time a read touches transaction N, its record is
-** checked in full: checksums and framing, the entries root recomputed from the
+** checked in full: the derived tx index item (position and time) against the
+** record, checksums and framing, the entries root recomputed from the
 ** entries, and the tx hash compared with the ledger tree's stored leaf N-1
 ** (which the ledger root commits to). The result is cached in a lock-free
 ** bitmap, so later reads of N cost one atomic load. A failure is returned as
@@ -41,8 +42,9 @@ static int bit_get(tally_db *db, uint64_t tx, _Atomic(uint64_t) **word) {
 int db_tx_check(tally_db *db, uint64_t tx) {
     _Atomic(uint64_t) *word;
     if (bit_get(db, tx, &word)) return 0;
-    uint64_t pos;
-    int rc = db_txidx_get(db, tx, &pos, NULL);
+    uint64_t pos, ts;
+    record_hdr h;
+    int rc = db_tx_locate(db, tx, &pos, &h);
     if (rc) return rc;
     char why[160];
     const uint8_t *rec = log_ptr(db->log, pos);
@@ -50,10 +52,12 @@ int db_tx_check(tally_db *db, uint64_t tx) {
     if (record_check(rec, avail, tx, why, sizeof why) != 0)
         return tally_seterr(TALLY_ECORRUPT, "tx %llu: %s (corruption or tampering; run `tally verify`)",
                             (unsigned long long)tx, why);
-    record_hdr h;
     txh_view t;
-    record_hdr_decode(rec, &h);
     txh_decode(rec + RECORD_HDR_LEN, h.txh_len, &t);
+    db_txidx_get(db, tx, &pos, &ts);
+    if (ts != t.ts_ns)
+        return tally_seterr(TALLY_ECORRUPT, "tx %llu: the tx index (derived) holds another commit time; run "
+                            "`tally verify`, then `tally reindex`", (unsigned long long)tx);
     uint8_t (*scratch)[32] = malloc(((size_t)t.entry_count + t.entry_count / 2 + 1) * 32);
     if (!scratch) return tally_seterr(TALLY_ENOMEM, "out of memory");
     uint8_t root[32], leaf[32];

@@ -37,10 +37,8 @@ typedef struct vstate {
     uint8_t last_hash[32];
     uint64_t last_ts;
     uint8_t (*scratch)[32];
-    uint64_t *tx_pos;         /* record position per tx (for the index check) */
-    uint64_t tx_cap;
     uint64_t index_tx, fp_sum, fp_count;
-    uint8_t index_tx_hash[32];
+    uint8_t index_tx_hash[32], index_root[32];
     tally_progress_fn progress;
     void *ctx;
     uint64_t total_hint, last_progress_ns;
@@ -109,15 +107,15 @@ static int verify_record(void *ctx, uint64_t pos, const uint8_t *rec, const reco
     }
     memcpy(v->frontier[l], hsh, 32);
     v->n++;
-    if (tx <= v->index_tx) {
-        if (tx > v->tx_cap) {
-            uint64_t cap = v->tx_cap ? v->tx_cap * 2 : 1 << 16;
-            uint64_t *np = realloc(v->tx_pos, cap * sizeof *np);
-            if (!np) return fail(v, tx, "out of memory");
-            v->tx_pos = np;
-            v->tx_cap = cap;
+    if (tx == v->index_tx) { /* the root at the checkpoint: fold the frontier */
+        int first = 1;
+        for (unsigned b = 0; b < 64; b++) {
+            if (!((v->n >> b) & 1)) continue;
+            if (first) memcpy(v->index_root, v->frontier[b], 32), first = 0;
+            else rfc6962_node_hash(v->frontier[b], v->index_root, v->index_root);
         }
-        v->tx_pos[tx - 1] = pos;
+    }
+    if (tx <= v->index_tx) {
         const uint8_t *ent = txh + h->txh_len;
         size_t off = 0;
         for (uint32_t i = 0; i < t.entry_count; i++) {
@@ -140,11 +138,14 @@ static int verify_record(void *ctx, uint64_t pos, const uint8_t *rec, const reco
     return 0;
 }
 
-/* The key-value index checkpoint against the log. */
+/* The key-value index checkpoint against the log. The run's versions must be
+** exactly the log's entries of txs 1..index_tx: the counts match and the sums
+** of per-entry fingerprints match (an order-independent multiset hash; each
+** fingerprint binds tx, entry position, entry index, flags and key hash). */
 static void verify_index(vstate *v, const char *dir) {
     uint64_t itx;
-    uint8_t ih[32];
-    if (manifest_read(dir, &itx, ih) != 0) {
+    uint8_t ih[32], iroot[32];
+    if (manifest_read(dir, &itx, ih, iroot) != 0) {
         fail(v, 0, "%s", tally_errmsg());
         return;
     }
@@ -164,6 +165,7 @@ static void verify_index(vstate *v, const char *dir) {
     uint64_t sum = 0, count = 0;
     if (run_check_crc(r) != 0) fail(v, itx, "index run checksum mismatch");
     if (itx != v->index_tx || memcmp(ih, v->index_tx_hash, 32) != 0) fail(v, itx, "INDEX names another tx hash");
+    else if (memcmp(iroot, v->index_root, 32) != 0) fail(v, itx, "INDEX records another ledger root");
     run_key prev = {0};
     for (uint64_t i = 0; v->res->ok && i < run_key_count(r); i++) {
         run_key k;
@@ -180,18 +182,9 @@ static void verify_index(vstate *v, const char *dir) {
                 fail(v, x->tx && x->tx <= itx ? x->tx : itx, "index run: bad version order for a key");
                 break;
             }
-            /* the entry must lie inside its transaction's record and carry this key */
-            uint64_t rp = v->tx_pos[x->tx - 1];
-            record_hdr h;
-            record_hdr_decode(log_ptr(v->log, rp), &h);
-            uint64_t lo = rp + RECORD_HDR_LEN + h.txh_len, hi = rp + RECORD_HDR_LEN + h.body_len;
-            entry_view e;
-            if (x->pos < lo || x->pos >= hi || !entry_decode(log_ptr(v->log, x->pos), hi - x->pos, &e) ||
-                e.ns != k.ns || e.key_len != k.key_len || memcmp(e.key, k.key, k.key_len) != 0 ||
-                e.flags != x->flags) {
-                fail(v, x->tx, "index version does not point at this key's entry");
-                break;
-            }
+            /* that this version names a real entry of its transaction with this
+            ** key is proven by the fingerprint sum below: each fingerprint binds
+            ** (tx, entry position, entry index, flags, key hash) */
             sum += entry_fp(x->tx, x->pos, x->entry_index, x->flags, hash);
             count++;
         }
@@ -225,7 +218,8 @@ int tally_verify_dir(const char *dir, tally_verify_result *res, tally_progress_f
         if (!e) e = mstore_open(&v.ms, path);
         if (e) rc = tally_seterr(TALLY_EIO, "open %s: %s", path, strerror(-e));
     }
-    if (rc == 0 && manifest_read(dir, &v.index_tx, ih) != 0) v.index_tx = 0;
+    uint8_t iroot[32];
+    if (rc == 0 && manifest_read(dir, &v.index_tx, ih, iroot) != 0) v.index_tx = 0;
     if (rc == 0 && !(v.scratch = malloc((size_t)(TALLY_TX_ENTRIES_MAX + TALLY_TX_ENTRIES_MAX / 2 + 1) * 32)))
         rc = tally_seterr(TALLY_ENOMEM, "out of memory");
     if (rc == 0) {
@@ -250,7 +244,6 @@ int tally_verify_dir(const char *dir, tally_verify_result *res, tally_progress_f
         if (rc == 0 && res->ok && progress) progress(ctx, res->tx_checked, res->tx_checked);
     }
     free(v.scratch);
-    free(v.tx_pos);
     mstore_close(v.ms);
     afile_close(v.txidx);
     log_close(v.log);

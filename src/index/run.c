@@ -86,7 +86,7 @@ uint64_t run_version_count(const run *r) { return r->nvers; }
 
 int run_check_crc(const run *r) {
     size_t body = r->map_len - 8;
-    return tally_crc32c(0, r->map, body) == rd32(r->map + body) ? 0 : -1;
+    return tally_crc32c(0, r->map, body) == rd32(r->map + body) && rd32(r->map + body + 4) == 0 ? 0 : -1;
 }
 
 void run_get(const run *r, uint64_t i, run_key *out) {

@@ -19,6 +19,7 @@
 
 typedef struct segment {
     int fd;
+    int bad_header;     /* header damaged: log_recover reports it */
     uint64_t first_tx;
     uint64_t size;      /* bytes in the file (written) */
     uint64_t map_len;
@@ -102,9 +103,10 @@ static int seg_load(tlog *log, uint32_t s, int *torn_header) {
         memcmp(hdr, "TALLYSEG", 8) != 0 || rd32(hdr + 28) != tally_crc32c(0, hdr, 28) ||
         rd32(hdr + 8) != 1 || rd32(hdr + 12) != s) {
         *torn_header = 1;
-        return 0;
+        sg->bad_header = 1;
+    } else {
+        sg->first_tx = rd64(hdr + 16);
     }
-    sg->first_tx = rd64(hdr + 16);
     if (sg->size > UINT32_MAX)
         return tally_seterr(TALLY_ECORRUPT, "segment %s larger than 4 GiB", path);
     int rc = seg_map(log, sg);
@@ -134,20 +136,20 @@ int log_open(tlog **out, const char *dir, uint64_t seg_bytes_max, int read_only)
     for (uint32_t s = 0; s < n && rc == 0; s++) {
         int torn = 0;
         rc = seg_load(log, s, &torn);
-        if (rc == 0 && torn) {
-            if (s + 1 != n || log->segs[s].size > LOG_SEG_HDR_LEN) {
-                rc = tally_seterr(TALLY_ECORRUPT, "segment %08u has a damaged header", s);
-            } else { /* a crash while creating the last segment: drop it */
-                char path[PATH_MAX];
-                seg_name(log, s, path, sizeof path);
-                tally_io->close(log->segs[s].fd);
-                log->segs[s].fd = -1;
-                if (!read_only) {
-                    tally_io->unlink(path);
-                    io_fsync_dir(log->dir);
-                }
-                n = s;
+        if (rc == 0 && torn && s + 1 == n && log->segs[s].size <= LOG_SEG_HDR_LEN) {
+            /* a crash while creating the last segment (header unsynced): drop it */
+            char path[PATH_MAX];
+            segment *sg = &log->segs[s];
+            seg_name(log, s, path, sizeof path);
+            if (sg->map) munmap(sg->map, sg->map_len);
+            tally_io->close(sg->fd);
+            memset(sg, 0, sizeof *sg);
+            sg->fd = -1;
+            if (!read_only) {
+                tally_io->unlink(path);
+                io_fsync_dir(log->dir);
             }
+            n = s;
         }
     }
     if (rc == 0 && n == 0) {
@@ -172,6 +174,7 @@ void log_close(tlog *log) {
     for (uint32_t i = 0; i < LOG_SEGMENTS_MAX; i++) {
         segment *sg = &log->segs[i];
         if (sg->map) munmap(sg->map, sg->map_len);
+        sg->map = NULL;
         if (sg->fd >= 0) tally_io->close(sg->fd);
     }
     free(log->segs);
@@ -219,6 +222,9 @@ int log_recover(tlog *log, uint64_t pos, uint64_t expect_tx, log_record_fn fn, v
     char why[200];
     for (; s < nseg; s++, off = LOG_SEG_HDR_LEN) {
         segment *sg = &log->segs[s];
+        if (sg->bad_header)
+            return tally_seterr(TALLY_ECORRUPT, "tx %llu: segment %08u has a damaged header",
+                                (unsigned long long)expect_tx, s);
         if (off == LOG_SEG_HDR_LEN && sg->first_tx != expect_tx)
             return tally_seterr(TALLY_ECORRUPT, "segment %08u starts at tx %llu, expected tx %llu", s,
                                 (unsigned long long)sg->first_tx, (unsigned long long)expect_tx);
