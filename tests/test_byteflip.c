@@ -474,7 +474,7 @@ int main(void) {
     }
     CHECK_EQ_INT(txi->n, NTX * 16);
     CHECK_EQ_INT(mrk->n, (2 * NTX - __builtin_popcount(NTX)) * 32);
-    CHECK_EQ_INT(idx->n, 64);
+    CHECK_EQ_INT(idx->n, 96);
 
     /* record boundaries */
     size_t off = 32;

@@ -132,13 +132,29 @@ int main(void) {
     CHECK_EQ_INT(tally_db_open(&db, dir, NULL, &rep), TALLY_ECORRUPT);
     CHECK(strstr(tally_errmsg(), "tx 4") != NULL);
 
-    /* 4. The last record damaged, nothing after it: a torn tail. */
+    /* 4. The last record complete but damaged, nothing after it: the tx index
+    ** item (written only after its fdatasync) proves it was acknowledged, so
+    ** this is corruption ... */
     build(dir, TALLY_SYNC_FULL);
     record_offsets(dir, off, 16);
     flip(dir, off[5] + RECORD_HDR_LEN + 3);
+    CHECK_EQ_INT(tally_db_open(&db, dir, NULL, &rep), TALLY_ECORRUPT);
+    CHECK(strstr(tally_errmsg(), "tx 6") != NULL);
+    /* ... and without that evidence (the item never reached the disk) it is a torn write. */
+    char txi[600];
+    snprintf(txi, sizeof txi, "%s/txindex", dir);
+    CHECK(truncate(txi, 5 * 16) == 0);
     CHECK_EQ_INT(tally_db_open(&db, dir, NULL, &rep), 0);
     CHECK_EQ_INT(rep.tx_count, 5);
     CHECK(rep.torn_bytes_dropped > 0);
+    tally_db_close(db);
+    /* 5. The last record cut short is always a torn write. */
+    build(dir, TALLY_SYNC_FULL);
+    record_offsets(dir, off, 16);
+    CHECK(truncate(seg, off[5] + RECORD_HDR_LEN + 7) == 0);
+    CHECK_EQ_INT(tally_db_open(&db, dir, NULL, &rep), 0);
+    CHECK_EQ_INT(rep.tx_count, 5);
+    CHECK_EQ_INT(rep.torn_bytes_dropped, RECORD_HDR_LEN + 7);
     tally_db_close(db);
 
     char cmd[600];

@@ -621,6 +621,14 @@ int main(void) {
         memset(b + off, 0, hi - off);
         CHECK(spit(seg, b, seglen) == 0);
         free(b);
+        /* Zeros can replace a record's bytes only if it was never synced (a
+        ** file extended but not written), and then its tx index item (written
+        ** only after the fdatasync) never reached the disk either. With that
+        ** item present, the engine rightly calls the damage corruption
+        ** (tests/test_recovery_group.c). */
+        char txi[4200];
+        snprintf(txi, sizeof txi, "%s/txindex", work);
+        CHECK(truncate(txi, (off_t)kept * 16) == 0);
         check_recovered(work, kept, torn, end_kept, full, "zero-fill", off);
         nzero++;
     }

@@ -222,7 +222,7 @@ static void run_batch(tally_db *db) {
     size_t k = 0;
     uint64_t last_tx = 0;
     for (pending *p = batch; p && rc == 0; p = p->next) {
-        wr64(items[k], p->pos);
+        wr64(items[k], p->pos | (db->opt.durability == TALLY_SYNC_FULL ? TXIDX_SYNCED : 0));
         wr64(items[k] + 8, p->ts);
         memcpy(leaves[k], p->leaf, 32);
         last_tx = p->tx;

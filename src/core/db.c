@@ -37,7 +37,7 @@ void tally_options_init(tally_options *o) {
 int db_txidx_get(tally_db *db, uint64_t tx, uint64_t *pos, uint64_t *ts) {
     const uint8_t *it = afile_item(db->txidx, tx - 1);
     if (!it) return tally_seterr(TALLY_EIO, "cannot map the tx index");
-    *pos = rd64(it);
+    *pos = rd64(it) & ~TXIDX_SYNCED;
     if (ts) *ts = rd64(it + 8);
     return 0;
 }
@@ -77,7 +77,7 @@ static int replay_push(replay *r, const uint8_t leaf[32], uint64_t pos, uint64_t
         r->cap = cap;
     }
     memcpy(r->leaves[r->nleaves], leaf, 32);
-    wr64(r->items[r->nleaves], pos);
+    wr64(r->items[r->nleaves], pos | TXIDX_SYNCED); /* recovery syncs the log it keeps */
     wr64(r->items[r->nleaves] + 8, ts);
     r->nleaves++;
     return 0;
@@ -133,6 +133,16 @@ static int replay_record(void *ctx, uint64_t pos, const uint8_t *rec, const reco
         return replay_entries(db, pos, rec, h);
     }
     return 0;
+}
+
+/* The writer appends a tx index item only after the record's fdatasync
+** returned, so an item on disk that points exactly at a record proves that
+** record had been synced (acknowledged). */
+static int txidx_vouches(void *ctx, uint64_t tx, uint64_t pos) {
+    replay *r = ctx;
+    if (tx > afile_count(r->db->txidx)) return 0;
+    const uint8_t *it = afile_item(r->db->txidx, tx - 1);
+    return it && rd64(it) == (pos | TXIDX_SYNCED);
 }
 
 /* Where the scan starts: after the last tx whose derived data we trust. */
@@ -197,7 +207,7 @@ static int db_recover(tally_db *db, tally_open_report *rep) {
     replay r;
     memset(&r, 0, sizeof r);
     r.db = db;
-    rc = log_recover(db->log, start_pos, start_tx, replay_record, &r, &torn, &last_tx);
+    rc = log_recover(db->log, start_pos, start_tx, replay_record, txidx_vouches, &r, &torn, &last_tx);
     if (rc == 0) rc = replay_flush(&r, start_tx - 1);
     free(r.leaves);
     free(r.items);

@@ -34,6 +34,10 @@
 #include "os/afile.h"
 
 #define TXIDX_ITEM_LEN 16 /* u64 log position | u64 ts_ns */
+/* Bit 63 of an item's position: its record had been fdatasynced when the item
+** was written (always so with durability FULL). Recovery takes it as proof
+** that the record was acknowledged. */
+#define TXIDX_SYNCED   (1ull << 63)
 #define TXCHECK_CHUNKS 4096 /* read-check bitmap chunks of 2^20 txs (txcheck.c) */
 
 typedef struct pending {

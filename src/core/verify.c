@@ -92,7 +92,7 @@ static int verify_record(void *ctx, uint64_t pos, const uint8_t *rec, const reco
     v->last_ts = t.ts_ns;
     if (tx <= afile_count(v->txidx)) {
         const uint8_t *it = afile_item(v->txidx, tx - 1);
-        if (!it || rd64(it) != pos || rd64(it + 8) != t.ts_ns)
+        if (!it || (rd64(it) & ~TXIDX_SYNCED) != pos || rd64(it + 8) != t.ts_ns)
             return fail(v, tx, "tx index item differs from the log");
     }
     /* fold into the tree, checking every node this leaf completes */
@@ -136,6 +136,14 @@ static int verify_record(void *ctx, uint64_t pos, const uint8_t *rec, const reco
         }
     }
     return 0;
+}
+
+/* As in db.c: a tx index item pointing exactly at a record proves it was synced. */
+static int verify_txidx_vouches(void *ctx, uint64_t tx, uint64_t pos) {
+    vstate *v = ctx;
+    if (tx > afile_count(v->txidx)) return 0;
+    const uint8_t *it = afile_item(v->txidx, tx - 1);
+    return it && rd64(it) == (pos | TXIDX_SYNCED);
 }
 
 /* The key-value index checkpoint against the log. The run's versions must be
@@ -226,7 +234,7 @@ int tally_verify_dir(const char *dir, tally_verify_result *res, tally_progress_f
         v.ms_nodes_avail = mstore_nodes_for(mstore_size(v.ms));
         v.total_hint = afile_count(v.txidx);
         uint64_t torn = 0, last = 0;
-        rc = log_recover(v.log, log_start_pos(v.log), 1, verify_record, &v, &torn, &last);
+        rc = log_recover(v.log, log_start_pos(v.log), 1, verify_record, verify_txidx_vouches, &v, &torn, &last);
         if (rc == 1) rc = 0; /* a check failed: res says which */
         else if (rc == TALLY_ECORRUPT) {
             res->ok = 0;

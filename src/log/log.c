@@ -31,6 +31,7 @@ struct tlog {
     uint64_t seg_bytes_max;
     int read_only;
     _Atomic uint32_t nseg;  /* segments published to readers */
+    uint32_t nused;         /* slots of segs ever filled (close frees these) */
     segment *segs;          /* LOG_SEGMENTS_MAX slots */
     uint64_t reserve_pos;   /* next record position (commit lock) */
     uint32_t write_seg;     /* segment the writer appends to */
@@ -73,13 +74,14 @@ static int seg_create(tlog *log, uint32_t s, uint64_t first_tx) {
     if (rc == 0 && tally_io->fdatasync(fd) < 0) rc = -errno;
     if (rc == 0) rc = io_fsync_dir(log->dir);
     segment *sg = &log->segs[s];
+    if (s + 1 > log->nused) log->nused = s + 1;
     sg->fd = fd;
     sg->first_tx = first_tx;
     sg->size = LOG_SEG_HDR_LEN;
     if (rc == 0) rc = seg_map(log, sg);
     if (rc != 0) {
         tally_io->close(fd);
-        sg->fd = -1;
+        sg->fd = 0;
         return rc;
     }
     atomic_store_explicit(&log->nseg, s + 1, memory_order_release);
@@ -96,6 +98,7 @@ static int seg_load(tlog *log, uint32_t s, int *torn_header) {
     if (fd < 0) return tally_seterr(TALLY_EIO, "open %s: %s", path, strerror(errno));
     int64_t sz = io_file_size(fd);
     segment *sg = &log->segs[s];
+    if (s + 1 > log->nused) log->nused = s + 1;
     sg->fd = fd;
     sg->size = sz < 0 ? 0 : (uint64_t)sz;
     *torn_header = 0;
@@ -120,7 +123,6 @@ int log_open(tlog **out, const char *dir, uint64_t seg_bytes_max, int read_only)
         free(log);
         return tally_seterr(TALLY_ENOMEM, "out of memory opening the log");
     }
-    for (uint32_t i = 0; i < LOG_SEGMENTS_MAX; i++) log->segs[i].fd = -1;
     snprintf(log->dir, sizeof log->dir, "%s/log", dir);
     log->seg_bytes_max = seg_bytes_max;
     log->read_only = read_only;
@@ -144,7 +146,6 @@ int log_open(tlog **out, const char *dir, uint64_t seg_bytes_max, int read_only)
             if (sg->map) munmap(sg->map, sg->map_len);
             tally_io->close(sg->fd);
             memset(sg, 0, sizeof *sg);
-            sg->fd = -1;
             if (!read_only) {
                 tally_io->unlink(path);
                 io_fsync_dir(log->dir);
@@ -171,11 +172,11 @@ int log_open(tlog **out, const char *dir, uint64_t seg_bytes_max, int read_only)
 
 void log_close(tlog *log) {
     if (!log) return;
-    for (uint32_t i = 0; i < LOG_SEGMENTS_MAX; i++) {
+    for (uint32_t i = 0; i < log->nused; i++) {
         segment *sg = &log->segs[i];
         if (sg->map) munmap(sg->map, sg->map_len);
         sg->map = NULL;
-        if (sg->fd >= 0) tally_io->close(sg->fd);
+        if (sg->fd > 0) tally_io->close(sg->fd); /* 0: slot never opened (fds 0..2 are stdio) */
     }
     free(log->segs);
     free(log);
@@ -214,8 +215,8 @@ static int truncate_tail(tlog *log, uint32_t s, uint64_t off, uint64_t *torn_byt
     return 0;
 }
 
-int log_recover(tlog *log, uint64_t pos, uint64_t expect_tx, log_record_fn fn, void *ctx,
-                uint64_t *torn_bytes, uint64_t *last_tx) {
+int log_recover(tlog *log, uint64_t pos, uint64_t expect_tx, log_record_fn fn, log_synced_fn synced_fn,
+                void *ctx, uint64_t *torn_bytes, uint64_t *last_tx) {
     uint32_t nseg = atomic_load(&log->nseg);
     uint32_t s = LOG_SEG(pos);
     uint64_t off = LOG_OFF(pos);
@@ -258,6 +259,15 @@ int log_recover(tlog *log, uint64_t pos, uint64_t expect_tx, log_record_fn fn, v
                                     "tx %llu was durable, so this is damage, not a torn write; refusing to "
                                     "truncate", (unsigned long long)expect_tx, s, (unsigned long long)off, why,
                                     (unsigned long long)voucher, (unsigned long long)expect_tx);
+            /* A record cut short is a torn write whatever the evidence (damage
+            ** cannot shorten a file); a complete record with a valid header
+            ** whose body fails is damage if derived data proves it was synced. */
+            int complete = hdr_ok && off + RECORD_HDR_LEN + h.body_len <= sg->size;
+            if (complete && synced_fn && synced_fn(ctx, expect_tx, LOG_POS(s, off)))
+                return tally_seterr(TALLY_ECORRUPT,
+                                    "tx %llu (segment %08u offset %llu): %s; the tx index shows it was synced "
+                                    "(acknowledged), so this is damage, not a torn write; refusing to truncate",
+                                    (unsigned long long)expect_tx, s, (unsigned long long)off, why);
             int rc = truncate_tail(log, s, off, torn_bytes);
             if (rc) return rc;
             break;

@@ -45,14 +45,17 @@ void log_close(tlog *log);
 uint64_t log_start_pos(const tlog *log);
 
 typedef int (*log_record_fn)(void *ctx, uint64_t pos, const uint8_t *rec, const record_hdr *h);
+/* Evidence from derived data that tx (whose record should be at pos) had been
+** synced: returns 1 if so. May be NULL. */
+typedef int (*log_synced_fn)(void *ctx, uint64_t tx, uint64_t pos);
 /* Scans and checks (record_check) every record from pos, whose tx id must be
 ** expect_tx, to the end, calling fn for each (fn returning non-zero stops
 ** with that code). A torn tail is truncated (unless read-only) and its size
 ** added to *torn_bytes. Leaves the append point after the last good record;
 ** *last_tx receives its id (expect_tx - 1 if none). Returns 0, TALLY_ECORRUPT
 ** (message names the tx), TALLY_EIO. */
-int log_recover(tlog *log, uint64_t pos, uint64_t expect_tx, log_record_fn fn, void *ctx,
-                uint64_t *torn_bytes, uint64_t *last_tx);
+int log_recover(tlog *log, uint64_t pos, uint64_t expect_tx, log_record_fn fn, log_synced_fn synced_fn,
+                void *ctx, uint64_t *torn_bytes, uint64_t *last_tx);
 
 /* Reserves room for a record of len bytes; returns its position. Moves to a
 ** new segment when the current one cannot hold it. Called in commit order

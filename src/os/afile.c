@@ -14,6 +14,7 @@ struct afile {
     size_t item_size;
     uint64_t count;
     _Atomic(uint8_t *) *chunks; /* AFILE_CHUNKS_MAX lazily mapped chunks */
+    _Atomic uint32_t chunks_hi;  /* one past the highest chunk ever mapped */
 };
 
 int afile_open(afile **out, const char *path, size_t item_size) {
@@ -43,7 +44,7 @@ int afile_open(afile **out, const char *path, size_t item_size) {
 
 void afile_close(afile *f) {
     if (!f) return;
-    for (uint32_t i = 0; i < AFILE_CHUNKS_MAX; i++) {
+    for (uint32_t i = 0; i < atomic_load(&f->chunks_hi); i++) {
         uint8_t *p = atomic_load(&f->chunks[i]);
         if (p) munmap(p, AFILE_CHUNK_BYTES);
     }
@@ -85,6 +86,9 @@ const void *afile_item(afile *f, uint64_t i) {
             p = expect;
         } else {
             p = m;
+            uint32_t hi = atomic_load(&f->chunks_hi);
+            while (hi < c + 1 && !atomic_compare_exchange_weak(&f->chunks_hi, &hi, (uint32_t)c + 1)) {
+            }
         }
     }
     return p + (off % AFILE_CHUNK_BYTES);
