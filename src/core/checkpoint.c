@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include "core/db_int.h"
 #include "merkle/rfc6962.h"
 #include "os/io.h"
@@ -117,6 +119,10 @@ int ckpt_run_once(tally_db *db, int final) {
 
 static void *ckpt_main(void *arg) {
     tally_db *db = arg;
+    /* Checkpoints are derived work with no deadline: let committers and
+    ** readers have the CPU first (Linux applies nice per thread). Memory is
+    ** the bound: the active memtable keeps growing while a checkpoint lags. */
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
     pthread_mutex_lock(&db->mu);
     for (;;) {
         while (!db->ckpt_stop && !(db->frozen && !db->ckpt_error && db_visible(db) >= db->freeze_tx) &&

@@ -41,8 +41,8 @@
 #define TXCHECK_CHUNKS 4096 /* read-check bitmap chunks of 2^20 txs (txcheck.c) */
 
 typedef struct pending {
-    uint8_t *rec;          /* the whole record, one malloc with the scratch below */
-    size_t rec_len;
+    uint8_t *rec;          /* the whole record, in one buffer with the scratch below */
+    size_t rec_len, mem_len;
     uint32_t txh_len;
     const tally_entry *e;
     size_t n;

@@ -131,121 +131,171 @@ uint64_t run_lower_bound(const run *r, uint8_t ns, const void *key, size_t len) 
     return lo;
 }
 
-/* ---- building ---- */
+/* ---- building ----
+** Two passes over the merge of the old run and the frozen memtable: the first
+** counts keys and key bytes, which fixes every section's offset; the second
+** streams each section through its own 1 MiB buffer to its final offset. Only
+** the hash-slot array is held in memory. The trailer CRC is then taken by
+** reading the written file back sequentially (page cache). */
 
-typedef struct buf {
-    uint8_t *p;
-    size_t len, cap;
-} buf;
+#define SW_BUF_BYTES (1u << 20)
 
-static int buf_put(buf *b, const void *d, size_t n) {
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 1 << 16;
-        while (cap < b->len + n) cap *= 2;
-        uint8_t *np = realloc(b->p, cap);
-        if (!np) return -1;
-        b->p = np;
-        b->cap = cap;
+typedef struct swriter {
+    int fd;
+    uint64_t off;     /* file offset of buf[0] */
+    size_t n;
+    int rc;
+    uint8_t *buf;
+} swriter;
+
+static void sw_flush(swriter *w) {
+    if (w->rc == 0 && w->n) w->rc = io_pwrite_all(w->fd, w->buf, w->n, (off_t)w->off);
+    w->off += w->n;
+    w->n = 0;
+}
+
+static void sw_put(swriter *w, const void *d, size_t len) {
+    const uint8_t *p = d;
+    while (len) {
+        size_t k = SW_BUF_BYTES - w->n < len ? SW_BUF_BYTES - w->n : len;
+        memcpy(w->buf + w->n, p, k);
+        w->n += k, p += k, len -= k;
+        if (w->n == SW_BUF_BYTES) sw_flush(w);
     }
-    memcpy(b->p + b->len, d, n);
-    b->len += n;
-    return 0;
 }
 
-static int put_key(buf *keys, buf *heap, uint64_t *slots_hash, uint8_t ns, const uint8_t *key,
-                   uint16_t len, uint64_t first, uint32_t nver, uint64_t *nk) {
-    uint8_t k[RUN_KEY_LEN] = {0};
-    wr64(k, heap->len);
-    wr64(k + 8, first);
-    wr32(k + 16, nver);
-    wr16(k + 20, len);
-    k[22] = ns;
-    slots_hash[*nk] = ix_hash(ns, key, len);
-    (*nk)++;
-    return buf_put(keys, k, sizeof k) || buf_put(heap, key, len) ? -1 : 0;
-}
+/* The merge: calls fn for every distinct key in order, with the old run's
+** versions (if any) and the memtable node (if any). */
+typedef int (*merge_fn)(void *ctx, const run_key *a, const mt_key *b);
 
-int run_write(const char *dir, const char *name, uint64_t index_tx, const run *old, const memtable *mt) {
-    uint64_t on = old ? old->nkeys : 0, mn = mt ? mt->nsorted : 0;
-    uint64_t cap_keys = on + mn;
-    buf keys = {0}, vers = {0}, heap = {0};
-    uint64_t *hashes = malloc((cap_keys ? cap_keys : 1) * sizeof *hashes);
-    uint64_t nk = 0, nv = 0, i = 0, j = 0;
-    int rc = hashes ? 0 : -ENOMEM;
-    while (rc == 0 && (i < on || j < mn)) {
+static int merge_walk(const run *old, const memtable *mt, merge_fn fn, void *ctx) {
+    uint64_t on = old ? old->nkeys : 0, mn = mt ? mt->nsorted : 0, i = 0, j = 0;
+    while (i < on || j < mn) {
         run_key a = {0};
         const mt_key *b = j < mn ? mt->sorted[j] : NULL;
         if (i < on) run_get(old, i, &a);
         int c = i >= on ? 1 : !b ? -1 : ix_key_cmp(a.ns, a.key, a.key_len, b->ns, b->key, b->key_len);
-        uint64_t first = nv;
-        uint32_t cnt = 0;
-        if (c <= 0) {
-            if (buf_put(&vers, a.vers, a.nver * sizeof(ix_version))) rc = -ENOMEM;
-            cnt += a.nver;
-        }
-        if (c >= 0) {
-            /* invariant (2): the memtable's versions continue the run's */
-            if (b->base_rev != (c == 0 ? a.nver : 0)) rc = -EINVAL;
-            if (buf_put(&vers, b->vers, b->nver * sizeof(ix_version))) rc = -ENOMEM;
-            cnt += b->nver;
-        }
-        nv += cnt;
-        if (rc == 0)
-            rc = c <= 0 ? put_key(&keys, &heap, hashes, a.ns, a.key, a.key_len, first, cnt, &nk)
-                        : put_key(&keys, &heap, hashes, b->ns, b->key, b->key_len, first, cnt, &nk);
-        if (rc == -1) rc = -ENOMEM;
+        /* invariant (2): a memtable node's versions continue the run's */
+        if (c >= 0 && b->base_rev != (c == 0 ? a.nver : 0)) return -EINVAL;
+        int rc = fn(ctx, c <= 0 ? &a : NULL, c >= 0 ? b : NULL);
+        if (rc) return rc;
         if (c <= 0) i++;
         if (c >= 0) j++;
     }
+    return 0;
+}
+
+typedef struct build {
+    uint64_t nk, nv, heap;      /* pass 1 totals; pass 2 running positions */
+    uint64_t *slots, nslots;
+    swriter keys, vers, heapw;
+} build;
+
+static int count_key(void *ctx, const run_key *a, const mt_key *b) {
+    build *bd = ctx;
+    bd->nk++;
+    bd->heap += a ? a->key_len : b->key_len;
+    return 0;
+}
+
+static int emit_key(void *ctx, const run_key *a, const mt_key *b) {
+    build *bd = ctx;
+    uint8_t ns = a ? a->ns : b->ns;
+    uint16_t len = a ? a->key_len : b->key_len;
+    const uint8_t *key = a ? a->key : b->key;
+    uint32_t cnt = (a ? a->nver : 0) + (b ? b->nver : 0);
+    uint8_t k[RUN_KEY_LEN] = {0};
+    wr64(k, bd->heap);
+    wr64(k + 8, bd->nv);
+    wr32(k + 16, cnt);
+    wr16(k + 20, len);
+    k[22] = ns;
+    sw_put(&bd->keys, k, sizeof k);
+    if (a) sw_put(&bd->vers, a->vers, a->nver * sizeof(ix_version));
+    if (b) sw_put(&bd->vers, b->vers, b->nver * sizeof(ix_version));
+    sw_put(&bd->heapw, key, len);
+    uint64_t h = ix_hash(ns, key, len), slot = h & (bd->nslots - 1);
+    while (bd->slots[slot]) slot = (slot + 1) & (bd->nslots - 1);
+    bd->slots[slot] = (h >> 32) << 32 | (bd->nk + 1);
+    bd->nk++;
+    bd->nv += cnt;
+    bd->heap += len;
+    return 0;
+}
+
+/* CRC-32C of the first len bytes of fd, read sequentially. */
+static int file_crc(int fd, uint64_t len, uint8_t *buf, uint32_t *out) {
+    uint32_t crc = 0;
+    for (uint64_t off = 0; off < len;) {
+        size_t k = len - off < SW_BUF_BYTES ? (size_t)(len - off) : SW_BUF_BYTES;
+        int rc = io_pread_all(fd, buf, k, (off_t)off);
+        if (rc) return rc;
+        crc = tally_crc32c(crc, buf, k);
+        off += k;
+    }
+    *out = crc;
+    return 0;
+}
+
+int run_write(const char *dir, const char *name, uint64_t index_tx, const run *old, const memtable *mt) {
+    build bd;
+    memset(&bd, 0, sizeof bd);
+    int rc = merge_walk(old, mt, count_key, &bd);
+    if (rc) return rc;
+    uint64_t nk = bd.nk, nv = (old ? old->nvers : 0) + (mt ? mt->nversions : 0), heap_bytes = bd.heap;
     uint64_t nslots = 16;
     while (nslots < 2 * nk) nslots *= 2;
-    uint64_t *slots = rc == 0 ? calloc(nslots, 8) : NULL;
-    if (rc == 0 && !slots) rc = -ENOMEM;
-    for (uint64_t k = 0; rc == 0 && k < nk; k++) {
-        uint64_t s = hashes[k] & (nslots - 1);
-        while (slots[s]) s = (s + 1) & (nslots - 1);
-        slots[s] = (hashes[k] >> 32) << 32 | (k + 1);
-    }
-    uint8_t hdr[RUN_HDR_LEN] = {0};
-    memcpy(hdr, "TALLYRUN", 8);
-    wr32(hdr + 8, 1);
-    wr64(hdr + 16, index_tx);
-    wr64(hdr + 24, nk);
-    wr64(hdr + 32, nv);
-    wr64(hdr + 40, nslots);
-    wr64(hdr + 48, heap.len);
-    wr32(hdr + 60, tally_crc32c(0, hdr, 60));
-    static const uint8_t zeros[8];
-    uint64_t pad = align8(heap.len) - heap.len;
-    uint32_t crc = 0;
-    crc = tally_crc32c(crc, hdr, sizeof hdr);
-    crc = tally_crc32c(crc, keys.p, keys.len);
-    crc = tally_crc32c(crc, vers.p, vers.len);
-    crc = tally_crc32c(crc, slots, rc == 0 ? nslots * 8 : 0);
-    crc = tally_crc32c(crc, heap.p, heap.len);
-    crc = tally_crc32c(crc, zeros, pad);
-    uint8_t trailer[8] = {0};
-    wr32(trailer, crc);
+    uint64_t keys_off = RUN_HDR_LEN, vers_off = keys_off + nk * RUN_KEY_LEN, slots_off = vers_off + nv * RUN_VER_LEN,
+             heap_off = slots_off + nslots * 8, trailer_off = heap_off + align8(heap_bytes);
     char tmp[PATH_MAX], dst[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
     snprintf(dst, sizeof dst, "%s/%s", dir, name);
-    int fd = rc == 0 ? tally_io->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644) : -1;
-    if (rc == 0 && fd < 0) rc = -errno;
+    bd.slots = calloc(nslots, 8);
+    bd.nslots = nslots;
+    uint8_t *bufs = malloc(3 * (size_t)SW_BUF_BYTES);
+    int fd = bd.slots && bufs ? tally_io->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644) : -1;
+    if (!bd.slots || !bufs) rc = -ENOMEM;
+    else if (fd < 0) rc = -errno;
     if (rc == 0) {
-        struct iovec iov[7] = {{hdr, sizeof hdr}, {keys.p, keys.len}, {vers.p, vers.len},
-                               {slots, nslots * 8}, {heap.p, heap.len}, {(void *)zeros, pad},
-                               {trailer, 8}};
-        rc = io_pwritev_all(fd, iov, 7, 0);
+        bd.nk = bd.nv = bd.heap = 0;
+        bd.keys = (swriter){fd, keys_off, 0, 0, bufs};
+        bd.vers = (swriter){fd, vers_off, 0, 0, bufs + SW_BUF_BYTES};
+        bd.heapw = (swriter){fd, heap_off, 0, 0, bufs + 2 * (size_t)SW_BUF_BYTES};
+        rc = merge_walk(old, mt, emit_key, &bd);
+        sw_flush(&bd.keys);
+        sw_flush(&bd.vers);
+        sw_flush(&bd.heapw);
+        if (rc == 0) rc = bd.keys.rc ? bd.keys.rc : bd.vers.rc ? bd.vers.rc : bd.heapw.rc;
+        /* both passes saw the same merge (the inputs are immutable) */
+        if (rc == 0 && (bd.nk != nk || bd.nv != nv || bd.heap != heap_bytes)) rc = -EINVAL;
+    }
+    if (rc == 0) {
+        uint8_t hdr[RUN_HDR_LEN] = {0};
+        static const uint8_t zeros[8];
+        memcpy(hdr, "TALLYRUN", 8);
+        wr32(hdr + 8, 1);
+        wr64(hdr + 16, index_tx);
+        wr64(hdr + 24, nk);
+        wr64(hdr + 32, nv);
+        wr64(hdr + 40, nslots);
+        wr64(hdr + 48, heap_bytes);
+        wr32(hdr + 60, tally_crc32c(0, hdr, 60));
+        rc = io_pwrite_all(fd, hdr, sizeof hdr, 0);
+        if (rc == 0) rc = io_pwrite_all(fd, bd.slots, nslots * 8, (off_t)slots_off);
+        if (rc == 0 && trailer_off > heap_off + heap_bytes)
+            rc = io_pwrite_all(fd, zeros, trailer_off - heap_off - heap_bytes, (off_t)(heap_off + heap_bytes));
+        uint32_t crc = 0;
+        if (rc == 0) rc = file_crc(fd, trailer_off, bufs, &crc);
+        uint8_t trailer[8] = {0};
+        wr32(trailer, crc);
+        if (rc == 0) rc = io_pwrite_all(fd, trailer, 8, (off_t)trailer_off);
         if (rc == 0 && tally_io->fsync(fd) < 0) rc = -errno;
     }
     if (fd >= 0) tally_io->close(fd);
     if (rc == 0 && tally_io->rename(tmp, dst) < 0) rc = -errno;
     if (rc == 0) rc = io_fsync_dir(dir);
     if (rc != 0 && fd >= 0) tally_io->unlink(tmp);
-    free(keys.p);
-    free(vers.p);
-    free(heap.p);
-    free(hashes);
-    free(slots);
+    free(bd.slots);
+    free(bufs);
     return rc;
 }
