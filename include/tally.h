@@ -106,9 +106,19 @@ typedef struct tally_open_report {
 int tally_db_open(tally_db **out, const char *dir, const tally_options *opts,
                   tally_open_report *report);
 
-/* Checkpoints the index (unless the handle failed) and frees the handle.
-** Returns 0 or the error of the final checkpoint (the handle is freed anyway). */
+/* Frees the handle. When many transactions are not yet in an index checkpoint
+** (at least checkpoint_entries_min / 16), it first writes one, so the next
+** open replays little; a small tail is left to be replayed from the log (a
+** checkpoint rewrites the whole index run, which a one-key write on a large
+** ledger should not pay for). Call with no other call in progress.
+** Returns 0 or the error of that checkpoint (the handle is freed anyway). */
 int tally_db_close(tally_db *db);
+
+/* Writes an index checkpoint covering every acknowledged transaction and
+** waits for it to be durable, so the next open replays nothing. Thread-safe;
+** commits may continue meanwhile. Returns 0, TALLY_EIO, TALLY_ENOSPC,
+** TALLY_ENOMEM, TALLY_EFATAL, TALLY_EINVAL (read-only handle). */
+int tally_db_checkpoint(tally_db *db);
 
 /* ---- Writing ---- */
 #define TALLY_COND_NONE   0 /* unconditional */

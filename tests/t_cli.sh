@@ -136,36 +136,38 @@ def ver_cons(m, n, old_root, root, proof):
 def ub(h): return bytes.fromhex(h)
 def ishex64(s): return isinstance(s, str) and len(s) == 64 and all(c in "0123456789abcdef" for c in s)
 EOF
-# jget JSON EXPR: evaluates EXPR with o = json.loads(JSON) (and the helpers
-# above); prints the result with str(). Prints "<json error: ...>" if invalid.
-jget() {
-    PYTHONPATH="$W" python3 -c '
-import sys, json
-from h import *
-try:
-    o = json.loads(sys.argv[1])
-except Exception as e:
-    print("<json error: %s>" % e); sys.exit(0)
-try:
-    print(eval(sys.argv[2]))
-except Exception as e:
-    print("<eval error: %r>" % e)
-' "$1" "$2"
-}
-# jlines TEXT EXPR: every line must be a JSON object; EXPR over L (list of objects)
-jlines() {
-    PYTHONPATH="$W" python3 -c '
-import sys, json
-from h import *
-try:
-    L = [json.loads(x) for x in sys.argv[1].split("\n") if x != ""]
-except Exception as e:
-    print("<json error: %s>" % e); sys.exit(0)
-try:
-    print(eval(sys.argv[2]))
-except Exception as e:
-    print("<eval error: %r>" % e)
-' "$1" "$2"
+cat >>"$W/h.py" <<'EOF'
+def run_checks(path):
+    # records: what, expected, json text, python expression (NUL-separated)
+    f = open(path, "rb").read().split(b"\0")
+    npass = nfail = 0
+    for k in range(0, len(f) - 3, 4):
+        what, exp, js, expr = (x.decode("utf-8", "surrogateescape") for x in f[k:k + 4])
+        try:
+            o = json.loads(js)
+            try:
+                got = str(eval(expr))
+            except Exception as e:
+                got = "<eval error: %r>" % e
+        except Exception as e:
+            got = "<not JSON: %s: %r>" % (e, js[:200])
+        if got == exp:
+            npass += 1
+        else:
+            nfail += 1
+            print("FAIL: %s: expected %r got %r" % (what, exp, got))
+    print("%d %d" % (npass, nfail), file=sys.stderr)
+EOF
+# Python is slow to start here, so JSON assertions are recorded and evaluated
+# by one python3 process at the end (their FAIL lines come out there):
+# jcheck WHAT EXPECTED JSON EXPR — str(eval(EXPR)) with o = json.loads(JSON)
+# (and the helpers above) must equal EXPECTED.
+JCHECKS="$W/jchecks"
+: >"$JCHECKS"
+jcheck() { printf '%s\0%s\0%s\0%s\0' "$1" "$2" "$3" "$4" >>"$JCHECKS"; }
+# jfield JSON KEY: the first "KEY":value (string or number) of a compact JSON object
+jfield() {
+    printf '%s' "$1" | grep -oE "\"$2\":(\"[^\"]*\"|[0-9]+)" | head -n 1 | sed -E "s/^\"$2\"://; s/^\"//; s/\"\$//"
 }
 
 D="$W/d"
@@ -192,7 +194,7 @@ check_eq "set: stderr empty on success" "" "$ERR"
 run -D "$D" --json set c 3
 check_rc "--json set c 3" 0
 check_eq "--json set prints {\"tx\":N}" '{"tx":2}' "$OUT"
-check_eq "--json set key order" "['tx']" "$(jget "$OUT" 'list(o)')"
+jcheck "--json set key order" "['tx']" "$OUT" 'list(o)'
 run -D "$D" set a 11 c 33 d 4
 check_eq "set ids increase by one" "3" "$OUT"
 run -D "$D" set --json a 111
@@ -235,18 +237,18 @@ check_err1 "get a --tx 99"
 run -D "$D" --json get a
 check_rc "--json get a" 0
 GA="$OUT"
-check_eq "--json get key order" "['key', 'value', 'tx', 'rev', 'ts']" "$(jget "$GA" 'list(o)')"
-check_eq "--json get values" "a|111|4|3" "$(jget "$GA" '"%s|%s|%s|%s" % (o["key"], o["value"], o["tx"], o["rev"])')"
-check_match "--json get ts is RFC 3339 UTC" '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$' "$(jget "$GA" 'o["ts"]')"
-check_eq "--json get types (tx,rev int)" "True" "$(jget "$GA" 'type(o["tx"]) is int and type(o["rev"]) is int')"
+jcheck "--json get key order" "['key', 'value', 'tx', 'rev', 'ts']" "$GA" 'list(o)'
+jcheck "--json get values" "a|111|4|3" "$GA" '"%s|%s|%s|%s" % (o["key"], o["value"], o["tx"], o["rev"])'
+check_match "--json get ts is RFC 3339 UTC" '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$' "$(jfield "$GA" ts)"
+jcheck "--json get types (tx,rev int)" "True" "$GA" 'type(o["tx"]) is int and type(o["rev"]) is int'
 run -D "$D" --json get a --tx 3
-check_eq "--json get a --tx 3" "a|11|3|2" "$(jget "$OUT" '"%s|%s|%s|%s" % (o["key"], o["value"], o["tx"], o["rev"])')"
+jcheck "--json get a --tx 3" "a|11|3|2" "$OUT" '"%s|%s|%s|%s" % (o["key"], o["value"], o["tx"], o["rev"])'
 
 # --at TIME: the "ts" of a version selects it; earlier than tx 1 -> not found
 run -D "$D" --json get a --tx 1
-TS1=$(jget "$OUT" 'o["ts"]')
+TS1=$(jfield "$OUT" ts)
 run -D "$D" --json get a --tx 3
-TS3=$(jget "$OUT" 'o["ts"]')
+TS3=$(jfield "$OUT" ts)
 run -D "$D" get a --at "$TS1"
 check_rc "get a --at <ts of tx 1>" 0
 check_eq "get a --at <ts of tx 1> ($TS1)" "1" "$OUT"
@@ -293,13 +295,13 @@ check_eq "--json del" '{"tx":6}' "$OUT"
 run -D "$D" --json history b
 check_rc "--json history b" 0
 HB="$OUT"
-check_eq "history key order" "['key', 'revisions']" "$(jget "$HB" 'list(o)')"
-check_eq "history revision key order" "[['rev', 'tx', 'value', 'deleted', 'ts'], ['rev', 'tx', 'value', 'deleted', 'ts']]" "$(jget "$HB" '[list(r) for r in o["revisions"]]')"
-check_eq "history b revisions (rev,tx,value,deleted)" "[(1, 1, '2', False), (2, 5, '', True)]" "$(jget "$HB" '[(r["rev"], r["tx"], r["value"], r["deleted"]) for r in o["revisions"]]')"
-check_eq "history b key" "b" "$(jget "$HB" 'o["key"]')"
+jcheck "history key order" "['key', 'revisions']" "$HB" 'list(o)'
+jcheck "history revision key order" "[['rev', 'tx', 'value', 'deleted', 'ts'], ['rev', 'tx', 'value', 'deleted', 'ts']]" "$HB" '[list(r) for r in o["revisions"]]'
+jcheck "history b revisions (rev,tx,value,deleted)" "[(1, 1, '2', False), (2, 5, '', True)]" "$HB" '[(r["rev"], r["tx"], r["value"], r["deleted"]) for r in o["revisions"]]'
+jcheck "history b key" "b" "$HB" 'o["key"]'
 run -D "$D" --json history a
-check_eq "history a revisions 1..n" "[(1, 1, '1', False), (2, 3, '11', False), (3, 4, '111', False)]" "$(jget "$OUT" '[(r["rev"], r["tx"], r["value"], r["deleted"]) for r in o["revisions"]]')"
-check_eq "history ts non-decreasing and equal to get ts" "True" "$(jget "$OUT" '[r["ts"] for r in o["revisions"]][0] == "'"$TS1"'" and [r["ts"] for r in o["revisions"]][1] == "'"$TS3"'"')"
+jcheck "history a revisions 1..n" "[(1, 1, '1', False), (2, 3, '11', False), (3, 4, '111', False)]" "$OUT" '[(r["rev"], r["tx"], r["value"], r["deleted"]) for r in o["revisions"]]'
+jcheck "history ts non-decreasing and equal to get ts" "True" "$OUT" '[r["ts"] for r in o["revisions"]][0] == "'"$TS1"'" and [r["ts"] for r in o["revisions"]][1] == "'"$TS3"'"'
 run -D "$D" history b
 check_rc "history b (plain)" 0
 check_eq "history b plain: 2 lines" 2 "$(printf '%s\n' "$OUT" | grep -c '')"
@@ -310,7 +312,7 @@ check_err1 "history of a missing key"
 # set after delete: a new revision
 run -D "$D" set b 222
 run -D "$D" --json get b
-check_eq "get b after re-set: rev 3" "222|7|3" "$(jget "$OUT" '"%s|%s|%s" % (o["value"], o["tx"], o["rev"])')"
+jcheck "get b after re-set: rev 3" "222|7|3" "$OUT" '"%s|%s|%s" % (o["value"], o["tx"], o["rev"])'
 
 # ---------------------------------------------------------------- scan
 S="$W/s"
@@ -342,13 +344,13 @@ check_rc "scan --tx beyond the ledger" 1
 check_err1 "scan --tx beyond the ledger"
 run -D "$S" --json scan a
 check_rc "--json scan a" 0
-check_eq "--json scan key order" "['prefix', 'tx', 'keys']" "$(jget "$OUT" 'list(o)')"
-check_eq "--json scan prefix,tx" "a|4" "$(jget "$OUT" '"%s|%s" % (o["prefix"], o["tx"])')"
-check_eq "--json scan item key order" "True" "$(jget "$OUT" 'all(list(k) == ["key", "value", "tx", "rev"] for k in o["keys"])')"
-check_eq "--json scan items" "[('a', '3', 2, 1), ('a-', '6', 2, 1), ('ab', '44', 4, 2), ('abc', '2', 1, 1)]" "$(jget "$OUT" '[(k["key"], k["value"], k["tx"], k["rev"]) for k in o["keys"]]')"
+jcheck "--json scan key order" "['prefix', 'tx', 'keys']" "$OUT" 'list(o)'
+jcheck "--json scan prefix,tx" "a|4" "$OUT" '"%s|%s" % (o["prefix"], o["tx"])'
+jcheck "--json scan item key order" "True" "$OUT" 'all(list(k) == ["key", "value", "tx", "rev"] for k in o["keys"])'
+jcheck "--json scan items" "[('a', '3', 2, 1), ('a-', '6', 2, 1), ('ab', '44', 4, 2), ('abc', '2', 1, 1)]" "$OUT" '[(k["key"], k["value"], k["tx"], k["rev"]) for k in o["keys"]]'
 run -D "$S" --json scan a --tx 2
-check_eq "--json scan a --tx 2: tx field" "2" "$(jget "$OUT" 'o["tx"]')"
-check_eq "--json scan a --tx 2 items" "[('a', '3', 2, 1), ('a-', '6', 2, 1), ('aa', '7', 2, 1), ('ab', '4', 2, 1), ('abc', '2', 1, 1)]" "$(jget "$OUT" '[(k["key"], k["value"], k["tx"], k["rev"]) for k in o["keys"]]')"
+jcheck "--json scan a --tx 2: tx field" "2" "$OUT" 'o["tx"]'
+jcheck "--json scan a --tx 2 items" "[('a', '3', 2, 1), ('a-', '6', 2, 1), ('aa', '7', 2, 1), ('ab', '4', 2, 1), ('abc', '2', 1, 1)]" "$OUT" '[(k["key"], k["value"], k["tx"], k["rev"]) for k in o["keys"]]'
 run -D "$S" --json scan zzz
 check_eq "--json scan with no match" '{"prefix":"zzz","tx":4,"keys":[]}' "$OUT"
 
@@ -360,16 +362,16 @@ check_eq "set - prints one id per line" "$(printf '1\n2\n3')" "$OUT"
 run -D "$Bd" get k1
 check_eq "value with spaces and '=' kept exactly" "v 1=x y" "$OUT"
 run -D "$Bd" --json get k2
-check_eq "empty value via set -" "|1" "$(jget "$OUT" '"%s|%s" % (o["value"], o["rev"])')"
+jcheck "empty value via set -" "|1" "$OUT" '"%s|%s" % (o["value"], o["rev"])'
 run -D "$Bd" get k3
 check_eq "value v=3 kept" "v=3" "$OUT"
 run -D "$Bd" -i "$(printf 'm1\t1\nm2\t2\nm3\t3\nm4\t4\nm5\t5\nm6\t6\nm7\t7\n')"$'\n' --json set - --batch 3
 check_rc "set - --batch 3 (7 lines)" 0
 check_eq "set - --batch 3: 3 txs, last partial" "$(printf '{"tx":4}\n{"tx":5}\n{"tx":6}')" "$OUT"
 run -D "$Bd" --json tx 6
-check_eq "final partial batch has 1 entry (m7)" "1|m7" "$(jget "$OUT" '"%s|%s" % (o["entry_count"], o["entries"][0]["key"])')"
+jcheck "final partial batch has 1 entry (m7)" "1|m7" "$OUT" '"%s|%s" % (o["entry_count"], o["entries"][0]["key"])'
 run -D "$Bd" --json tx 4
-check_eq "first batch has 3 entries" "3|m1,m2,m3" "$(jget "$OUT" '"%s|%s" % (o["entry_count"], ",".join(e["key"] for e in o["entries"]))')"
+jcheck "first batch has 3 entries" "3|m1,m2,m3" "$OUT" '"%s|%s" % (o["entry_count"], ",".join(e["key"] for e in o["entries"]))'
 run -D "$Bd" -i "$(printf 'n1\t1\nn2\t2\nno tab here\nn4\t4\n')"$'\n' set -
 check_rc "set - with a line without TAB" 64
 check_eq "set - bad line: earlier ids printed" "$(printf '7\n8')" "$OUT"
@@ -451,7 +453,7 @@ run -D "$D" set a right --if-rev 3
 check_rc "set --if-rev with the right rev" 0
 check_eq "set --if-rev with the right rev: tx id" "9" "$OUT"
 run -D "$D" --json get a
-check_eq "after --if-rev: value and rev" "right|4" "$(jget "$OUT" '"%s|%s" % (o["value"], o["rev"])')"
+jcheck "after --if-rev: value and rev" "right|4" "$OUT" '"%s|%s" % (o["value"], o["rev"])'
 run -D "$D" set a again --if-rev 3
 check_rc "set --if-rev with a stale rev" 3
 run -D "$D" set a x --if-rev notanumber
@@ -467,15 +469,15 @@ check_match "tx 1 plain shows the id" '(^|
 check_match "tx 1 plain shows prev_hash zeros" 'prev_hash: 0{64}' "$OUT"
 run -D "$D" --json tx 1
 TX1="$OUT"
-check_eq "--json tx key order" "['tx', 'ts', 'hash', 'prev_hash', 'entries_root', 'entry_count', 'entries']" "$(jget "$TX1" 'list(o)')"
-check_eq "--json tx 1: tx, entry_count, prev_hash zeros" "1|2|True" "$(jget "$TX1" '"%s|%s|%s" % (o["tx"], o["entry_count"], o["prev_hash"] == "0" * 64)')"
-check_eq "--json tx 1: hashes 64 lowercase hex" "True" "$(jget "$TX1" 'ishex64(o["hash"]) and ishex64(o["prev_hash"]) and ishex64(o["entries_root"])')"
-check_eq "--json tx 1: entries" "[('a', '1', False), ('b', '2', False)]" "$(jget "$TX1" '[(e["key"], e["value"], e["deleted"]) for e in o["entries"]]')"
-check_eq "--json tx 1: ts equals get ts" "$TS1" "$(jget "$TX1" 'o["ts"]')"
+jcheck "--json tx key order" "['tx', 'ts', 'hash', 'prev_hash', 'entries_root', 'entry_count', 'entries']" "$TX1" 'list(o)'
+jcheck "--json tx 1: tx, entry_count, prev_hash zeros" "1|2|True" "$TX1" '"%s|%s|%s" % (o["tx"], o["entry_count"], o["prev_hash"] == "0" * 64)'
+jcheck "--json tx 1: hashes 64 lowercase hex" "True" "$TX1" 'ishex64(o["hash"]) and ishex64(o["prev_hash"]) and ishex64(o["entries_root"])'
+jcheck "--json tx 1: entries" "[('a', '1', False), ('b', '2', False)]" "$TX1" '[(e["key"], e["value"], e["deleted"]) for e in o["entries"]]'
+jcheck "--json tx 1: ts equals get ts" "$TS1" "$TX1" 'o["ts"]'
 # entries_root = MTH of the entries' leaf hashes (when the output gives them)
-check_eq "--json tx 1: entries_root = MTH(entry leaf hashes)" "True" "$(jget "$TX1" 'all("leaf_hash" not in e for e in o["entries"]) or mth([ub(e["leaf_hash"]) for e in o["entries"]]).hex() == o["entries_root"]')"
+jcheck "--json tx 1: entries_root = MTH(entry leaf hashes)" "True" "$TX1" 'all("leaf_hash" not in e for e in o["entries"]) or mth([ub(e["leaf_hash"]) for e in o["entries"]]).hex() == o["entries_root"]'
 run -D "$D" --json tx 5
-check_eq "--json tx 5: the deletion entry" "[('b', True)]" "$(jget "$OUT" '[(e["key"], e["deleted"]) for e in o["entries"]]')"
+jcheck "--json tx 5: the deletion entry" "[('b', True)]" "$OUT" '[(e["key"], e["deleted"]) for e in o["entries"]]'
 # chain: prev_hash(N) = hash(N-1); collect every tx hash for the Merkle checks
 HASHES="$W/hashes"
 : >"$HASHES"
@@ -483,8 +485,8 @@ prev=""
 chain_ok=1
 for n in 1 2 3 4 5 6 7 8 9; do
     o=$("$T" -D "$D" --json tx "$n")
-    h=$(jget "$o" 'o["hash"]')
-    p=$(jget "$o" 'o["prev_hash"]')
+    h=$(jfield "$o" hash)
+    p=$(jfield "$o" prev_hash)
     if [ -n "$prev" ] && [ "$p" != "$prev" ]; then chain_ok=0; bad "prev_hash of tx $n = hash of tx $((n - 1))" "$prev" "$p"; fi
     echo "$h" >>"$HASHES"
     prev="$h"
@@ -503,15 +505,15 @@ check_usage "tx abc"
 run -D "$D" --json state
 check_rc "--json state" 0
 ST9="$OUT"
-check_eq "--json state key order" "['tx', 'root']" "$(jget "$ST9" 'list(o)')"
-check_eq "--json state tx" "9" "$(jget "$ST9" 'o["tx"]')"
-check_eq "state root = MTH(tx hashes 1..9) (recomputed)" "$(jget "$ST9" 'o["root"]')" "$(python3 -c "
+jcheck "--json state key order" "['tx', 'root']" "$ST9" 'list(o)'
+jcheck "--json state tx" "9" "$ST9" 'o["tx"]'
+check_eq "state root = MTH(tx hashes 1..9) (recomputed)" "$(jfield "$ST9" root)" "$(python3 -c "
 import sys; sys.path.insert(0, '$W'); from h import *
 print(mth([ub(l.strip()) for l in open('$HASHES')]).hex())")"
 run -D "$D" state
 check_rc "state (plain)" 0
-check_match "state plain shows the root" "$(jget "$ST9" 'o["root"]')" "$OUT"
-ROOT9=$(jget "$ST9" 'o["root"]')
+check_match "state plain shows the root" "$(jfield "$ST9" root)" "$OUT"
+ROOT9=$(jfield "$ST9" root)
 
 # ---------------------------------------------------------------- proofs
 mth_at() { python3 -c "
@@ -521,34 +523,34 @@ print(mth(hs).hex())"; }
 for n in 1 4 9; do
     run -D "$D" --json proof inclusion "$n"
     check_rc "proof inclusion $n" 0
-    check_eq "proof inclusion key order" "['index', 'size', 'tx', 'leaf_hash', 'root', 'proof']" "$(jget "$OUT" 'list(o)')"
-    check_eq "proof inclusion $n: index,size,tx" "$((n - 1))|9|$n" "$(jget "$OUT" '"%s|%s|%s" % (o["index"], o["size"], o["tx"])')"
-    check_eq "proof inclusion $n: leaf_hash = hash of tx $n" "$(sed -n "${n}p" "$HASHES")" "$(jget "$OUT" 'o["leaf_hash"]')"
-    check_eq "proof inclusion $n: root = state root" "$ROOT9" "$(jget "$OUT" 'o["root"]')"
-    check_eq "proof inclusion $n verifies (RFC 9162)" "True" "$(jget "$OUT" 'ver_incl(o["index"], o["size"], ub(o["leaf_hash"]), [ub(p) for p in o["proof"]], ub(o["root"]))')"
+    jcheck "proof inclusion key order" "['index', 'size', 'tx', 'leaf_hash', 'root', 'proof']" "$OUT" 'list(o)'
+    jcheck "proof inclusion $n: index,size,tx" "$((n - 1))|9|$n" "$OUT" '"%s|%s|%s" % (o["index"], o["size"], o["tx"])'
+    jcheck "proof inclusion $n: leaf_hash = hash of tx $n" "$(sed -n "${n}p" "$HASHES")" "$OUT" 'o["leaf_hash"]'
+    jcheck "proof inclusion $n: root = state root" "$ROOT9" "$OUT" 'o["root"]'
+    jcheck "proof inclusion $n verifies (RFC 9162)" "True" "$OUT" 'ver_incl(o["index"], o["size"], ub(o["leaf_hash"]), [ub(p) for p in o["proof"]], ub(o["root"]))'
 done
 for s in 2 3 5 8; do
     n=2
     run -D "$D" --json proof inclusion $n --size $s
     check_rc "proof inclusion $n --size $s" 0
-    check_eq "proof inclusion $n --size $s: size" "$s" "$(jget "$OUT" 'o["size"]')"
-    check_eq "proof inclusion $n --size $s: root = MTH(tx 1..$s) (recomputed)" "$(mth_at $s)" "$(jget "$OUT" 'o["root"]')"
+    jcheck "proof inclusion $n --size $s: size" "$s" "$OUT" 'o["size"]'
+    jcheck "proof inclusion $n --size $s: root = MTH(tx 1..$s) (recomputed)" "$(mth_at $s)" "$OUT" 'o["root"]'
     PI="$OUT"
     run -D "$D" --json proof consistency 1 $s
-    check_eq "proof inclusion $n --size $s: root = proof consistency 1 $s root" "$(jget "$OUT" 'o["root"]')" "$(jget "$PI" 'o["root"]')"
-    check_eq "proof inclusion $n --size $s verifies (RFC 9162)" "True" "$(jget "$PI" 'ver_incl(o["index"], o["size"], ub(o["leaf_hash"]), [ub(p) for p in o["proof"]], ub(o["root"]))')"
+    jcheck "proof inclusion $n --size $s: root = proof consistency 1 $s root" "$(jfield "$OUT" root)" "$PI" 'o["root"]'
+    jcheck "proof inclusion $n --size $s verifies (RFC 9162)" "True" "$PI" 'ver_incl(o["index"], o["size"], ub(o["leaf_hash"]), [ub(p) for p in o["proof"]], ub(o["root"]))'
 done
 run -D "$D" --json proof inclusion 2 --size 9
-check_eq "proof inclusion --size = ledger size: root = state root" "$ROOT9" "$(jget "$OUT" 'o["root"]')"
+jcheck "proof inclusion --size = ledger size: root = state root" "$ROOT9" "$OUT" 'o["root"]'
 for mn in "1 9" "2 9" "3 7" "4 8" "5 9" "6 6" "1 1" "7 9"; do
     set -- $mn
     run -D "$D" --json proof consistency "$1" "$2"
     check_rc "proof consistency $1 $2" 0
-    check_eq "proof consistency key order" "['old', 'size', 'old_root', 'root', 'proof']" "$(jget "$OUT" 'list(o)')"
-    check_eq "proof consistency $1 $2: old,size" "$1|$2" "$(jget "$OUT" '"%s|%s" % (o["old"], o["size"])')"
-    check_eq "proof consistency $1 $2: old_root = MTH(1..$1)" "$(mth_at "$1")" "$(jget "$OUT" 'o["old_root"]')"
-    check_eq "proof consistency $1 $2: root = MTH(1..$2)" "$(mth_at "$2")" "$(jget "$OUT" 'o["root"]')"
-    check_eq "proof consistency $1 $2 verifies (RFC 9162)" "True" "$(jget "$OUT" 'ver_cons(o["old"], o["size"], ub(o["old_root"]), ub(o["root"]), [ub(p) for p in o["proof"]])')"
+    jcheck "proof consistency key order" "['old', 'size', 'old_root', 'root', 'proof']" "$OUT" 'list(o)'
+    jcheck "proof consistency $1 $2: old,size" "$1|$2" "$OUT" '"%s|%s" % (o["old"], o["size"])'
+    jcheck "proof consistency $1 $2: old_root = MTH(1..$1)" "$(mth_at "$1")" "$OUT" 'o["old_root"]'
+    jcheck "proof consistency $1 $2: root = MTH(1..$2)" "$(mth_at "$2")" "$OUT" 'o["root"]'
+    jcheck "proof consistency $1 $2 verifies (RFC 9162)" "True" "$OUT" 'ver_cons(o["old"], o["size"], ub(o["old_root"]), ub(o["root"]), [ub(p) for p in o["proof"]])'
 done
 set --
 run -D "$D" proof consistency 1 9
@@ -594,16 +596,16 @@ done
 for i in 0 2 5 7; do
     run -i "$MV"$'\n' --json merkle inclusion $i
     check_rc "merkle inclusion $i" 0
-    check_eq "merkle inclusion key order" "['index', 'size', 'leaf_hash', 'proof']" "$(jget "$OUT" 'list(o)')"
-    check_eq "merkle inclusion $i: index,size,leaf_hash" "$i|8|True" "$(jget "$OUT" '"%s|%s|%s" % (o["index"], o["size"], o["leaf_hash"] == leaf(ub('"$MVLIST"'[o["index"]])).hex())')"
-    check_eq "merkle inclusion $i verifies against the RFC root" "True" "$(jget "$OUT" 'ver_incl(o["index"], o["size"], ub(o["leaf_hash"]), [ub(p) for p in o["proof"]], ub("5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"))')"
+    jcheck "merkle inclusion key order" "['index', 'size', 'leaf_hash', 'proof']" "$OUT" 'list(o)'
+    jcheck "merkle inclusion $i: index,size,leaf_hash" "$i|8|True" "$OUT" '"%s|%s|%s" % (o["index"], o["size"], o["leaf_hash"] == leaf(ub('"$MVLIST"'[o["index"]])).hex())'
+    jcheck "merkle inclusion $i verifies against the RFC root" "True" "$OUT" 'ver_incl(o["index"], o["size"], ub(o["leaf_hash"]), [ub(p) for p in o["proof"]], ub("5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"))'
 done
 for m in 1 3 4 6 8; do
     run -i "$MV"$'\n' --json merkle consistency $m
     check_rc "merkle consistency $m" 0
-    check_eq "merkle consistency key order" "['old', 'size', 'proof', 'old_root', 'root']" "$(jget "$OUT" 'list(o)')"
-    check_eq "merkle consistency $m: old_root recomputed" "True" "$(jget "$OUT" 'o["old"] == '$m' and o["size"] == 8 and o["old_root"] == mth([leaf(ub(x)) for x in '"$MVLIST"'][:'$m']).hex() and o["root"] == "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"')"
-    check_eq "merkle consistency $m verifies (RFC 9162)" "True" "$(jget "$OUT" 'ver_cons(o["old"], o["size"], ub(o["old_root"]), ub(o["root"]), [ub(p) for p in o["proof"]])')"
+    jcheck "merkle consistency key order" "['old', 'size', 'proof', 'old_root', 'root']" "$OUT" 'list(o)'
+    jcheck "merkle consistency $m: old_root recomputed" "True" "$OUT" 'o["old"] == '$m' and o["size"] == 8 and o["old_root"] == mth([leaf(ub(x)) for x in '"$MVLIST"'][:'$m']).hex() and o["root"] == "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"'
+    jcheck "merkle consistency $m verifies (RFC 9162)" "True" "$OUT" 'ver_cons(o["old"], o["size"], ub(o["old_root"]), ub(o["root"]), [ub(p) for p in o["proof"]])'
 done
 run -i "$MV"$'\n' merkle inclusion 8
 check_rc "merkle inclusion out of range" 1
@@ -621,24 +623,24 @@ check_usage "merkle inclusion x"
 # ---------------------------------------------------------------- non-UTF-8 keys / values
 run -D "$Bd" -i "$(printf 'k\xff\tv\xfe\n')"$'\n' --json set -
 check_rc "set - with a non-UTF-8 key" 0
-NTX=$(jget "$OUT" 'o["tx"]')
+NTX=$(jfield "$OUT" tx)
 run -D "$Bd" --json get "$(printf 'k\xff')"
 check_rc "--json get of a non-UTF-8 key" 0
-check_eq "--json get non-UTF-8: key_hex/value_hex" "['key_hex', 'value_hex', 'tx', 'rev', 'ts']|6bff|76fe" "$(jget "$OUT" '"%s|%s|%s" % (list(o), o.get("key_hex"), o.get("value_hex"))')"
+jcheck "--json get non-UTF-8: key_hex/value_hex" "['key_hex', 'value_hex', 'tx', 'rev', 'ts']|6bff|76fe" "$OUT" '"%s|%s|%s" % (list(o), o.get("key_hex"), o.get("value_hex"))'
 run -D "$Bd" get "$(printf 'k\xff')"
 check_eq "plain get of a non-UTF-8 value prints the raw bytes (hex)" "76fe" "$(printf '%s' "$OUT" | od -An -tx1 | tr -d ' \n')"
 run -D "$Bd" --json history "$(printf 'k\xff')"
-check_eq "--json history non-UTF-8" "6bff|['rev', 'tx', 'value_hex', 'deleted', 'ts']|76fe" "$(jget "$OUT" '"%s|%s|%s" % (o.get("key_hex"), list(o["revisions"][0]), o["revisions"][0].get("value_hex"))')"
+jcheck "--json history non-UTF-8" "6bff|['rev', 'tx', 'value_hex', 'deleted', 'ts']|76fe" "$OUT" '"%s|%s|%s" % (o.get("key_hex"), list(o["revisions"][0]), o["revisions"][0].get("value_hex"))'
 run -D "$Bd" --json scan k
-check_eq "--json scan non-UTF-8 item" "['key_hex', 'value_hex', 'tx', 'rev']|76fe" "$(jget "$OUT" '"%s|%s" % (list(o["keys"][-1]), o["keys"][-1].get("value_hex"))')"
+jcheck "--json scan non-UTF-8 item" "['key_hex', 'value_hex', 'tx', 'rev']|76fe" "$OUT" '"%s|%s" % (list(o["keys"][-1]), o["keys"][-1].get("value_hex"))'
 run -D "$Bd" --json tx "$NTX"
-check_eq "--json tx non-UTF-8 entry uses key_hex" "6bff|76fe" "$(jget "$OUT" '"%s|%s" % (o["entries"][0].get("key_hex"), o["entries"][0].get("value_hex"))')"
+jcheck "--json tx non-UTF-8 entry uses key_hex" "6bff|76fe" "$OUT" '"%s|%s" % (o["entries"][0].get("key_hex"), o["entries"][0].get("value_hex"))'
 run -D "$Bd" --json set "ключ" "значение ✓"
 run -D "$Bd" --json get "ключ"
-check_eq "--json get of a UTF-8 (non-ASCII) key uses key/value" "['key', 'value', 'tx', 'rev', 'ts']|ключ|значение ✓" "$(jget "$OUT" '"%s|%s|%s" % (list(o), o.get("key"), o.get("value"))')"
+jcheck "--json get of a UTF-8 (non-ASCII) key uses key/value" "['key', 'value', 'tx', 'rev', 'ts']|ключ|значение ✓" "$OUT" '"%s|%s|%s" % (list(o), o.get("key"), o.get("value"))'
 run -D "$Bd" --json set 'q"\' "$(printf 'tab\there\nnl')"
 run -D "$Bd" --json get 'q"\'
-check_eq "--json escapes quote, backslash, tab, newline" "True" "$(jget "$OUT" 'o["key"] == "q\"\\" and o["value"] == "tab\there\nnl"')"
+jcheck "--json escapes quote, backslash, tab, newline" "True" "$OUT" 'o["key"] == "q\"\\" and o["value"] == "tab\there\nnl"'
 
 # ---------------------------------------------------------------- limits
 run -D "$D" --json state
@@ -669,7 +671,7 @@ run -D "$D" set dup 1 dup 2
 check_ne "set with a key twice in one tx: exit non-zero" 0 "$RC"
 run -D "$D" --json state
 check_eq "duplicate key: ledger unchanged" "$ST0" "$OUT"
-ROOT_NOW=$(jget "$ST0" 'o["root"]')
+ROOT_NOW=$(jfield "$ST0" root)
 check_ne "state root changes after a write" "$ROOT9" "$ROOT_NOW"
 
 # ---------------------------------------------------------------- usage errors
@@ -749,7 +751,7 @@ snapshot "$D" >"$W/snap1"
 run -D "$D" --json reindex
 check_rc "--json reindex" 0
 check_eq "--json reindex output" '{"ok":true,"tx":10}' "$OUT"
-check_eq "reindex key order" "['ok', 'tx']" "$(jget "$OUT" 'list(o)')"
+jcheck "reindex key order" "['ok', 'tx']" "$OUT" 'list(o)'
 snapshot "$D" >"$W/snap2"
 check_eq "answers identical before/after reindex" "" "$(diff "$W/snap1" "$W/snap2" | head -5)"
 rm -rf "$D/txindex" "$D/merkle" "$D/INDEX" "$D/index"
@@ -781,9 +783,9 @@ b[i + 3] ^= 0x01
 open(p, "wb").write(b)' "$V" || bad "tamper setup" "value found" "not found"
 run -D "$V" --json verify
 check_rc "verify after flipping a byte of tx 2's value" 2
-check_eq "verify --json (tampered) key order" "['ok', 'first_bad_tx', 'error']" "$(jget "$OUT" 'list(o)')"
-check_eq "verify --json (tampered): ok false, first_bad_tx 2" "False|2" "$(jget "$OUT" '"%s|%s" % (o["ok"], o["first_bad_tx"])')"
-check_eq "verify --json (tampered): error is a non-empty string" "True" "$(jget "$OUT" 'isinstance(o["error"], str) and len(o["error"]) > 0')"
+jcheck "verify --json (tampered) key order" "['ok', 'first_bad_tx', 'error']" "$OUT" 'list(o)'
+jcheck "verify --json (tampered): ok false, first_bad_tx 2" "False|2" "$OUT" '"%s|%s" % (o["ok"], o["first_bad_tx"])'
+jcheck "verify --json (tampered): error is a non-empty string" "True" "$OUT" 'isinstance(o["error"], str) and len(o["error"]) > 0'
 run -D "$V" verify
 check_rc "verify (plain) after tampering" 2
 run -D "$V" get t --tx 2
@@ -820,7 +822,7 @@ while off < len(b):
 open(p, "wb").write(b)' "$V2" || bad "tamper setup (crc fixed)" "ok" "python failed"
 run -D "$V2" --json verify
 check_rc "verify after a tamper with valid checksums" 2
-check_eq "verify (checksums fixed): first_bad_tx 2" "False|2" "$(jget "$OUT" '"%s|%s" % (o.get("ok"), o.get("first_bad_tx"))')"
+jcheck "verify (checksums fixed): first_bad_tx 2" "False|2" "$OUT" '"%s|%s" % (o.get("ok"), o.get("first_bad_tx"))'
 
 # ---------------------------------------------------------------- locking
 L="$W/l"
@@ -850,7 +852,7 @@ check_eq "set after the writer exited: tx id" "4" "$OUT"
 run -D "$L" get x
 check_eq "the locked-out write did not happen earlier" "$(printf 'y')" "$OUT"
 run -D "$L" --json history x
-check_eq "x has exactly one revision" "1" "$(jget "$OUT" 'len(o["revisions"])')"
+jcheck "x has exactly one revision" "1" "$OUT" 'len(o["revisions"])'
 
 t1=$(date +%s)
 echo "t_cli: $pass passed, $fail failed ($((t1 - t0))s, binary $B)"

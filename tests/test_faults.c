@@ -552,7 +552,7 @@ static void group_fault(int64_t nth) {
     rm_rf(dir);
 }
 
-/* ---- (f): failure in the final checkpoint of close ---- */
+/* ---- (f): failure in an explicit checkpoint (tally_db_checkpoint), then close ---- */
 
 static void close_fault(int sync) {
     char dir[64];
@@ -567,13 +567,15 @@ static void close_fault(int sync) {
     if (sync) plan.fail_sync_after = 1, plan.sync_errno = EIO;
     else plan.fail_write_after = 1, plan.write_errno = ENOSPC;
     tally_fault_install(&plan);
-    int rc = tally_db_close(h);
+    int rc = tally_db_checkpoint(h);
     CHECK(rc == TALLY_EIO || rc == TALLY_ENOSPC);
     CHECK_EQ_INT(tally_fault_fired(), 1);
     tally_fault_remove();
+    tally_db_close(h);
     tally_open_report rep;
     reopen_and_check(dir, &o, 20, 0, 1, &rep);
-    CHECK_EQ_INT(rep.replayed_tx, 20); /* nothing was checkpointed */
+    /* close retries the frozen checkpoint (the fault is gone): all or nothing indexed */
+    CHECK(rep.replayed_tx == 0 || rep.replayed_tx == 20);
     rm_rf(dir);
 }
 

@@ -408,6 +408,7 @@ static void check_recovered(const char *dir, unsigned kept, uint64_t torn, size_
         uint8_t root[TALLY_HASH_LEN];
         CHECK_EQ_INT(tally_state(db, &size, root), 0);
         CHECK_EQ_INT(size, kept + 1);
+        CHECK_EQ_INT(tally_db_checkpoint(db), 0);
         rc = tally_db_close(db);
         CHECK_EQ_INT(rc, 0);
         tally_verify_result vr;
@@ -545,6 +546,7 @@ int main(void) {
         CHECK_EQ_INT(commit_tx(db, t, &id), 0);
         CHECK_EQ_INT(id, t);
     }
+    CHECK_EQ_INT(tally_db_checkpoint(db), 0); /* the checkpoint covers txs 1..NCLEAN */
     CHECK_EQ_INT(tally_db_close(db), 0);
     CHECK_EQ_INT(crash_commit(base, NCLEAN + 1, NTX), 0);
 

@@ -130,7 +130,9 @@ static void *ckpt_main(void *arg) {
             pthread_cond_wait(&db->ckpt_cond, &db->mu);
         if (db->ckpt_stop || db->failed) break;
         pthread_mutex_unlock(&db->mu);
-        int rc = ckpt_run_once(db, 0);
+        pthread_mutex_lock(&db->ckpt_mu);
+        int rc = db->frozen ? ckpt_run_once(db, 0) : 0; /* tally_db_checkpoint may have done it */
+        pthread_mutex_unlock(&db->ckpt_mu);
         pthread_mutex_lock(&db->mu);
         if (rc) {
             db->ckpt_error = rc;
@@ -139,6 +141,34 @@ static void *ckpt_main(void *arg) {
     }
     pthread_mutex_unlock(&db->mu);
     return NULL;
+}
+
+/* Waits (mu held) until the frozen memtable's transactions are visible. */
+static int wait_frozen_durable(tally_db *db) {
+    while (db->frozen && db_visible(db) < db->freeze_tx && !db->failed) pthread_cond_wait(&db->ckpt_cond, &db->mu);
+    return db->failed ? TALLY_EFATAL : 0;
+}
+
+int tally_db_checkpoint(tally_db *db) {
+    if (!db) return tally_seterr(TALLY_EINVAL, "NULL handle");
+    if (db->opt.read_only) return tally_seterr(TALLY_EINVAL, "handle is read-only");
+    pthread_mutex_lock(&db->ckpt_mu);
+    int rc = 0;
+    for (int round = 0; rc == 0 && round < 2; round++) {
+        /* round 0 finishes a pending frozen memtable; round 1 freezes the rest */
+        pthread_mutex_lock(&db->mu);
+        if (round == 1 && !db->frozen && db->active->nversions) {
+            pthread_rwlock_wrlock(&db->ixlock);
+            rc = ix_freeze(db);
+            pthread_rwlock_unlock(&db->ixlock);
+        }
+        if (rc == 0) rc = wait_frozen_durable(db);
+        int have = db->frozen != NULL;
+        pthread_mutex_unlock(&db->mu);
+        if (rc == 0 && have) rc = ckpt_run_once(db, 0);
+    }
+    pthread_mutex_unlock(&db->ckpt_mu);
+    return rc;
 }
 
 int ckpt_start(tally_db *db) {

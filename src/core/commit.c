@@ -294,9 +294,10 @@ static void run_batch(tally_db *db) {
             pthread_cond_signal(&p->done_cond);
         }
         db->q_head = db->q_tail = NULL;
+        pthread_cond_broadcast(&db->ckpt_cond); /* tally_db_checkpoint waiters */
     } else {
         if (last_tx) atomic_store_explicit(&db->visible_tx, last_tx, memory_order_release);
-        if (db->frozen && last_tx >= db->freeze_tx) pthread_cond_signal(&db->ckpt_cond);
+        if (db->frozen && last_tx >= db->freeze_tx) pthread_cond_broadcast(&db->ckpt_cond);
         atomic_fetch_add(&db->st_commits, count);
         for (pending *p = batch; p; p = next) {
             next = p->next;

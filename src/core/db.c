@@ -26,6 +26,7 @@
 
 #define DIR_BYTES_MAX 3000
 #define REPLAY_LEAVES_BATCH 1024
+#define CLOSE_CHECKPOINT_DIVISOR 16
 
 void tally_options_init(tally_options *o) {
     memset(o, 0, sizeof *o);
@@ -250,6 +251,7 @@ static void db_free(tally_db *db) {
     pthread_cond_destroy(&db->synced_cond);
     pthread_cond_destroy(&db->ckpt_cond);
     pthread_rwlock_destroy(&db->ixlock);
+    pthread_mutex_destroy(&db->ckpt_mu);
     free(db);
 }
 
@@ -273,6 +275,7 @@ int tally_db_open(tally_db **out, const char *dir, const tally_options *opts, ta
     pthread_cond_init(&db->synced_cond, NULL);
     pthread_cond_init(&db->ckpt_cond, NULL);
     pthread_rwlock_init(&db->ixlock, NULL);
+    pthread_mutex_init(&db->ckpt_mu, NULL);
     int rc = 0;
     if (db->opt.segment_bytes_max < 4096 || db->opt.segment_bytes_max > (4ull << 30) - 1)
         rc = tally_seterr(TALLY_EINVAL, "segment_bytes_max must be in [4 KiB, 4 GiB)");
@@ -322,9 +325,15 @@ int tally_db_close(tally_db *db) {
     if (!db) return 0;
     ckpt_stop(db); /* the writer stays up: a NONE-durability checkpoint asks it to sync */
     int rc = 0;
+    /* A checkpoint rewrites the whole index run, so close writes one only when
+    ** the unindexed tail is big enough to slow the next open (replaying
+    ** CLOSE_CHECKPOINT_DIVISOR-th of checkpoint_entries_min entries takes
+    ** tens of milliseconds); a one-key `tally set` on a large ledger stays cheap. */
     if (!db->failed && !db->opt.read_only) {
         if (db->frozen) rc = ckpt_run_once(db, 0);
-        if (rc == 0 && (db->active->nversions || db_visible(db) != db->index_tx)) rc = ckpt_run_once(db, 1);
+        if (rc == 0 && db->active->nversions &&
+            db->active->nversions >= db->opt.checkpoint_entries_min / CLOSE_CHECKPOINT_DIVISOR)
+            rc = ckpt_run_once(db, 1);
     }
     db_free(db);
     return rc;

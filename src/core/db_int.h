@@ -82,6 +82,7 @@ struct tally_db {
     int failed;                 /* 0 or the TALLY_E* that failed the handle */
     _Atomic uint64_t visible_tx;
 
+    pthread_mutex_t ckpt_mu;    /* one checkpoint at a time (thread or API) */
     pthread_t ckpt_thread;
     int ckpt_started, ckpt_stop, ckpt_error;
     pthread_cond_t ckpt_cond;
