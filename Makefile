@@ -20,7 +20,7 @@ LIB_OBJ_S := $(LIB_SRC:%.c=$(BS)/%.o)
 TESTS     := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 TESTS_S   := $(TEST_SRC:tests/%.c=$(BS)/tests/%)
 
-.PHONY: all deps run test test-long bench clean demo
+.PHONY: all deps run test test-long bench clean demo fuzz
 all: deps $(B)/libtally.a $(B)/tally $(TESTS)
 
 deps:
@@ -66,6 +66,16 @@ test-long: deps $(B)/tally $(BS)/tally $(TESTS) $(TESTS_S)
 
 bench: deps $(B)/bench $(B)/tally
 	@$(B)/bench
+
+# libFuzzer over the parsers of untrusted bytes (needs clang); `make test`
+# already replays fuzz/corpus and a mutation stream without libFuzzer.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@command -v clang >/dev/null || { echo "fuzz: needs clang (apt-get install -y clang)"; exit 1; }
+	clang -g -O1 -fsanitize=fuzzer,address,undefined $(BASE) fuzz/fuzz_record.c src/log/record.c \
+	    src/merkle/rfc6962.c src/util/sha256.c src/util/crc32c.c -lcrypto -o $(B)/fuzz_record
+	@mkdir -p $(B)/fuzz-corpus && cp -n fuzz/corpus/record/* $(B)/fuzz-corpus/ 2>/dev/null || true
+	$(B)/fuzz_record -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz-corpus
 
 # Until tallyd exists, `make run` runs the embedded demo on $(DATA_DIR).
 run: deps $(B)/tally

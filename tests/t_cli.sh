@@ -81,8 +81,7 @@ check_err1() {
 check_usage() { # exit 64, a message and a usage line on stderr, nothing on stdout
     check_eq "$1: exit code" 64 "$RC"
     check_match "$1: stderr has a 'tally:' message" '^tally: ' "$ERR"
-    check_match "$1: stderr has usage" '(^|
-)usage: ' "$ERR"
+    check_match "$1: stderr has usage" '^usage: ' "$ERR"
     check_eq "$1: stdout empty" "" "$OUT"
 }
 
@@ -356,7 +355,7 @@ check_eq "--json scan with no match" '{"prefix":"zzz","tx":4,"keys":[]}' "$OUT"
 
 # ---------------------------------------------------------------- set - (stdin), batching, flushing
 Bd="$W/b"
-run -D "$Bd" -i "$(printf 'k1\tv 1=x y\nk2\t\nk3\tv=3\n')"$'\n' set -
+run -i "$(printf 'k1\tv 1=x y\nk2\t\nk3\tv=3\n')"$'\n' -D "$Bd" set -
 check_rc "set - (default batch 1)" 0
 check_eq "set - prints one id per line" "$(printf '1\n2\n3')" "$OUT"
 run -D "$Bd" get k1
@@ -365,14 +364,14 @@ run -D "$Bd" --json get k2
 jcheck "empty value via set -" "|1" "$OUT" '"%s|%s" % (o["value"], o["rev"])'
 run -D "$Bd" get k3
 check_eq "value v=3 kept" "v=3" "$OUT"
-run -D "$Bd" -i "$(printf 'm1\t1\nm2\t2\nm3\t3\nm4\t4\nm5\t5\nm6\t6\nm7\t7\n')"$'\n' --json set - --batch 3
+run -i "$(printf 'm1\t1\nm2\t2\nm3\t3\nm4\t4\nm5\t5\nm6\t6\nm7\t7\n')"$'\n' -D "$Bd" --json set - --batch 3
 check_rc "set - --batch 3 (7 lines)" 0
 check_eq "set - --batch 3: 3 txs, last partial" "$(printf '{"tx":4}\n{"tx":5}\n{"tx":6}')" "$OUT"
 run -D "$Bd" --json tx 6
 jcheck "final partial batch has 1 entry (m7)" "1|m7" "$OUT" '"%s|%s" % (o["entry_count"], o["entries"][0]["key"])'
 run -D "$Bd" --json tx 4
 jcheck "first batch has 3 entries" "3|m1,m2,m3" "$OUT" '"%s|%s" % (o["entry_count"], ",".join(e["key"] for e in o["entries"]))'
-run -D "$Bd" -i "$(printf 'n1\t1\nn2\t2\nno tab here\nn4\t4\n')"$'\n' set -
+run -i "$(printf 'n1\t1\nn2\t2\nno tab here\nn4\t4\n')"$'\n' -D "$Bd" set -
 check_rc "set - with a line without TAB" 64
 check_eq "set - bad line: earlier ids printed" "$(printf '7\n8')" "$OUT"
 check_match "set - bad line: message names the line" '^tally: .*line 3' "$ERR"
@@ -463,9 +462,7 @@ check_usage "set --if-rev notanumber"
 # ---------------------------------------------------------------- tx
 run -D "$D" tx 1
 check_rc "tx 1" 0
-check_match "tx 1 plain shows the id" '(^|
-)tx: 1(
-|$)' "$OUT"
+check_match "tx 1 plain shows the id" '^tx: 1$' "$OUT"
 check_match "tx 1 plain shows prev_hash zeros" 'prev_hash: 0{64}' "$OUT"
 run -D "$D" --json tx 1
 TX1="$OUT"
@@ -507,19 +504,19 @@ check_rc "--json state" 0
 ST9="$OUT"
 jcheck "--json state key order" "['tx', 'root']" "$ST9" 'list(o)'
 jcheck "--json state tx" "9" "$ST9" 'o["tx"]'
-check_eq "state root = MTH(tx hashes 1..9) (recomputed)" "$(jfield "$ST9" root)" "$(python3 -c "
+# ledger roots at sizes 0..9 recomputed from the tx hashes (one python3 run)
+ROOTS=($(python3 -c "
 import sys; sys.path.insert(0, '$W'); from h import *
-print(mth([ub(l.strip()) for l in open('$HASHES')]).hex())")"
+hs = [ub(l.strip()) for l in open('$HASHES')]
+print(' '.join(mth(hs[:k]).hex() for k in range(len(hs) + 1)))"))
+mth_at() { echo "${ROOTS[$1]}"; }
+check_eq "state root = MTH(tx hashes 1..9) (recomputed)" "$(mth_at 9)" "$(jfield "$ST9" root)"
 run -D "$D" state
 check_rc "state (plain)" 0
 check_match "state plain shows the root" "$(jfield "$ST9" root)" "$OUT"
 ROOT9=$(jfield "$ST9" root)
 
 # ---------------------------------------------------------------- proofs
-mth_at() { python3 -c "
-import sys; sys.path.insert(0, '$W'); from h import *
-hs = [ub(l.strip()) for l in open('$HASHES')][:$1]
-print(mth(hs).hex())"; }
 for n in 1 4 9; do
     run -D "$D" --json proof inclusion "$n"
     check_rc "proof inclusion $n" 0
@@ -589,9 +586,7 @@ check_eq "--json merkle root of no leaves = SHA256(\"\")" '{"size":0,"root":"e3b
 MVLIST="['', '00', '10', '2021', '3031', '40414243', '5051525354555657', '606162636465666768696a6b6c6d6e6f']"
 for n in 1 3 5 7; do
     run -i "$(printf '%s\n' "$MV" | head -n $n)"$'\n' --json merkle root
-    check_eq "--json merkle root of the first $n leaves" "{\"size\":$n,\"root\":\"$(python3 -c "
-import sys; sys.path.insert(0, '$W'); from h import *
-print(mth([leaf(ub(x)) for x in $MVLIST][:$n]).hex())")\"}" "$OUT"
+    jcheck "--json merkle root of the first $n leaves" "(['size', 'root'], $n, True)" "$OUT" '(list(o), o["size"], o["root"] == mth([leaf(ub(x)) for x in '"$MVLIST"'][:'$n']).hex())'
 done
 for i in 0 2 5 7; do
     run -i "$MV"$'\n' --json merkle inclusion $i
@@ -621,7 +616,7 @@ run -i "$MV"$'\n' merkle inclusion x
 check_usage "merkle inclusion x"
 
 # ---------------------------------------------------------------- non-UTF-8 keys / values
-run -D "$Bd" -i "$(printf 'k\xff\tv\xfe\n')"$'\n' --json set -
+run -i "$(printf 'k\xff\tv\xfe\n')"$'\n' -D "$Bd" --json set -
 check_rc "set - with a non-UTF-8 key" 0
 NTX=$(jfield "$OUT" tx)
 run -D "$Bd" --json get "$(printf 'k\xff')"
@@ -853,6 +848,13 @@ run -D "$L" get x
 check_eq "the locked-out write did not happen earlier" "$(printf 'y')" "$OUT"
 run -D "$L" --json history x
 jcheck "x has exactly one revision" "1" "$OUT" 'len(o["revisions"])'
+
+# evaluate the recorded JSON assertions
+counts=$(PYTHONPATH="$W" python3 -c 'import sys; from h import *; run_checks(sys.argv[1])' "$JCHECKS" 2>"$W/jcounts")
+[ -n "$counts" ] && printf '%s\n' "$counts"
+read -r jp jf <"$W/jcounts" || { jp=0; jf=1; echo "FAIL: JSON checks: expected an evaluation got $(head -c 300 "$W/jcounts")"; }
+pass=$((pass + jp))
+fail=$((fail + jf))
 
 t1=$(date +%s)
 echo "t_cli: $pass passed, $fail failed ($((t1 - t0))s, binary $B)"

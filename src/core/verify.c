@@ -291,5 +291,7 @@ int tally_reindex_dir(const char *dir, tally_progress_fn progress, void *ctx) {
     rc = tally_db_open(&db, dir, NULL, &rep);
     if (rc) return rc;
     if (progress) progress(ctx, rep.tx_count, rep.tx_count);
-    return tally_db_close(db);
+    rc = tally_db_checkpoint(db);
+    int rc2 = tally_db_close(db);
+    return rc ? rc : rc2;
 }
