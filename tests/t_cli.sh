@@ -271,7 +271,6 @@ run -D "$D" get a --at "2999-01-01T00:00:00Z"
 check_eq "get a --at far future = latest" "111" "$OUT"
 
 # ---------------------------------------------------------------- del / history
-STATE_BEFORE_DEL=$("$T" -D "$D" --json state)
 run -D "$D" del b
 check_rc "del b" 0
 check_eq "del b prints tx id" "5" "$OUT"
@@ -505,10 +504,10 @@ ST9="$OUT"
 jcheck "--json state key order" "['tx', 'root']" "$ST9" 'list(o)'
 jcheck "--json state tx" "9" "$ST9" 'o["tx"]'
 # ledger roots at sizes 0..9 recomputed from the tx hashes (one python3 run)
-ROOTS=($(python3 -c "
+read -r -a ROOTS <<<"$(python3 -c "
 import sys; sys.path.insert(0, '$W'); from h import *
 hs = [ub(l.strip()) for l in open('$HASHES')]
-print(' '.join(mth(hs[:k]).hex() for k in range(len(hs) + 1)))"))
+print(' '.join(mth(hs[:k]).hex() for k in range(len(hs) + 1)))")"
 mth_at() { echo "${ROOTS[$1]}"; }
 check_eq "state root = MTH(tx hashes 1..9) (recomputed)" "$(mth_at 9)" "$(jfield "$ST9" root)"
 run -D "$D" state

@@ -107,8 +107,9 @@ int cli_parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
-/* A read-only open needs an existing ledger; a missing directory is opened
-** read-write, which creates the empty ledger (as every command would). */
+/* A read-only open needs an existing ledger. A read of a directory that does
+** not exist is "not found" and creates nothing; an existing directory without
+** a ledger yet opens as the empty ledger. */
 static int dir_exists(const char *dir)
 {
     struct stat st;
@@ -120,7 +121,11 @@ int cli_open(cli_ctx *c, int ro)
     tally_options opts;
     tally_open_report rep;
     tally_options_init(&opts);
-    opts.read_only = ro && dir_exists(c->args->dir);
+    if (ro && !dir_exists(c->args->dir)) {
+        c->db = NULL;
+        return cli_fail(TALLY_ENOTFOUND, "no ledger at %s", c->args->dir);
+    }
+    opts.read_only = ro;
     memset(&rep, 0, sizeof rep);
     int rc = tally_db_open(&c->db, c->args->dir, &opts, &rep);
     if (rc == TALLY_ENOTFOUND && opts.read_only) {
