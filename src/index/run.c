@@ -132,9 +132,10 @@ uint64_t run_lower_bound(const run *r, uint8_t ns, const void *key, size_t len) 
 }
 
 /* ---- building ----
-** Two passes over the merge of the old run and the frozen memtable: the first
-** counts keys and key bytes, which fixes every section's offset; the second
-** streams each section through its own 1 MiB buffer to its final offset. Only
+** One pass over the merge of the old run and the frozen memtable. Key count
+** and key bytes are known in advance (base_rev tells which memtable keys the
+** run already has), which fixes every section's offset; each section streams
+** through its own 1 MiB buffer to its final offset. Only
 ** the hash-slot array is held in memory. The trailer CRC is then taken by
 ** reading the written file back sequentially (page cache). */
 
@@ -191,12 +192,6 @@ typedef struct build {
     swriter keys, vers, heapw;
 } build;
 
-static int count_key(void *ctx, const run_key *a, const mt_key *b) {
-    build *bd = ctx;
-    bd->nk++;
-    bd->heap += a ? a->key_len : b->key_len;
-    return 0;
-}
 
 static int emit_key(void *ctx, const run_key *a, const mt_key *b) {
     build *bd = ctx;
@@ -240,9 +235,14 @@ static int file_crc(int fd, uint64_t len, uint8_t *buf, uint32_t *out) {
 int run_write(const char *dir, const char *name, uint64_t index_tx, const run *old, const memtable *mt) {
     build bd;
     memset(&bd, 0, sizeof bd);
-    int rc = merge_walk(old, mt, count_key, &bd);
-    if (rc) return rc;
-    uint64_t nk = bd.nk, nv = (old ? old->nvers : 0) + (mt ? mt->nversions : 0), heap_bytes = bd.heap;
+    int rc = 0;
+    /* Sizes without a counting pass: a memtable node with base_rev > 0 is a key
+    ** the old run already holds (base_rev counts its versions there); one with
+    ** base_rev == 0 is a new key. emit_key asserts the totals afterwards. */
+    uint64_t nk = old ? old->nkeys : 0, heap_bytes = old ? old->heap_bytes : 0;
+    for (uint64_t i = 0; mt && i < mt->nsorted; i++)
+        if (mt->sorted[i]->base_rev == 0) nk++, heap_bytes += mt->sorted[i]->key_len;
+    uint64_t nv = (old ? old->nvers : 0) + (mt ? mt->nversions : 0);
     uint64_t nslots = 16;
     while (nslots < 2 * nk) nslots *= 2;
     uint64_t keys_off = RUN_HDR_LEN, vers_off = keys_off + nk * RUN_KEY_LEN, slots_off = vers_off + nv * RUN_VER_LEN,
@@ -266,7 +266,7 @@ int run_write(const char *dir, const char *name, uint64_t index_tx, const run *o
         sw_flush(&bd.vers);
         sw_flush(&bd.heapw);
         if (rc == 0) rc = bd.keys.rc ? bd.keys.rc : bd.vers.rc ? bd.vers.rc : bd.heapw.rc;
-        /* both passes saw the same merge (the inputs are immutable) */
+        /* the merge produced exactly the sizes the layout was made for */
         if (rc == 0 && (bd.nk != nk || bd.nv != nv || bd.heap != heap_bytes)) rc = -EINVAL;
     }
     if (rc == 0) {
