@@ -5,7 +5,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parame
 BASE    := -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -pthread $(WARN)
 CFLAGS  ?= -O2 -g
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LDLIBS  := -lcrypto -lsqlite3 -lpthread -lm
+LDLIBS  := -lmicrohttpd -ljansson -lcurl -ledit -lcrypto -lsqlite3 -lpthread -lm
 
 LIB_SRC   := $(sort $(wildcard src/*/*.c))
 TOOL_SRC  := $(sort $(wildcard tools/cli*.c))
@@ -21,7 +21,7 @@ TESTS     := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 TESTS_S   := $(TEST_SRC:tests/%.c=$(BS)/tests/%)
 
 .PHONY: all deps run test test-long bench clean demo fuzz
-all: deps $(B)/libtally.a $(B)/tally $(TESTS)
+all: deps $(B)/libtally.a $(B)/tally $(B)/tallyd $(TESTS)
 
 deps:
 	@scripts/deps.sh
@@ -44,6 +44,11 @@ $(B)/tally: tools/tally.c $(TOOL_SRC) $(B)/libtally.a
 	$(CC) $(BASE) $(CFLAGS) tools/tally.c $(TOOL_SRC) $(B)/libtally.a $(LDLIBS) -o $@
 $(BS)/tally: tools/tally.c $(TOOL_SRC) $(BS)/libtally.a
 	$(CC) $(BASE) $(SANFLAGS) tools/tally.c $(TOOL_SRC) $(BS)/libtally.a $(LDLIBS) -o $@
+
+$(B)/tallyd: tools/tallyd.c $(B)/libtally.a
+	$(CC) $(BASE) $(CFLAGS) tools/tallyd.c $(B)/libtally.a $(LDLIBS) -o $@
+$(BS)/tallyd: tools/tallyd.c $(BS)/libtally.a
+	$(CC) $(BASE) $(SANFLAGS) tools/tallyd.c $(BS)/libtally.a $(LDLIBS) -o $@
 
 $(B)/tests/%: tests/%.c tests/testutil.h $(B)/libtally.a
 	@mkdir -p $(dir $@)

@@ -196,6 +196,9 @@ typedef struct tally_tx_info {
     uint8_t prev_hash[TALLY_HASH_LEN];
     uint8_t entries_root[TALLY_HASH_LEN];
     const void *meta; size_t meta_len;    /* owned by db, valid until close */
+    const void *header; size_t header_len;/* the tx header bytes: the ledger tree's
+                                             leaf data (docs/FORMAT.md §2.3); owned
+                                             by db, valid until close */
 } tally_tx_info;
 
 typedef struct tally_entry_view {
@@ -205,6 +208,7 @@ typedef struct tally_entry_view {
     const void *value; size_t value_len;
     const void *meta;  size_t meta_len;
     uint8_t leaf_hash[TALLY_HASH_LEN];   /* RFC 6962 leaf hash in the entry tree */
+    uint8_t header[12];                  /* the entry's 12 header bytes (FORMAT.md §2.4) */
 } tally_entry_view;
 
 /* Header of transaction tx. Returns 0, TALLY_ERANGE. */

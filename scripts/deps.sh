@@ -3,7 +3,7 @@
 # As root: installs what is missing with apt-get. Otherwise: prints the exact
 # apt-get line and fails. Usage: scripts/deps.sh [extra-package ...]
 set -e
-PKGS="gcc make libc6-dev libssl-dev libsqlite3-dev sqlite3 python3 $*"
+PKGS="gcc make libc6-dev libssl-dev libsqlite3-dev sqlite3 python3 libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libedit-dev curl tmux $*"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

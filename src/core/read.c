@@ -248,6 +248,8 @@ int tally_tx_get(tally_db *db, tally_tx_info *out, uint64_t tx) {
     memcpy(out->entries_root, t.entries_root, 32);
     out->meta = t.meta;
     out->meta_len = t.meta_len;
+    out->header = rec + RECORD_HDR_LEN;
+    out->header_len = h.txh_len;
     return 0;
 }
 
@@ -279,6 +281,7 @@ int tally_tx_entry(tally_db *db, tally_entry_view *out, uint64_t tx, uint32_t i)
     out->key = e.key, out->key_len = e.key_len;
     out->value = e.value, out->value_len = e.value_len;
     out->meta = e.meta, out->meta_len = e.meta_len;
+    memcpy(out->header, e.hdr, ENTRY_HDR_LEN);
     entry_leaf_hash(&e, out->leaf_hash);
     return 0;
 }
