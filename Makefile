@@ -21,7 +21,7 @@ TESTS     := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 TESTS_S   := $(TEST_SRC:tests/%.c=$(BS)/tests/%)
 
 .PHONY: all deps run test test-long bench clean demo fuzz
-all: deps $(B)/libtally.a $(B)/tally $(B)/tallyd $(TESTS)
+all: deps $(B)/libtally.a $(B)/tally $(TESTS)
 
 deps:
 	@scripts/deps.sh
