@@ -7,7 +7,10 @@ CFLAGS  ?= -O2 -g
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDLIBS  := -lmicrohttpd -ljansson -lcurl -ledit -lcrypto -lsqlite3 -lpthread -lm
 
-LIB_SRC   := $(sort $(wildcard src/*/*.c))
+# The embedded engine; the client and the server are separate libraries.
+LIB_SRC   := $(sort $(wildcard src/os/*.c src/util/*.c src/log/*.c src/merkle/*.c src/index/*.c src/core/*.c src/note/*.c))
+CLI_SRC   := $(sort $(wildcard src/client/*.c))
+SRV_SRC   := $(sort $(wildcard src/server/*.c))
 TOOL_SRC  := $(sort $(wildcard tools/cli*.c))
 TEST_SRC  := $(sort $(wildcard tests/test_*.c))
 DATA_DIR  ?= tally-data
@@ -17,6 +20,12 @@ BS := build/asan
 
 LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o)
 LIB_OBJ_S := $(LIB_SRC:%.c=$(BS)/%.o)
+CLI_OBJ   := $(CLI_SRC:%.c=$(B)/%.o)
+CLI_OBJ_S := $(CLI_SRC:%.c=$(BS)/%.o)
+SRV_OBJ   := $(SRV_SRC:%.c=$(B)/%.o)
+SRV_OBJ_S := $(SRV_SRC:%.c=$(BS)/%.o)
+LIBS      := $(B)/libtally_client.a $(B)/libtally.a
+LIBS_S    := $(BS)/libtally_client.a $(BS)/libtally.a
 TESTS     := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 TESTS_S   := $(TEST_SRC:tests/%.c=$(BS)/tests/%)
 
@@ -36,28 +45,36 @@ $(BS)/%.o: %.c $(wildcard include/*.h src/*/*.h)
 	@$(CC) $(BASE) $(SANFLAGS) -c $< -o $@
 
 $(B)/libtally.a: $(LIB_OBJ)
-	ar rcs $@ $^
+	@ar rcs $@ $^
 $(BS)/libtally.a: $(LIB_OBJ_S)
-	ar rcs $@ $^
+	@ar rcs $@ $^
+$(B)/libtally_client.a: $(CLI_OBJ) $(B)/libtally.a
+	@rm -f $@ && ar rcs $@ $(CLI_OBJ) $(if $(CLI_OBJ),,$(B)/src/util/err.o)
+$(BS)/libtally_client.a: $(CLI_OBJ_S) $(BS)/libtally.a
+	@rm -f $@ && ar rcs $@ $(CLI_OBJ_S) $(if $(CLI_OBJ_S),,$(BS)/src/util/err.o)
 
-$(B)/tally: tools/tally.c $(TOOL_SRC) $(B)/libtally.a
-	$(CC) $(BASE) $(CFLAGS) tools/tally.c $(TOOL_SRC) $(B)/libtally.a $(LDLIBS) -o $@
-$(BS)/tally: tools/tally.c $(TOOL_SRC) $(BS)/libtally.a
-	$(CC) $(BASE) $(SANFLAGS) tools/tally.c $(TOOL_SRC) $(BS)/libtally.a $(LDLIBS) -o $@
+$(B)/tally: tools/tally.c $(TOOL_SRC) $(LIBS)
+	@echo "  LINK    $@"
+	@$(CC) $(BASE) $(CFLAGS) tools/tally.c $(TOOL_SRC) $(LIBS) $(LDLIBS) -o $@
+$(BS)/tally: tools/tally.c $(TOOL_SRC) $(LIBS_S)
+	@echo "  LINK    $@"
+	@$(CC) $(BASE) $(SANFLAGS) tools/tally.c $(TOOL_SRC) $(LIBS_S) $(LDLIBS) -o $@
 
-$(B)/tallyd: tools/tallyd.c $(B)/libtally.a
-	$(CC) $(BASE) $(CFLAGS) tools/tallyd.c $(B)/libtally.a $(LDLIBS) -o $@
-$(BS)/tallyd: tools/tallyd.c $(BS)/libtally.a
-	$(CC) $(BASE) $(SANFLAGS) tools/tallyd.c $(BS)/libtally.a $(LDLIBS) -o $@
+$(B)/tallyd: tools/tallyd.c $(SRV_OBJ) $(B)/libtally.a
+	@echo "  LINK    $@"
+	@$(CC) $(BASE) $(CFLAGS) tools/tallyd.c $(SRV_OBJ) $(B)/libtally.a $(LDLIBS) -o $@
+$(BS)/tallyd: tools/tallyd.c $(SRV_OBJ_S) $(BS)/libtally.a
+	@echo "  LINK    $@"
+	@$(CC) $(BASE) $(SANFLAGS) tools/tallyd.c $(SRV_OBJ_S) $(BS)/libtally.a $(LDLIBS) -o $@
 
-$(B)/tests/%: tests/%.c tests/testutil.h $(B)/libtally.a
+$(B)/tests/%: tests/%.c tests/testutil.h $(LIBS)
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
-	@$(CC) $(BASE) $(CFLAGS) $< $(B)/libtally.a $(LDLIBS) -o $@
-$(BS)/tests/%: tests/%.c tests/testutil.h $(BS)/libtally.a
+	@$(CC) $(BASE) $(CFLAGS) $< $(LIBS) $(LDLIBS) -o $@
+$(BS)/tests/%: tests/%.c tests/testutil.h $(LIBS_S)
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
-	@$(CC) $(BASE) $(SANFLAGS) $< $(BS)/libtally.a $(LDLIBS) -o $@
+	@$(CC) $(BASE) $(SANFLAGS) $< $(LIBS_S) $(LDLIBS) -o $@
 
 $(B)/bench: bench/bench.c $(B)/libtally.a
 	$(CC) $(BASE) -O2 -g bench/bench.c $(B)/libtally.a $(LDLIBS) -o $@

@@ -18,19 +18,20 @@ static int key_ok(const void *key, size_t len) {
 }
 
 /* Fills *out from an index version of (ns, key). The index is derived data,
-** so its pointer is checked before use: the transaction is checked (txcheck.c)
-** and the entry must lie inside that transaction's entries and carry the key. */
+** so its pointer is checked before use: the transaction was checked once
+** (txcheck.c: record, entries root, tree leaf, tx index item), the run file
+** passed its CRC at open, and here the entry must lie inside the log, decode,
+** and carry the key and flags asked for. */
 static int fill_version(tally_db *db, const ix_version *v, uint64_t rev, uint8_t ns, const void *key,
                         size_t key_len, tally_version *out) {
-    int rc = v->tx ? db_tx_check(db, v->tx) : TALLY_ECORRUPT;
-    if (rc) return rc == TALLY_ECORRUPT && !v->tx ? tally_seterr(rc, "index names tx 0") : rc;
+    int rc = v->tx ? db_tx_check(db, v->tx) : tally_seterr(TALLY_ECORRUPT, "the index names tx 0");
+    if (rc) return rc;
     uint64_t pos, ts = 0;
-    record_hdr h;
-    if ((rc = db_tx_locate(db, v->tx, &pos, &h)) != 0) return rc;
     db_txidx_get(db, v->tx, &pos, &ts);
+    uint32_t seg = LOG_SEG(v->pos);
+    uint64_t off = LOG_OFF(v->pos), seg_size = seg < log_segment_count(db->log) ? log_segment_size(db->log, seg) : 0;
     entry_view e;
-    uint64_t lo = pos + RECORD_HDR_LEN + h.txh_len, hi = pos + RECORD_HDR_LEN + h.body_len;
-    if (v->pos < lo || v->pos >= hi || !entry_decode(log_ptr(db->log, v->pos), hi - v->pos, &e) ||
+    if (v->pos <= pos || off + ENTRY_HDR_LEN > seg_size || !entry_decode(log_ptr(db->log, v->pos), seg_size - off, &e) ||
         e.ns != ns || e.key_len != key_len || memcmp(e.key, key, key_len) != 0 || e.flags != v->flags)
         return tally_seterr(TALLY_ECORRUPT, "the key-value index (derived) points at the wrong entry of tx %llu; "
                             "run `tally verify`, then `tally reindex`", (unsigned long long)v->tx);
