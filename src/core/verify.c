@@ -19,12 +19,80 @@
 #include <string.h>
 #include <time.h>
 #include <stdarg.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <dirent.h>
 #include <unistd.h>
 #include "core/db_int.h"
 #include "merkle/rfc6962.h"
 #include "os/io.h"
 #include "util/err.h"
+
+/* A second thread recomputes the entries root of two transactions in three:
+** that hashing is independent per transaction, while the chain, the tree
+** fold and the index fingerprints stay on the scanning thread. The smallest
+** bad transaction either thread finds is the one reported. */
+#define VQ_SLOTS 128
+
+typedef struct vjob {
+    uint64_t tx;
+    const uint8_t *entries, *root;
+    uint32_t len, count;
+} vjob;
+
+typedef struct vworker {
+    pthread_t th;
+    int started, stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work, cv_space;
+    vjob q[VQ_SLOTS];
+    unsigned head, n;
+    _Atomic uint64_t bad_tx; /* smallest tx whose entries root failed, 0 = none */
+    uint8_t (*scratch)[32];
+} vworker;
+
+static void *vworker_main(void *arg) {
+    vworker *w = arg;
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        while (!w->n && !w->stop) pthread_cond_wait(&w->cv_work, &w->mu);
+        if (!w->n) {
+            pthread_mutex_unlock(&w->mu);
+            return NULL;
+        }
+        vjob j = w->q[w->head];
+        w->head = (w->head + 1) % VQ_SLOTS;
+        w->n--;
+        pthread_cond_signal(&w->cv_space);
+        pthread_mutex_unlock(&w->mu);
+        uint8_t root[32];
+        if (entries_root_compute(j.entries, j.len, j.count, w->scratch, root) != 0 || memcmp(root, j.root, 32) != 0) {
+            uint64_t b = atomic_load(&w->bad_tx);
+            while ((!b || j.tx < b) && !atomic_compare_exchange_weak(&w->bad_tx, &b, j.tx)) {
+            }
+        }
+    }
+}
+
+static void vworker_push(vworker *w, const vjob *j) {
+    pthread_mutex_lock(&w->mu);
+    while (w->n == VQ_SLOTS) pthread_cond_wait(&w->cv_space, &w->mu);
+    w->q[(w->head + w->n) % VQ_SLOTS] = *j;
+    w->n++;
+    pthread_cond_signal(&w->cv_work);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Drains and stops the worker. */
+static void vworker_finish(vworker *w) {
+    if (!w->started) return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = 1;
+    pthread_cond_signal(&w->cv_work);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->th, NULL);
+    w->started = 0;
+}
 
 typedef struct vstate {
     tally_verify_result *res;
@@ -37,6 +105,7 @@ typedef struct vstate {
     uint8_t last_hash[32];
     uint64_t last_ts;
     uint8_t (*scratch)[32];
+    vworker *worker;          /* NULL: hash everything on this thread */
     uint64_t index_tx, fp_sum, fp_count;
     uint8_t index_tx_hash[32], index_root[32];
     tally_progress_fn progress;
@@ -81,9 +150,16 @@ static int verify_record(void *ctx, uint64_t pos, const uint8_t *rec, const reco
     const uint8_t *txh = rec + RECORD_HDR_LEN;
     txh_decode(txh, h->txh_len, &t);
     uint8_t root[32], leaf[32];
-    if (entries_root_compute(txh + h->txh_len, t.entries_len, t.entry_count, v->scratch, root) != 0)
-        return fail(v, tx, "malformed entries");
-    if (memcmp(root, t.entries_root, 32) != 0) return fail(v, tx, "entries root does not match its entries");
+    uint64_t wbad = v->worker ? atomic_load(&v->worker->bad_tx) : 0;
+    if (wbad) return fail(v, wbad, "entries root does not match its entries");
+    if (v->worker && tx % 3 != 0) { /* the scanning thread has framing, chain and tree work too */
+        vjob j = {tx, txh + h->txh_len, t.entries_root, t.entries_len, t.entry_count};
+        vworker_push(v->worker, &j);
+    } else {
+        if (entries_root_compute(txh + h->txh_len, t.entries_len, t.entry_count, v->scratch, root) != 0)
+            return fail(v, tx, "malformed entries");
+        if (memcmp(root, t.entries_root, 32) != 0) return fail(v, tx, "entries root does not match its entries");
+    }
     if (memcmp(t.prev_hash, v->last_hash, 32) != 0) return fail(v, tx, "previous-hash link broken");
     if (t.ts_ns < v->last_ts) return fail(v, tx, "commit time goes backwards");
     rfc6962_leaf_hash(txh, h->txh_len, leaf);
@@ -230,11 +306,28 @@ int tally_verify_dir(const char *dir, tally_verify_result *res, tally_progress_f
     if (rc == 0 && manifest_read(dir, &v.index_tx, ih, iroot) != 0) v.index_tx = 0;
     if (rc == 0 && !(v.scratch = malloc((size_t)(TALLY_TX_ENTRIES_MAX + TALLY_TX_ENTRIES_MAX / 2 + 1) * 32)))
         rc = tally_seterr(TALLY_ENOMEM, "out of memory");
+    vworker w;
+    memset(&w, 0, sizeof w);
+    if (rc == 0 && (w.scratch = malloc((size_t)(TALLY_TX_ENTRIES_MAX + TALLY_TX_ENTRIES_MAX / 2 + 1) * 32))) {
+        pthread_mutex_init(&w.mu, NULL);
+        pthread_cond_init(&w.cv_work, NULL);
+        pthread_cond_init(&w.cv_space, NULL);
+        if (pthread_create(&w.th, NULL, vworker_main, &w) == 0) w.started = 1, v.worker = &w;
+    }
     if (rc == 0) {
         v.ms_nodes_avail = mstore_nodes_for(mstore_size(v.ms));
         v.total_hint = afile_count(v.txidx);
         uint64_t torn = 0, last = 0;
         rc = log_recover(v.log, log_start_pos(v.log), 1, verify_record, verify_txidx_vouches, &v, &torn, &last);
+        vworker_finish(&w);
+        /* The worker only hashes records the scan had already framed and
+        ** passed, so any tx it finds bad precedes whatever stopped the scan. */
+        uint64_t wbad = atomic_load(&w.bad_tx);
+        if (wbad && (rc == 0 || rc == 1 || rc == TALLY_ECORRUPT)) {
+            fail(&v, wbad, "entries root does not match its entries");
+            res->tx_checked = wbad - 1;
+            rc = 1;
+        }
         if (rc == 1) rc = 0; /* a check failed: res says which */
         else if (rc == TALLY_ECORRUPT) {
             res->ok = 0;
@@ -251,6 +344,13 @@ int tally_verify_dir(const char *dir, tally_verify_result *res, tally_progress_f
         if (rc == 0 && res->ok) verify_index(&v, dir);
         if (rc == 0 && res->ok && progress) progress(ctx, res->tx_checked, res->tx_checked);
     }
+    vworker_finish(&w);
+    if (w.scratch) {
+        pthread_mutex_destroy(&w.mu);
+        pthread_cond_destroy(&w.cv_work);
+        pthread_cond_destroy(&w.cv_space);
+    }
+    free(w.scratch);
     free(v.scratch);
     mstore_close(v.ms);
     afile_close(v.txidx);
