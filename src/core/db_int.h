@@ -51,8 +51,9 @@ typedef struct pending {
     uint64_t tx, pos, ts;
     uint8_t leaf[32];      /* tx hash */
     uint32_t entries_crc;  /* CRC-32C of the entries section (prepare) */
-    int rc, done;
-    pthread_cond_t done_cond; /* signalled by the writer when done is set */
+    int rc;
+    _Atomic int done;      /* set (release) by the writer; rc is valid after */
+    uint64_t batch;        /* the batch number this record is written in */
     struct pending *next;
 } pending;
 
@@ -76,6 +77,8 @@ struct tally_db {
     uint64_t synced_tx;         /* last tx whose record is synced (leader only) */
     uint8_t last_hash[32];
     pending *q_head, *q_tail;
+    uint64_t batch_seq;         /* number of the batch the queue will become (mu) */
+    _Atomic uint32_t done_word[2]; /* futex words: batch g's committers wait on [g & 1] */
     pthread_t writer_thread;
     int writer_started, writer_stop;
     int sync_request;           /* checkpoint asks the writer for an fdatasync */
