@@ -30,7 +30,7 @@ TESTS     := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 TESTS_S   := $(TEST_SRC:tests/%.c=$(BS)/tests/%)
 
 .PHONY: all deps run test test-long bench clean demo fuzz
-all: deps $(B)/libtally.a $(B)/tally $(TESTS)
+all: deps $(B)/libtally.a $(B)/tally $(B)/tallyd $(TESTS)
 
 deps:
 	@scripts/deps.sh
@@ -80,10 +80,10 @@ $(B)/bench: bench/bench.c $(B)/libtally.a
 	$(CC) $(BASE) -O2 -g bench/bench.c $(B)/libtally.a $(LDLIBS) -o $@
 
 # Every test: C unit tests under ASan+UBSan and optimized, then the CLI/crash tests.
-test: deps $(B)/tally $(BS)/tally $(TESTS) $(TESTS_S)
+test: deps $(B)/tally $(BS)/tally $(B)/tallyd $(BS)/tallyd $(TESTS) $(TESTS_S)
 	@tests/run.sh
 
-test-long: deps $(B)/tally $(BS)/tally $(TESTS) $(TESTS_S)
+test-long: deps $(B)/tally $(BS)/tally $(B)/tallyd $(BS)/tallyd $(TESTS) $(TESTS_S)
 	@TALLY_LONG=1 tests/run.sh
 
 bench: deps $(B)/bench $(B)/tally
@@ -99,8 +99,14 @@ fuzz: deps
 	@mkdir -p $(B)/fuzz-corpus && cp -n fuzz/corpus/record/* $(B)/fuzz-corpus/ 2>/dev/null || true
 	$(B)/fuzz_record -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz-corpus
 
-# Until tallyd exists, `make run` runs the embedded demo on $(DATA_DIR).
-run: deps $(B)/tally
+# `make run` starts tallyd on ./tally-server and prints how to log in;
+# `make demo` runs the embedded (serverless) demo on $(DATA_DIR).
+SERVER_DIR ?= tally-server
+LISTEN ?= 127.0.0.1:8700
+run: deps $(B)/tally $(B)/tallyd
+	@scripts/run-server.sh $(B)/tallyd $(B)/tally $(SERVER_DIR) $(LISTEN)
+
+demo: deps $(B)/tally
 	@scripts/demo.sh $(B)/tally $(DATA_DIR)
 
 clean:

@@ -1,0 +1,436 @@
+/*
+** auth.c — users, roles, passwords, tokens and the login rate limit.
+**
+** Users and roles live in the system ledger (docs/API.md): "user/<name>"
+** holds {"name","scrypt":{"salt","hash","N","r","p"},"created"} and
+** "role/<user>/<ledger>" the role name ("" when revoked). They are loaded at
+** start and changed only by auth_grant / auth_init_admin, which commit first
+** and then update the tables. Tokens (32 random bytes, hex) live in memory
+** only, with an expiry; a restart logs everyone out.
+**
+** Invariants:
+**   (1) a srv_user is never freed before shutdown (tokens point at it);
+**   (2) every login attempt counts as a failure until it succeeds, so
+**       concurrent guesses cannot exceed SRV_LOGIN_FAILS_MAX per window;
+**   (3) a user's effective role on L is max(role on L, role on "*").
+*/
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/server.h"
+#include "util/err.h"
+
+typedef struct srv_token {
+    const srv_user *user;
+    uint64_t expires_ns;
+} srv_token;
+
+typedef struct srv_rate {
+    uint64_t fail_ns[SRV_LOGIN_FAILS_MAX]; /* ring of the latest failures */
+    unsigned next;
+} srv_rate;
+
+static const char *const role_names[] = { "", "reader", "auditor", "writer", "admin" };
+
+int role_parse(const char *name)
+{
+    if (strcmp(name, "none") == 0)
+        return ROLE_NONE;
+    for (int i = 0; i <= ROLE_ADMIN; i++)
+        if (strcmp(name, role_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+const char *role_name(int role)
+{
+    return role >= 0 && role <= ROLE_ADMIN ? role_names[role] : "";
+}
+
+/* Rank for comparisons: auditor and reader have the same rights. */
+static int role_rank(int role)
+{
+    return role == ROLE_AUDITOR ? ROLE_READER : role;
+}
+
+int role_allows(int have, int need)
+{
+    return role_rank(have) >= role_rank(need);
+}
+
+/* scrypt(password, salt) with the user's parameters. Returns 0 or -1. */
+static int hash_password(const char *pw, const uint8_t salt[SRV_SALT_BYTES], uint64_t n,
+                         uint64_t r, uint64_t p, uint8_t out[SRV_HASH_BYTES])
+{
+    return EVP_PBE_scrypt(pw, strlen(pw), salt, SRV_SALT_BYTES, n, r, p,
+                          SRV_SCRYPT_MAXMEM_BYTES, out, SRV_HASH_BYTES) == 1 ? 0 : -1;
+}
+
+/* ---- Loading from the system ledger ---- */
+static int hex_field(json_t *o, const char *name, uint8_t *out, size_t n)
+{
+    const char *h = json_string_value(json_object_get(o, name));
+    return h && strlen(h) == 2 * n && srv_unhex(h, 2 * n, out) == 0 ? 0 : -1;
+}
+
+/* Parses a user record into a new srv_user, or NULL. */
+static srv_user *user_parse(const void *p, size_t len)
+{
+    json_t *j = json_loadb(p, len, 0, NULL);
+    json_t *sc = json_object_get(j, "scrypt");
+    const char *name = json_string_value(json_object_get(j, "name"));
+    const char *created = json_string_value(json_object_get(j, "created"));
+    srv_user *u = calloc(1, sizeof *u);
+    int64_t cns = 0;
+    int ok = u && name && srv_name_valid(name) && sc &&
+             hex_field(sc, "salt", u->salt, SRV_SALT_BYTES) == 0 &&
+             hex_field(sc, "hash", u->hash, SRV_HASH_BYTES) == 0;
+    if (ok) {
+        snprintf(u->name, sizeof u->name, "%s", name);
+        u->scrypt_n = (uint64_t)json_integer_value(json_object_get(sc, "N"));
+        u->scrypt_r = (uint64_t)json_integer_value(json_object_get(sc, "r"));
+        u->scrypt_p = (uint64_t)json_integer_value(json_object_get(sc, "p"));
+        if (created && srv_parse_time(created, &cns) == 0)
+            u->created_ns = (uint64_t)cns;
+        ok = u->scrypt_n >= 2 && u->scrypt_r >= 1 && u->scrypt_p >= 1;
+    }
+    json_decref(j);
+    if (!ok) {
+        free(u);
+        return NULL;
+    }
+    return u;
+}
+
+typedef struct load_ctx {
+    tallyd *s;
+    int rc;
+} load_ctx;
+
+static int load_user(void *ctx, const void *key, size_t key_len, const tally_version *v)
+{
+    load_ctx *lc = ctx;
+    srv_user *u = user_parse(v->value, v->value_len);
+    if (!u || strmap_put(&lc->s->users, u->name, u) < 0) {
+        free(u);
+        lc->rc = TALLY_ECORRUPT;
+        return 1;
+    }
+    return 0;
+}
+
+/* Sets roles["user/ledger"] (deletes it for ROLE_NONE). Returns 0 or -1. */
+static int role_set(tallyd *s, const char *user_ledger, int role)
+{
+    if (role == ROLE_NONE) {
+        strmap_del(&s->roles, user_ledger);
+        return 0;
+    }
+    return strmap_put(&s->roles, user_ledger, (void *)(uintptr_t)role);
+}
+
+static int load_role(void *ctx, const void *key, size_t key_len, const tally_version *v)
+{
+    load_ctx *lc = ctx;
+    char k[2 * SRV_NAME_LEN_MAX + 8], rn[16];
+    if (key_len <= 5 || key_len - 5 >= sizeof k || v->value_len >= sizeof rn) {
+        lc->rc = TALLY_ECORRUPT;
+        return 1;
+    }
+    memcpy(k, (const char *)key + 5, key_len - 5); /* drop "role/" */
+    k[key_len - 5] = '\0';
+    memcpy(rn, v->value, v->value_len);
+    rn[v->value_len] = '\0';
+    int role = role_parse(rn);
+    if (role < 0 || role_set(lc->s, k, role) < 0) {
+        lc->rc = TALLY_ECORRUPT;
+        return 1;
+    }
+    return 0;
+}
+
+int auth_open(tallyd *s, char *err, size_t err_len)
+{
+    load_ctx lc = { s, 0 };
+    int rc = tally_scan(s->sys, TALLY_NS_SYSTEM, "user/", 5, NULL, 0, 0, 0, load_user, &lc);
+    if (rc == TALLY_OK && lc.rc == 0)
+        rc = tally_scan(s->sys, TALLY_NS_SYSTEM, "role/", 5, NULL, 0, 0, 0, load_role, &lc);
+    if (rc == TALLY_OK)
+        rc = lc.rc;
+    if (rc != TALLY_OK) {
+        snprintf(err, err_len, "cannot load users and roles: %s", tally_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- Creating users and granting roles ---- */
+/* A new user with a fresh salt and the password's hash, or NULL. */
+static srv_user *user_new(const char *name, const char *password)
+{
+    srv_user *u = calloc(1, sizeof *u);
+    if (!u)
+        return NULL;
+    snprintf(u->name, sizeof u->name, "%s", name);
+    u->scrypt_n = SRV_SCRYPT_N;
+    u->scrypt_r = SRV_SCRYPT_R;
+    u->scrypt_p = SRV_SCRYPT_P;
+    u->created_ns = srv_now_ns();
+    if (RAND_bytes(u->salt, SRV_SALT_BYTES) != 1 ||
+        hash_password(password, u->salt, u->scrypt_n, u->scrypt_r, u->scrypt_p, u->hash) < 0) {
+        free(u);
+        return NULL;
+    }
+    return u;
+}
+
+/* The JSON text of a user record (malloc'd), or NULL. */
+static char *user_record(const srv_user *u)
+{
+    char salt[2 * SRV_SALT_BYTES + 1], hash[2 * SRV_HASH_BYTES + 1], ts[SRV_TIME_BUF];
+    srv_hex(salt, u->salt, SRV_SALT_BYTES);
+    srv_hex(hash, u->hash, SRV_HASH_BYTES);
+    srv_fmt_time(ts, u->created_ns);
+    json_t *j = json_pack("{s:s,s:{s:s,s:s,s:I,s:I,s:I},s:s}", "name", u->name, "scrypt",
+                          "salt", salt, "hash", hash, "N", (json_int_t)u->scrypt_n, "r",
+                          (json_int_t)u->scrypt_r, "p", (json_int_t)u->scrypt_p, "created", ts);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    return text;
+}
+
+/* Commits user (if new_user) and role, then applies them. Under admin_mu.
+** *kept is set once new_user may be referenced (committed): never free it then. */
+static int grant_locked(tallyd *s, const char *actor, srv_user *new_user, const char *name,
+                        int role, const char *ledger, int *kept)
+{
+    char rkey[2 * SRV_NAME_LEN_MAX + 16], ukey[SRV_NAME_LEN_MAX + 8];
+    const char *rname = role_name(role);
+    int rlen = snprintf(rkey, sizeof rkey, "role/%s/%s", name, ledger);
+    int ulen = snprintf(ukey, sizeof ukey, "user/%s", name);
+    tally_entry e[2];
+    size_t n = 0;
+    char *rec = NULL;
+    if (new_user) {
+        if (!(rec = user_record(new_user)))
+            return TALLY_ENOMEM;
+        e[n++] = (tally_entry){ .ns = TALLY_NS_SYSTEM, .cond = TALLY_COND_ABSENT, .key = ukey,
+                                .key_len = (size_t)ulen, .value = rec,
+                                .value_len = strlen(rec) };
+    }
+    e[n++] = (tally_entry){ .ns = TALLY_NS_SYSTEM, .key = rkey, .key_len = (size_t)rlen,
+                            .value = rname, .value_len = strlen(rname) };
+    int rc = sys_commit(s, actor, new_user ? "create_user" : "grant_role", e, n);
+    free(rec);
+    if (rc != TALLY_OK)
+        return rc;
+    *kept = 1;
+    pthread_rwlock_wrlock(&s->auth_lock);
+    if ((new_user && strmap_put(&s->users, new_user->name, new_user) < 0) ||
+        role_set(s, rkey + 5, role) < 0)
+        rc = TALLY_ENOMEM; /* committed: the next start loads it */
+    pthread_rwlock_unlock(&s->auth_lock);
+    return rc;
+}
+
+int auth_grant(tallyd *s, srv_err *e, const char *actor, const char *name,
+               const char *password, int role, const char *ledger)
+{
+    srv_user *nu = NULL;
+    if (password && !(nu = user_new(name, password)))
+        return srv_fail(e, 500, "internal", "cannot hash the password");
+    pthread_mutex_lock(&s->admin_mu);
+    pthread_rwlock_rdlock(&s->auth_lock);
+    int exists = strmap_get(&s->users, name) != NULL;
+    size_t count = s->users.count;
+    pthread_rwlock_unlock(&s->auth_lock);
+    int rc = TALLY_OK, st = 0, kept = 0;
+    if (exists && nu)
+        st = srv_fail(e, 409, "conflict", "user '%s' already exists", name);
+    else if (!exists && !nu)
+        st = srv_fail(e, 400, "bad_request", "a password is required for the new user '%s'", name);
+    else if (!exists && count >= SRV_USERS_MAX)
+        st = srv_fail(e, 413, "too_large", "too many users");
+    else if ((rc = grant_locked(s, actor, nu, name, role, ledger, &kept)) != TALLY_OK)
+        st = srv_fail_engine(e, rc);
+    pthread_mutex_unlock(&s->admin_mu);
+    if (!kept)
+        free(nu); /* not committed, not in the table */
+    return st;
+}
+
+int auth_init_admin(tallyd *s, const char *password, char *err, size_t err_len)
+{
+    srv_err e;
+    memset(&e, 0, sizeof e);
+    if (auth_grant(s, &e, "tallyd", "admin", password, ROLE_ADMIN, "*") != 0) {
+        snprintf(err, err_len, "cannot create the admin user: %s", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- Roles ---- */
+int auth_role(tallyd *s, const char *user, const char *ledger)
+{
+    char k[2 * SRV_NAME_LEN_MAX + 8];
+    snprintf(k, sizeof k, "%s/%s", user, ledger);
+    pthread_rwlock_rdlock(&s->auth_lock);
+    int role = (int)(uintptr_t)strmap_get(&s->roles, k);
+    snprintf(k, sizeof k, "%s/*", user);
+    int global = (int)(uintptr_t)strmap_get(&s->roles, k);
+    pthread_rwlock_unlock(&s->auth_lock);
+    return role_rank(global) > role_rank(role) ? global : role;
+}
+
+/* ---- Tokens ---- */
+const srv_user *auth_token(tallyd *s, const char *token)
+{
+    if (!token || strlen(token) != SRV_TOKEN_HEX_LEN)
+        return NULL;
+    pthread_rwlock_rdlock(&s->token_lock);
+    const srv_token *t = strmap_get(&s->tokens, token);
+    const srv_user *u = t && t->expires_ns > srv_now_ns() ? t->user : NULL;
+    pthread_rwlock_unlock(&s->token_lock);
+    return u;
+}
+
+/* Drops expired tokens. Under token_lock (write). Bounded by tokens.cap. */
+static void tokens_sweep(tallyd *s, uint64_t now_ns)
+{
+    size_t n = 0;
+    char **dead = malloc(s->tokens.count * sizeof *dead + 1);
+    for (size_t i = 0; dead && i < s->tokens.cap; i++) {
+        strmap_slot *sl = &s->tokens.slots[i];
+        if (sl->key && ((srv_token *)sl->val)->expires_ns <= now_ns)
+            dead[n++] = strdup(sl->key);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (dead[i])
+            free(strmap_del(&s->tokens, dead[i]));
+        free(dead[i]);
+    }
+    free(dead);
+}
+
+/* Issues a token for u. Returns 0 or -1 (too many live tokens). */
+static int token_issue(tallyd *s, const srv_user *u, char out[SRV_TOKEN_HEX_LEN + 1],
+                       uint64_t *expires_ns)
+{
+    uint8_t raw[SRV_TOKEN_HEX_LEN / 2];
+    srv_token *t = malloc(sizeof *t);
+    if (!t || RAND_bytes(raw, sizeof raw) != 1) {
+        free(t);
+        return -1;
+    }
+    srv_hex(out, raw, sizeof raw);
+    uint64_t now = srv_now_ns();
+    t->user = u;
+    t->expires_ns = *expires_ns = now + s->cfg.token_ttl_s * 1000000000ull;
+    pthread_rwlock_wrlock(&s->token_lock);
+    if (s->tokens.count >= SRV_TOKENS_MAX || (s->tokens.count & 1023) == 1023)
+        tokens_sweep(s, now);
+    int rc = strmap_put(&s->tokens, out, t);
+    pthread_rwlock_unlock(&s->token_lock);
+    if (rc < 0)
+        free(t);
+    return rc;
+}
+
+/* ---- Login rate limit ---- */
+/* Drops entries whose newest failure left the window. Under rate_mu. */
+static void rate_sweep(tallyd *s, uint64_t now_ns, uint64_t window_ns)
+{
+    size_t n = 0;
+    char **idle = malloc(s->rate.count * sizeof *idle + 1);
+    for (size_t i = 0; idle && i < s->rate.cap; i++) {
+        strmap_slot *sl = &s->rate.slots[i];
+        srv_rate *x = sl->key ? sl->val : NULL;
+        unsigned newest = (x ? x->next + SRV_LOGIN_FAILS_MAX - 1 : 0) % SRV_LOGIN_FAILS_MAX;
+        if (x && x->fail_ns[newest] + window_ns < now_ns)
+            idle[n++] = strdup(sl->key);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (idle[i])
+            free(strmap_del(&s->rate, idle[i]));
+        free(idle[i]);
+    }
+    free(idle);
+}
+
+/* Counts this attempt as a failure unless the window is full. Returns 0, or
+** -1 when the user already has SRV_LOGIN_FAILS_MAX failures in the window. */
+static int rate_begin(tallyd *s, const char *user, uint64_t now_ns)
+{
+    uint64_t window_ns = SRV_LOGIN_WINDOW_S * 1000000000ull;
+    pthread_mutex_lock(&s->rate_mu);
+    srv_rate *r = strmap_get(&s->rate, user);
+    if (!r && s->rate.count >= SRV_RATE_ENTRIES_MAX)
+        rate_sweep(s, now_ns, window_ns);
+    if (!r && (r = calloc(1, sizeof *r)) && strmap_put(&s->rate, user, r) < 0) {
+        free(r);
+        r = NULL;
+    }
+    int rc = -1;
+    /* The oldest of the last five failures is inside the window: refuse. */
+    if (r && !(r->fail_ns[r->next] != 0 && r->fail_ns[r->next] + window_ns > now_ns)) {
+        r->fail_ns[r->next] = now_ns;
+        r->next = (r->next + 1) % SRV_LOGIN_FAILS_MAX;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&s->rate_mu);
+    return rc;
+}
+
+/* A successful login clears the user's failures. */
+static void rate_clear(tallyd *s, const char *user)
+{
+    pthread_mutex_lock(&s->rate_mu);
+    free(strmap_del(&s->rate, user));
+    pthread_mutex_unlock(&s->rate_mu);
+}
+
+int auth_login(tallyd *s, srv_err *e, const char *user, const char *password,
+               char token[SRV_TOKEN_HEX_LEN + 1], uint64_t *expires_ns)
+{
+    if (!srv_name_valid(user))
+        return srv_fail(e, 401, "unauthorized", "bad user or password");
+    if (rate_begin(s, user, srv_now_ns()) < 0)
+        return srv_fail(e, 429, "rate_limited", "too many failed logins for '%s'", user);
+    srv_user copy, *u;
+    pthread_rwlock_rdlock(&s->auth_lock);
+    if ((u = strmap_get(&s->users, user)))
+        copy = *u;
+    pthread_rwlock_unlock(&s->auth_lock);
+    if (!u) { /* same work as a real check, so timing does not tell */
+        memset(&copy, 0, sizeof copy);
+        copy.scrypt_n = SRV_SCRYPT_N, copy.scrypt_r = SRV_SCRYPT_R, copy.scrypt_p = SRV_SCRYPT_P;
+    }
+    uint8_t h[SRV_HASH_BYTES];
+    if (hash_password(password, copy.salt, copy.scrypt_n, copy.scrypt_r, copy.scrypt_p, h) < 0)
+        return srv_fail(e, 500, "internal", "scrypt failed");
+    if (!u || CRYPTO_memcmp(h, copy.hash, SRV_HASH_BYTES) != 0)
+        return srv_fail(e, 401, "unauthorized", "bad user or password");
+    rate_clear(s, user);
+    if (token_issue(s, u, token, expires_ns) < 0)
+        return srv_fail(e, 500, "internal", "too many sessions");
+    return 0;
+}
+
+void auth_close(tallyd *s)
+{
+    strmap *maps[3] = { &s->tokens, &s->rate, &s->users };
+    for (int m = 0; m < 3; m++)
+        for (size_t i = 0; maps[m]->slots && i < maps[m]->cap; i++)
+            if (maps[m]->slots[i].key)
+                free(maps[m]->slots[i].val);
+    strmap_free(&s->tokens);
+    strmap_free(&s->rate);
+    strmap_free(&s->users);
+    strmap_free(&s->roles);
+}

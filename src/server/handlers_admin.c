@@ -1,0 +1,184 @@
+/*
+** handlers_admin.c — the server-level endpoints of docs/API.md: health,
+** metrics, server identity, login, listing and creating ledgers, a ledger's
+** description, and creating users / granting roles.
+**
+** Invariants:
+**   (1) creating a ledger needs admin on "*"; creating a user or granting a
+**       role needs admin on "*" or admin on that ledger; "*" grants need "*";
+**   (2) every change is committed to the system ledger (registry.c, auth.c)
+**       before it is visible.
+*/
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/server.h"
+
+int h_health(srv_req *r)
+{
+    return http_json(r, 200, json_pack("{s:b}", "ok", 1));
+}
+
+int h_metrics(srv_req *r)
+{
+    size_t len = 0;
+    char *text = metrics_render(r->s, &len);
+    if (!text)
+        return http_errorf(r, 500, "internal", "out of memory");
+    return http_raw(r, 200, "text/plain; version=0.0.4", text, len);
+}
+
+int h_server(srv_req *r)
+{
+    return http_json(r, 200, json_pack("{s:s,s:s}", "name", r->s->name, "vkey", r->s->vkey));
+}
+
+int h_login(srv_req *r)
+{
+    int res;
+    json_t *j = http_body_json(r, &res);
+    if (!j)
+        return res;
+    const char *user = json_string_value(json_object_get(j, "user"));
+    const char *pw = json_string_value(json_object_get(j, "password"));
+    if (!user || !pw || strlen(pw) > SRV_PASSWORD_LEN_MAX) {
+        json_decref(j);
+        return http_errorf(r, 400, "bad_request", "login needs \"user\" and \"password\"");
+    }
+    srv_err e;
+    char token[SRV_TOKEN_HEX_LEN + 1], ts[SRV_TIME_BUF];
+    uint64_t expires;
+    int st = auth_login(r->s, &e, user, pw, token, &expires);
+    if (st != 0) {
+        json_decref(j);
+        return http_error(r, &e);
+    }
+    srv_fmt_time(ts, expires);
+    json_t *out = json_pack("{s:s,s:s,s:s}", "token", token, "user", user, "expires", ts);
+    json_decref(j);
+    return http_json(r, 200, out);
+}
+
+/* {"name","id","size"} of a ledger (opening it), or NULL on an engine error. */
+static json_t *ledger_summary(srv_req *r, srv_ledger *lg, int *rc)
+{
+    tally_db *db;
+    uint64_t size = 0;
+    uint8_t root[TALLY_HASH_LEN];
+    if ((*rc = reg_db(r->s, lg, &db)) != TALLY_OK || (*rc = tally_state(db, &size, root)))
+        return NULL;
+    return json_pack("{s:s,s:s,s:I}", "name", lg->name, "id", lg->id, "size", (json_int_t)size);
+}
+
+int h_ledgers_list(srv_req *r)
+{
+    srv_ledger **all;
+    size_t n = reg_snapshot(r->s, &all);
+    json_t *arr = json_array();
+    int rc = TALLY_OK;
+    for (size_t i = 0; arr && i < n && rc == TALLY_OK; i++) {
+        if (auth_role(r->s, r->user->name, all[i]->name) == ROLE_NONE)
+            continue;
+        json_t *one = ledger_summary(r, all[i], &rc);
+        if (one)
+            json_array_append_new(arr, one);
+    }
+    free(all);
+    if (rc != TALLY_OK) {
+        json_decref(arr);
+        return http_engine_error(r, rc);
+    }
+    return http_json(r, 200, json_pack("{s:o}", "ledgers", arr));
+}
+
+int h_ledgers_create(srv_req *r)
+{
+    if (auth_role(r->s, r->user->name, "*") != ROLE_ADMIN)
+        return http_errorf(r, 403, "forbidden", "creating ledgers needs admin on \"*\"");
+    int res;
+    json_t *j = http_body_json(r, &res);
+    if (!j)
+        return res;
+    const char *name = json_string_value(json_object_get(j, "name"));
+    if (!name || !srv_name_valid(name)) {
+        json_decref(j);
+        return http_errorf(r, 400, "bad_request", "a ledger needs a \"name\" of [A-Za-z0-9._-]{1,64}");
+    }
+    srv_ledger *lg;
+    int rc = reg_create(r->s, r->user->name, name, &lg);
+    if (rc == TALLY_ECONFLICT)
+        res = http_errorf(r, 409, "conflict", "ledger '%s' already exists", name);
+    else if (rc != TALLY_OK)
+        res = http_engine_error(r, rc);
+    json_decref(j);
+    if (rc != TALLY_OK)
+        return res;
+    return http_json(r, 201, json_pack("{s:s,s:s,s:s}", "name", lg->name, "id", lg->id,
+                                       "origin", lg->origin));
+}
+
+int h_ledger_info(srv_req *r)
+{
+    uint64_t size;
+    uint8_t root[TALLY_HASH_LEN];
+    int rc = tally_state(r->db, &size, root);
+    if (rc != TALLY_OK)
+        return http_engine_error(r, rc);
+    json_t *o = json_pack("{s:s,s:s,s:s,s:I}", "name", r->lg->name, "id", r->lg->id, "origin",
+                          r->lg->origin, "size", (json_int_t)size);
+    if (o && srv_json_set_hex(o, "root", root, TALLY_HASH_LEN) < 0) {
+        json_decref(o);
+        o = NULL;
+    }
+    return http_json(r, 200, o);
+}
+
+/* Checks the fields of POST /v1/users. Returns 0 or an HTTP status (e). */
+static int users_check(srv_req *r, srv_err *e, json_t *j, const char **name,
+                       const char **pw, int *role, const char **ledger)
+{
+    json_t *jpw = json_object_get(j, "password");
+    const char *rn = json_string_value(json_object_get(j, "role"));
+    *name = json_string_value(json_object_get(j, "name"));
+    *ledger = json_string_value(json_object_get(j, "ledger"));
+    *pw = json_string_value(jpw);
+    if (!*name || !srv_name_valid(*name))
+        return srv_fail(e, 400, "bad_request", "a user needs a \"name\" of [A-Za-z0-9._-]{1,64}");
+    if ((jpw && !json_is_null(jpw) && !*pw) || (*pw && (!**pw || strlen(*pw) > SRV_PASSWORD_LEN_MAX)))
+        return srv_fail(e, 400, "bad_request", "\"password\" must be a non-empty string");
+    if (!rn || (*role = role_parse(rn)) < 0)
+        return srv_fail(e, 400, "bad_request",
+                        "\"role\" must be reader, auditor, writer, admin or \"\"");
+    if (!*ledger || (strcmp(*ledger, "*") != 0 && !srv_name_valid(*ledger)))
+        return srv_fail(e, 400, "bad_request", "\"ledger\" must be a ledger name or \"*\"");
+    int global = auth_role(r->s, r->user->name, "*") == ROLE_ADMIN;
+    int local = strcmp(*ledger, "*") != 0 &&
+                auth_role(r->s, r->user->name, *ledger) == ROLE_ADMIN;
+    if (!global && !local)
+        return srv_fail(e, 403, "forbidden", "granting a role on '%s' needs admin there", *ledger);
+    if (strcmp(*ledger, "*") != 0 && !reg_find(r->s, *ledger))
+        return srv_fail(e, 404, "not_found", "no ledger '%s'", *ledger);
+    return 0;
+}
+
+int h_users(srv_req *r)
+{
+    int res;
+    json_t *j = http_body_json(r, &res);
+    if (!j)
+        return res;
+    srv_err e;
+    const char *name, *pw, *ledger;
+    int role = ROLE_NONE;
+    if (users_check(r, &e, j, &name, &pw, &role, &ledger) != 0 ||
+        auth_grant(r->s, &e, r->user->name, name, pw, role, ledger) != 0) {
+        json_decref(j);
+        return http_error(r, &e);
+    }
+    json_t *o = json_pack("{s:s,s:s,s:s}", "name", name, "role", role_name(role), "ledger", ledger);
+    json_decref(j);
+    return http_json(r, 201, o);
+}

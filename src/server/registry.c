@@ -1,0 +1,312 @@
+/*
+** registry.c — the system ledger and the registry of data ledgers.
+**
+** DIR/system is a tally_db whose entries live in namespace TALLY_NS_SYSTEM;
+** every administrative change is one transaction there with metadata
+** {"actor","action"}. DIR/ledgers/<id>/ is one data ledger (id = 16 random
+** bytes, 32 hex). The registry maps name -> srv_ledger; a ledger's tally_db
+** is opened on first use and kept open until shutdown.
+**
+** Invariants:
+**   (1) a srv_ledger is never freed or moved before tallyd_stop: pointers
+**       taken under reg_lock stay valid after it is released;
+**   (2) lg->db goes from NULL to an open handle once (under open_mu) and
+**       never back while the server runs;
+**   (3) lg->cp.size only grows; a checkpoint is signed at most once per
+**       size (signing happens under cp_mu after a recheck).
+*/
+#include <errno.h>
+#include <jansson.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "note/note.h"
+#include "server/server.h"
+#include "util/err.h"
+
+uint64_t srv_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int sys_commit(tallyd *s, const char *actor, const char *action, const tally_entry *e,
+               size_t n)
+{
+    json_t *m = json_pack("{s:s,s:s}", "actor", actor, "action", action);
+    char *meta = m ? json_dumps(m, JSON_COMPACT) : NULL;
+    json_decref(m);
+    if (!meta)
+        return TALLY_ENOMEM;
+    int rc = tally_commit(s->sys, NULL, e, n, meta, strlen(meta));
+    free(meta);
+    return rc;
+}
+
+/* New srv_ledger (not yet in the map). */
+static srv_ledger *ledger_new(tallyd *s, const char *name, const char *id, uint64_t created_ns)
+{
+    srv_ledger *lg = calloc(1, sizeof *lg);
+    if (!lg)
+        return NULL;
+    snprintf(lg->name, sizeof lg->name, "%s", name);
+    snprintf(lg->id, sizeof lg->id, "%s", id);
+    snprintf(lg->origin, sizeof lg->origin, "%s/ledger/%s", s->name, id);
+    lg->created_ns = created_ns;
+    atomic_init(&lg->db, NULL);
+    pthread_mutex_init(&lg->open_mu, NULL);
+    pthread_mutex_init(&lg->cp_mu, NULL);
+    return lg;
+}
+
+static void ledger_dir(const tallyd *s, const srv_ledger *lg, char *out, size_t out_len)
+{
+    snprintf(out, out_len, "%s/ledgers/%s", s->data_dir, lg->id);
+}
+
+typedef struct load_ctx {
+    tallyd *s;
+    int rc;
+} load_ctx;
+
+/* tally_scan callback over "ledger/<name>" records. */
+static int load_one(void *ctx, const void *key, size_t key_len, const tally_version *v)
+{
+    load_ctx *lc = ctx;
+    json_t *j = json_loadb(v->value, v->value_len, 0, NULL);
+    const char *name = json_string_value(json_object_get(j, "name"));
+    const char *id = json_string_value(json_object_get(j, "id"));
+    int64_t created = 0;
+    const char *cts = json_string_value(json_object_get(j, "created"));
+    if (cts && srv_parse_time(cts, &created) < 0)
+        created = 0;
+    if (!name || !id || !srv_name_valid(name) || strlen(id) != SRV_ID_HEX_LEN) {
+        json_decref(j);
+        lc->rc = TALLY_ECORRUPT;
+        return 1;
+    }
+    srv_ledger *lg = ledger_new(lc->s, name, id, (uint64_t)created);
+    json_decref(j);
+    if (!lg || strmap_put(&lc->s->ledgers, lg->name, lg) < 0) {
+        free(lg);
+        lc->rc = TALLY_ENOMEM;
+        return 1;
+    }
+    return 0;
+}
+
+int reg_open(tallyd *s, char *err, size_t err_len)
+{
+    char path[SRV_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/ledgers", s->data_dir);
+    if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+        snprintf(err, err_len, "cannot create %s: %s", path, strerror(errno));
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/system", s->data_dir);
+    int rc = tally_db_open(&s->sys, path, NULL, NULL);
+    if (rc != TALLY_OK) {
+        snprintf(err, err_len, "cannot open the system ledger %s: %s", path, tally_errmsg());
+        return -1;
+    }
+    load_ctx lc = { s, 0 };
+    rc = tally_scan(s->sys, TALLY_NS_SYSTEM, "ledger/", 7, NULL, 0, 0, 0, load_one, &lc);
+    if (rc == TALLY_OK)
+        rc = lc.rc;
+    if (rc != TALLY_OK) {
+        snprintf(err, err_len, "cannot load ledgers from the system ledger: %s",
+                 tally_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+srv_ledger *reg_find(tallyd *s, const char *name)
+{
+    pthread_rwlock_rdlock(&s->reg_lock);
+    srv_ledger *lg = strmap_get(&s->ledgers, name);
+    pthread_rwlock_unlock(&s->reg_lock);
+    return lg;
+}
+
+int reg_db(tallyd *s, srv_ledger *lg, tally_db **out)
+{
+    tally_db *db = atomic_load_explicit(&lg->db, memory_order_acquire);
+    if (db) {
+        *out = db;
+        return TALLY_OK;
+    }
+    int rc = TALLY_OK;
+    pthread_mutex_lock(&lg->open_mu);
+    db = atomic_load_explicit(&lg->db, memory_order_acquire);
+    if (!db) {
+        char dir[SRV_PATH_MAX + 64];
+        ledger_dir(s, lg, dir, sizeof dir);
+        rc = tally_db_open(&db, dir, NULL, NULL);
+        if (rc == TALLY_OK) {
+            atomic_store_explicit(&lg->db, db, memory_order_release);
+            atomic_fetch_add(&s->ledgers_open, 1);
+        }
+    }
+    pthread_mutex_unlock(&lg->open_mu);
+    *out = db;
+    return rc;
+}
+
+/* The system record of a new ledger: {"name","id","created"}. */
+static char *ledger_record(const srv_ledger *lg)
+{
+    char ts[SRV_TIME_BUF];
+    srv_fmt_time(ts, lg->created_ns);
+    json_t *j = json_pack("{s:s,s:s,s:s}", "name", lg->name, "id", lg->id, "created", ts);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    return text;
+}
+
+/* Creates the ledger's directory and the system record. Called under admin_mu. */
+static int create_locked(tallyd *s, const char *actor, srv_ledger *lg)
+{
+    char dir[SRV_PATH_MAX + 64], key[SRV_NAME_LEN_MAX + 16];
+    ledger_dir(s, lg, dir, sizeof dir);
+    tally_db *db = NULL;
+    int rc = tally_db_open(&db, dir, NULL, NULL);
+    if (rc != TALLY_OK)
+        return rc;
+    char *rec = ledger_record(lg);
+    if (!rec) {
+        tally_db_close(db);
+        return TALLY_ENOMEM;
+    }
+    int klen = snprintf(key, sizeof key, "ledger/%s", lg->name);
+    tally_entry e = { .ns = TALLY_NS_SYSTEM, .cond = TALLY_COND_ABSENT, .key = key,
+                      .key_len = (size_t)klen, .value = rec, .value_len = strlen(rec) };
+    rc = sys_commit(s, actor, "create_ledger", &e, 1);
+    free(rec);
+    if (rc != TALLY_OK) {
+        tally_db_close(db); /* the empty directory stays: unreferenced, harmless */
+        return rc;
+    }
+    atomic_store_explicit(&lg->db, db, memory_order_release);
+    atomic_fetch_add(&s->ledgers_open, 1);
+    return TALLY_OK;
+}
+
+int reg_create(tallyd *s, const char *actor, const char *name, srv_ledger **out)
+{
+    uint8_t raw[SRV_ID_HEX_LEN / 2];
+    char id[SRV_ID_HEX_LEN + 1];
+    if (RAND_bytes(raw, sizeof raw) != 1)
+        return tally_seterr(TALLY_EIO, "no random bytes for a ledger id");
+    srv_hex(id, raw, sizeof raw);
+    pthread_mutex_lock(&s->admin_mu);
+    int rc = TALLY_OK;
+    srv_ledger *lg = NULL;
+    if (reg_find(s, name)) {
+        rc = tally_seterr(TALLY_ECONFLICT, "ledger '%s' already exists", name);
+    } else if (s->ledgers.count >= SRV_LEDGERS_MAX) {
+        rc = tally_seterr(TALLY_ETOOBIG, "too many ledgers (%u)", SRV_LEDGERS_MAX);
+    } else if (!(lg = ledger_new(s, name, id, srv_now_ns()))) {
+        rc = TALLY_ENOMEM;
+    } else if ((rc = create_locked(s, actor, lg)) == TALLY_OK) {
+        pthread_rwlock_wrlock(&s->reg_lock);
+        if (strmap_put(&s->ledgers, lg->name, lg) < 0)
+            rc = TALLY_ENOMEM; /* recorded; the next start loads it */
+        pthread_rwlock_unlock(&s->reg_lock);
+    }
+    pthread_mutex_unlock(&s->admin_mu);
+    if (rc != TALLY_OK && lg && !atomic_load(&lg->db))
+        free(lg);
+    *out = rc == TALLY_OK ? lg : NULL;
+    return rc;
+}
+
+/* Signs the checkpoint (size, root) into lg->cp. Called under cp_mu. */
+static int sign_locked(tallyd *s, srv_ledger *lg, uint64_t size, const uint8_t root[32])
+{
+    char body[NOTE_TEXT_MAX];
+    if (checkpoint_format(body, sizeof body, lg->origin, size, root) < 0)
+        return tally_seterr(TALLY_EINVAL, "checkpoint origin too long");
+    int n = note_sign(lg->cp.note, sizeof lg->cp.note, body, s->name, s->priv);
+    if (n < 0)
+        return tally_seterr(TALLY_EIO, "cannot sign the checkpoint");
+    lg->cp.note_len = (size_t)n;
+    lg->cp.size = size;
+    memcpy(lg->cp.root, root, 32);
+    return TALLY_OK;
+}
+
+int reg_checkpoint(tallyd *s, srv_ledger *lg, tally_db *db, srv_checkpoint *out)
+{
+    uint64_t size;
+    uint8_t root[TALLY_HASH_LEN];
+    int rc = tally_state(db, &size, root);
+    if (rc != TALLY_OK)
+        return rc;
+    pthread_mutex_lock(&lg->cp_mu);
+    /* Another thread may have signed a newer size meanwhile: that one serves. */
+    if (lg->cp.note_len == 0 || lg->cp.size < size)
+        rc = sign_locked(s, lg, size, root);
+    if (rc == TALLY_OK)
+        memcpy(out, &lg->cp, offsetof(srv_checkpoint, note) + lg->cp.note_len);
+    pthread_mutex_unlock(&lg->cp_mu);
+    if (rc == TALLY_OK)
+        out->note[out->note_len] = '\0';
+    return rc;
+}
+
+size_t reg_snapshot(tallyd *s, srv_ledger ***out)
+{
+    pthread_rwlock_rdlock(&s->reg_lock);
+    size_t n = 0;
+    srv_ledger **v = malloc((s->ledgers.count + 1) * sizeof *v);
+    for (size_t i = 0; v && i < s->ledgers.cap; i++)
+        if (s->ledgers.slots[i].key)
+            v[n++] = s->ledgers.slots[i].val;
+    pthread_rwlock_unlock(&s->reg_lock);
+    *out = v;
+    return v ? n : 0;
+}
+
+void reg_stats(tallyd *s, tally_stats *sum)
+{
+    memset(sum, 0, sizeof *sum);
+    pthread_rwlock_rdlock(&s->reg_lock);
+    for (size_t i = 0; i < s->ledgers.cap; i++) {
+        srv_ledger *lg = s->ledgers.slots[i].key ? s->ledgers.slots[i].val : NULL;
+        tally_db *db = lg ? atomic_load(&lg->db) : NULL;
+        if (!db)
+            continue;
+        tally_stats st;
+        tally_db_stats(db, &st);
+        sum->commits += st.commits;
+        sum->syncs += st.syncs;
+        sum->sync_ns_total += st.sync_ns_total;
+        sum->checkpoints += st.checkpoints;
+    }
+    pthread_rwlock_unlock(&s->reg_lock);
+}
+
+void reg_close_all(tallyd *s)
+{
+    for (size_t i = 0; s->ledgers.slots && i < s->ledgers.cap; i++) {
+        srv_ledger *lg = s->ledgers.slots[i].key ? s->ledgers.slots[i].val : NULL;
+        if (!lg)
+            continue;
+        tally_db *db = atomic_load(&lg->db);
+        if (db && tally_db_close(db) != TALLY_OK)
+            fprintf(stderr, "tallyd: closing ledger %s: %s\n", lg->name, tally_errmsg());
+        pthread_mutex_destroy(&lg->open_mu);
+        pthread_mutex_destroy(&lg->cp_mu);
+        free(lg);
+    }
+    strmap_free(&s->ledgers);
+    if (s->sys && tally_db_close(s->sys) != TALLY_OK)
+        fprintf(stderr, "tallyd: closing the system ledger: %s\n", tally_errmsg());
+    s->sys = NULL;
+}

@@ -1,0 +1,357 @@
+/*
+** server.h — internal declarations of tallyd, the HTTP server (docs/API.md).
+**
+** Files, one concern each:
+**   strmap.c          string-keyed hash map (ledgers, users, roles, tokens)
+**   json.c            UTF-8 check, hex, RFC 3339, key/key_hex rule, error bodies
+**   keys.c            server.key / server.vkey files (C2SP note signer keys)
+**   registry.c        the system ledger and the registry of data ledgers,
+**                     lazy opening, the per-ledger signed-checkpoint cache
+**   auth.c            users, roles, scrypt passwords, tokens, login rate limit
+**   http.c            libmicrohttpd daemon, request bodies, routing, responses
+**   handlers_admin.c  login, ledgers, users
+**   handlers_kv.c     set, del, get, history, scan, tx, state
+**   handlers_proof.c  proofs, checkpoint, verified get/set/tx
+**   metrics.c         counters, latency histogram, /metrics text
+**   tallyd.c          tallyd_open/start/stop: the server's life cycle
+**
+** Invariants:
+**   (1) A request that fails (any non-2xx status) changed nothing: every
+**       check (auth, role, body, limits) happens before the one commit.
+**   (2) Every administrative change is first committed to the system ledger
+**       and only then applied to the in-memory tables, under admin_mu.
+**   (3) On the request path the only shared locks are read locks (registry,
+**       auth) and the short per-ledger checkpoint mutex.
+*/
+#ifndef TALLY_SERVER_H
+#define TALLY_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "note/note.h"
+#include "tally.h"
+
+/* ---- Limits ---- */
+#define SRV_BODY_BYTES_MAX      (64u << 20)  /* request body; beyond: 413 */
+#define SRV_CONNECTIONS_MAX     1024u
+#define SRV_NAME_LEN_MAX        64u          /* ledger and user names */
+#define SRV_PASSWORD_LEN_MAX    1024u
+#define SRV_LEDGERS_MAX         100000u
+#define SRV_USERS_MAX           100000u
+#define SRV_ROLES_MAX           1000000u
+#define SRV_TOKENS_MAX          100000u
+#define SRV_RATE_ENTRIES_MAX    10000u
+#define SRV_LOGIN_FAILS_MAX     5u           /* per user per window */
+#define SRV_LOGIN_WINDOW_S      60u
+#define SRV_HISTORY_LIMIT_MAX   10000u
+#define SRV_SCAN_LIMIT_MAX      10000u
+#define SRV_PATH_MAX            4096u
+#define SRV_ID_HEX_LEN          32u          /* ledger id: 16 random bytes */
+#define SRV_TOKEN_HEX_LEN       64u          /* token: 32 random bytes */
+#define SRV_SCRYPT_N            32768u
+#define SRV_SCRYPT_R            8u
+#define SRV_SCRYPT_P            1u
+#define SRV_SCRYPT_MAXMEM_BYTES (64u << 20)
+#define SRV_SALT_BYTES          16u
+#define SRV_HASH_BYTES          32u
+#define SRV_NOTE_MAX            1024u        /* one signed checkpoint note */
+
+/* ---- strmap.c: open addressing, linear probing, backward-shift delete ---- */
+typedef struct strmap_slot {
+    char *key;     /* owned copy; NULL = empty slot */
+    uint64_t hash;
+    void *val;     /* not owned */
+} strmap_slot;
+
+typedef struct strmap {
+    strmap_slot *slots;
+    size_t cap;    /* power of two */
+    size_t count;
+    size_t count_max; /* insertions beyond this fail */
+} strmap;
+
+/* Initializes an empty map holding at most count_max keys. Returns 0 or -1. */
+int strmap_init(strmap *m, size_t count_max);
+/* Frees the slots and key copies (values are the caller's). */
+void strmap_free(strmap *m);
+/* Value of key, or NULL. */
+void *strmap_get(const strmap *m, const char *key);
+/* Inserts or replaces. Returns 0, or -1 (out of memory or count_max reached). */
+int strmap_put(strmap *m, const char *key, void *val);
+/* Removes key; returns its value or NULL. */
+void *strmap_del(strmap *m, const char *key);
+
+/* ---- json.c ---- */
+#define SRV_TIME_BUF 48
+int srv_utf8_valid(const void *p, size_t n);
+/* Lowercase hex of n bytes into out (2n+1 bytes). */
+void srv_hex(char *out, const void *p, size_t n);
+/* Decodes a hex string of n digits into out (n/2 bytes). Returns 0 or -1. */
+int srv_unhex(const char *s, size_t n, uint8_t *out);
+/* "2026-11-22T10:00:00.000000000Z" */
+void srv_fmt_time(char buf[SRV_TIME_BUF], uint64_t ts_ns);
+/* RFC 3339 to Unix ns. Returns 0 or -1. */
+int srv_parse_time(const char *s, int64_t *out_ns);
+/* 1 if s is a valid ledger/user name ([A-Za-z0-9._-]{1,64}). */
+int srv_name_valid(const char *s);
+/* Strict decimal u64. Returns 0 or -1. */
+int srv_parse_u64(const char *s, uint64_t *out);
+
+struct json_t;
+/* Sets obj[name] = string (valid UTF-8) or obj[name_hex] = hex. Returns 0 or -1. */
+int srv_json_set_bytes(struct json_t *obj, const char *name, const void *p, size_t n);
+/* Sets obj[name] = hex of n bytes. Returns 0 or -1. */
+int srv_json_set_hex(struct json_t *obj, const char *name, const void *p, size_t n);
+/* New JSON array of hex proof hashes. */
+struct json_t *srv_json_path(const tally_proof *p);
+/* Reads obj[name] (string, zero copy: valid while obj lives) or obj[name_hex]
+** (decoded into *owned, which the caller frees; NULL for a string).
+** Returns 1 found, 0 absent, -1 malformed (both given, not a string, bad
+** hex) or out of memory. */
+int srv_json_get_bytes(struct json_t *obj, const char *name, const uint8_t **out,
+                       size_t *out_len, uint8_t **owned);
+
+/* ---- Ledgers (registry.c) ---- */
+typedef struct srv_checkpoint {
+    uint64_t size;
+    uint8_t root[TALLY_HASH_LEN];
+    size_t note_len;
+    char note[SRV_NOTE_MAX];
+} srv_checkpoint;
+
+typedef struct srv_ledger {
+    char name[SRV_NAME_LEN_MAX + 1];
+    char id[SRV_ID_HEX_LEN + 1];
+    char origin[SRV_NAME_LEN_MAX * 2 + SRV_ID_HEX_LEN + 16];
+    uint64_t created_ns;
+    _Atomic(tally_db *) db;     /* NULL until first use */
+    pthread_mutex_t open_mu;    /* serializes the lazy open */
+    pthread_mutex_t cp_mu;      /* guards cp */
+    srv_checkpoint cp;          /* latest signed checkpoint (size 0: none yet) */
+} srv_ledger;
+
+/* ---- Users (auth.c) ---- */
+typedef struct srv_user {
+    char name[SRV_NAME_LEN_MAX + 1];
+    uint8_t salt[SRV_SALT_BYTES];
+    uint8_t hash[SRV_HASH_BYTES];
+    uint64_t scrypt_n, scrypt_r, scrypt_p;
+    uint64_t created_ns;
+} srv_user;
+
+#define ROLE_NONE    0
+#define ROLE_READER  1
+#define ROLE_AUDITOR 2 /* same rights as reader */
+#define ROLE_WRITER  3
+#define ROLE_ADMIN   4
+
+/* ---- The server ---- */
+typedef struct tallyd_config {
+    const char *data_dir;
+    const char *host;
+    uint16_t port;
+    const char *tls_cert_path, *tls_key_path; /* both or neither */
+    const char *name;        /* NULL: from server.key, else "tally.local" */
+    uint64_t token_ttl_s;
+    int verbose;             /* a log line per request on stderr */
+} tallyd_config;
+
+typedef struct tallyd {
+    tallyd_config cfg;
+    char data_dir[SRV_PATH_MAX];
+    char name[NOTE_NAME_MAX + 1];
+    uint8_t priv[32], pub[32];
+    char vkey[512];
+
+    tally_db *sys;               /* the system ledger */
+    pthread_mutex_t admin_mu;    /* serializes administrative changes */
+
+    pthread_rwlock_t reg_lock;   /* guards ledgers (the map, not the ledger) */
+    strmap ledgers;              /* name -> srv_ledger* */
+    atomic_uint_fast64_t ledgers_open;
+
+    pthread_rwlock_t auth_lock;  /* guards users, roles */
+    strmap users;                /* name -> srv_user* */
+    strmap roles;                /* "user/ledger" -> (void*)(uintptr_t)role */
+    pthread_rwlock_t token_lock; /* guards tokens */
+    strmap tokens;               /* hex -> srv_token* */
+    pthread_mutex_t rate_mu;     /* guards rate */
+    strmap rate;                 /* user name -> srv_rate* */
+
+    struct MHD_Daemon *mhd;
+    char *tls_cert, *tls_key;    /* PEM text, owned */
+} tallyd;
+
+/* ---- Errors: an HTTP status, an API error code and a message ---- */
+typedef struct srv_err {
+    int status;
+    const char *code;
+    char msg[512];
+} srv_err;
+/* Fills e and returns status. */
+int srv_fail(srv_err *e, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Fills e from an engine error (status by code, message tally_errmsg()) and
+** returns the status. */
+int srv_fail_engine(srv_err *e, int rc);
+
+uint64_t srv_now_ns(void);      /* Unix ns, CLOCK_REALTIME */
+uint64_t srv_mono_ns(void);     /* CLOCK_MONOTONIC ns */
+
+/* ---- keys.c ---- */
+/* Loads DIR/server.key or creates it (and server.vkey). Returns 0 or -1 (err). */
+int keys_load_or_create(tallyd *s, char *err, size_t err_len);
+
+/* ---- registry.c ---- */
+/* Commits entries to the system ledger with metadata {"actor","action"}. */
+int sys_commit(tallyd *s, const char *actor, const char *action, const tally_entry *e, size_t n);
+/* Opens DIR/system, creates DIR/ledgers, loads the ledger records. 0 or -1 (err). */
+int reg_open(tallyd *s, char *err, size_t err_len);
+/* The ledger named name, or NULL. Never freed while the server runs. */
+srv_ledger *reg_find(tallyd *s, const char *name);
+/* The ledger's open handle (opening it on first use). Returns a TALLY_E* code. */
+int reg_db(tallyd *s, srv_ledger *lg, tally_db **out);
+/* Creates a ledger (directory + system record). TALLY_ECONFLICT if it exists. */
+int reg_create(tallyd *s, const char *actor, const char *name, srv_ledger **out);
+/* The signed checkpoint for the ledger's current size (re-signed only when
+** the size grew). Returns a TALLY_E* code. */
+int reg_checkpoint(tallyd *s, srv_ledger *lg, tally_db *db, srv_checkpoint *out);
+/* A malloc'd array of every ledger (caller frees the array only). */
+size_t reg_snapshot(tallyd *s, srv_ledger ***out);
+/* Sums tally_db_stats over open ledgers. */
+void reg_stats(tallyd *s, tally_stats *sum);
+/* Closes every ledger and the system ledger; frees the registry. */
+void reg_close_all(tallyd *s);
+
+/* ---- auth.c ---- */
+int role_parse(const char *name);   /* ROLE_* or -1; "" and "none" are ROLE_NONE */
+const char *role_name(int role);
+int role_allows(int have, int need);
+/* Loads users and roles from the system ledger. 0 or -1 (err). */
+int auth_open(tallyd *s, char *err, size_t err_len);
+/* Creates user admin with role admin on "*". 0 or -1 (err). */
+int auth_init_admin(tallyd *s, const char *password, char *err, size_t err_len);
+/* Creates user name (when password != NULL) and sets its role on ledger.
+** Returns 0 or an HTTP status with e filled (409: the user exists and a
+** password was given; 400: a new user without password). */
+int auth_grant(tallyd *s, srv_err *e, const char *actor, const char *name,
+               const char *password, int role, const char *ledger);
+/* Effective role of user on ledger (ROLE_NONE if none). */
+int auth_role(tallyd *s, const char *user, const char *ledger);
+/* The user of a live token, or NULL. */
+const srv_user *auth_token(tallyd *s, const char *token);
+/* Checks the password and issues a token. 0, or 401 / 429 / 500 with e filled. */
+int auth_login(tallyd *s, srv_err *e, const char *user, const char *password,
+               char token[SRV_TOKEN_HEX_LEN + 1], uint64_t *expires_ns);
+/* Frees every auth table. */
+void auth_close(tallyd *s);
+
+/* ---- metrics.c ---- */
+void metrics_observe(unsigned status, uint64_t dur_ns);
+/* The Prometheus text (malloc'd, *len bytes), or NULL. */
+char *metrics_render(tallyd *s, size_t *len);
+
+/* ---- http.c ---- */
+/* Starts the daemon on cfg host:port. Returns 0 or -1 (err). */
+int http_start(tallyd *s, char *err, size_t err_len);
+/* The bound port (useful with port 0). */
+uint16_t http_port(tallyd *s);
+void http_stop(tallyd *s);
+
+/* ---- Requests (http.c) and handlers (handlers_*.c) ---- */
+struct MHD_Connection;
+struct srv_route;
+
+typedef struct srv_req {
+    tallyd *s;
+    struct MHD_Connection *conn;
+    const struct srv_route *rt;
+    const char *method, *url;   /* MHD's, valid for the request */
+    uint64_t start_ns;          /* srv_mono_ns() at the first callback */
+    unsigned status;            /* status of the queued response (0: none yet) */
+    const srv_user *user;       /* authenticated user (NULL for public routes) */
+    srv_ledger *lg;             /* the ledger of /v1/ledgers/L/... */
+    tally_db *db;               /* its open handle */
+    int role;                   /* user's role on lg */
+    uint64_t path_n;            /* N of .../tx/N */
+    char *body;                 /* request body (NUL-terminated), owned */
+    size_t body_len, body_cap;
+    int body_too_big;
+} srv_req;
+
+/* A handler queues exactly one response and returns MHD's result (as int). */
+typedef int (*srv_handler)(srv_req *r);
+
+/* Responses. Each queues the response and returns MHD's result. */
+int http_json(srv_req *r, unsigned status, struct json_t *obj);  /* steals obj */
+int http_raw(srv_req *r, unsigned status, const char *ctype, char *buf, size_t len); /* takes buf (malloc'd) */
+int http_error(srv_req *r, const srv_err *e);
+int http_errorf(srv_req *r, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int http_engine_error(srv_req *r, int rc);
+/* Query arguments. */
+const char *http_arg(srv_req *r, const char *name);
+/* name=N: 1 present (in *out), 0 absent, -1 not a number. */
+int http_arg_u64(srv_req *r, const char *name, uint64_t *out);
+/* name=text or name_hex=hex: 1 present, 0 absent, -1 malformed/both.
+** *owned (caller frees) holds decoded hex, NULL otherwise. */
+int http_arg_bytes(srv_req *r, const char *name, const uint8_t **p, size_t *len,
+                   uint8_t **owned);
+/* The body parsed as a JSON object, or NULL after queueing a 400. */
+struct json_t *http_body_json(srv_req *r, int *mhd_result);
+
+/* handlers_kv.c: the body of set / verified/set, parsed and ready to commit. */
+typedef struct srv_set {
+    tally_entry *e;
+    size_t n;
+    const uint8_t *meta;        /* transaction metadata */
+    size_t meta_len;
+    uint8_t **owned;            /* decoded hex buffers to free */
+    size_t owned_n;
+} srv_set;
+/* Parses {"entries":[...],"meta"?} of body j (which must outlive ss).
+** Returns 0 or an HTTP status (e). */
+int set_parse(srv_set *ss, srv_err *e, struct json_t *j);
+void set_free(srv_set *ss);
+/* Looks up key per get's query (tx= | at= | rev=; none: as of latest_as_of,
+** 0 = latest). Returns 0 or an HTTP status (e). *owned is freed by the caller. */
+int kv_lookup(srv_req *r, srv_err *e, uint64_t latest_as_of, const uint8_t **key,
+              size_t *key_len, uint8_t **owned, tally_version *v);
+
+int h_health(srv_req *r);
+int h_metrics(srv_req *r);
+int h_server(srv_req *r);
+int h_login(srv_req *r);
+int h_ledgers_list(srv_req *r);
+int h_ledgers_create(srv_req *r);
+int h_ledger_info(srv_req *r);
+int h_users(srv_req *r);
+int h_set(srv_req *r);
+int h_del(srv_req *r);
+int h_get(srv_req *r);
+int h_history(srv_req *r);
+int h_scan(srv_req *r);
+int h_tx(srv_req *r);
+int h_state(srv_req *r);
+int h_proof_inclusion(srv_req *r);
+int h_proof_consistency(srv_req *r);
+int h_checkpoint(srv_req *r);
+int h_verified_get(srv_req *r);
+int h_verified_set(srv_req *r);
+int h_verified_tx(srv_req *r);
+
+/* ---- tallyd.c: the life cycle (used by tools/tallyd.c) ---- */
+/* Opens DIR (creating it, the keys, the system ledger and the admin user on
+** first start). When the admin password was generated it is copied to
+** admin_password (else admin_password[0] = 0). Returns 0 or -1 (err). */
+int tallyd_open(tallyd **out, const tallyd_config *cfg, char *admin_password,
+                size_t admin_password_len, char *err, size_t err_len);
+/* Starts serving. Returns 0 or -1 (err). */
+int tallyd_start(tallyd *s, char *err, size_t err_len);
+/* Stops serving, closes every ledger, frees s. */
+void tallyd_close(tallyd *s);
+
+#endif /* TALLY_SERVER_H */
