@@ -10,6 +10,9 @@
 **   cli_stdin.c    set - (streaming ingest from stdin, batched)
 **   cli_ledger.c   tx, state, verify, reindex, proof
 **   cli_merkle.c   merkle root | inclusion | consistency (auditor's toolkit)
+**   cli_remote.c   server mode (--server URL): the same commands through the
+**                  verifying client (include/tally_client.h), plus login,
+**                  ledger, user, checkpoint; its own command table
 **
 ** Every handler returns the process exit code; it has already printed the
 ** one-line error message on stderr when that code is non-zero.
@@ -43,8 +46,14 @@
 #define CLI_OPT_DIR       (1u << 8)
 #define CLI_OPT_HELP      (1u << 9)
 #define CLI_OPT_VERSION   (1u << 10)
+#define CLI_OPT_SERVER    (1u << 11) /* --server URL: server mode (cli_remote.c) */
+#define CLI_OPT_LEDGER    (1u << 12) /* --ledger NAME (server mode) */
+#define CLI_OPT_SERVER_KEY (1u << 13) /* --server-key VKEY (server mode) */
+#define CLI_OPT_ROLE      (1u << 14) /* --role ROLE (server mode: user create) */
+#define CLI_OPT_LAST      (1u << 15) /* --last N (server mode: verify) */
 /* Accepted by every command. */
-#define CLI_OPT_GLOBAL (CLI_OPT_JSON | CLI_OPT_DIR | CLI_OPT_HELP | CLI_OPT_VERSION)
+#define CLI_OPT_GLOBAL (CLI_OPT_JSON | CLI_OPT_DIR | CLI_OPT_HELP | CLI_OPT_VERSION | \
+                        CLI_OPT_SERVER | CLI_OPT_LEDGER | CLI_OPT_SERVER_KEY)
 
 typedef struct cli_args {
     const char *dir;   /* -D DIR, else $TALLY_DIR, else ./tally-data */
@@ -52,6 +61,8 @@ typedef struct cli_args {
     int json;          /* --json */
     uint64_t tx, rev, batch, size, if_rev;
     const char *at;    /* --at TIME, unparsed */
+    const char *server, *ledger, *server_key, *role; /* server mode */
+    uint64_t last;     /* --last N */
     int npos;          /* positional arguments after the command name */
     char **pos;
 } cli_args;
@@ -96,6 +107,12 @@ int cli_cmd_proof(cli_ctx *c);
 int cli_cmd_merkle(cli_ctx *c);
 /* `set -`: called by cli_cmd_set. */
 int cli_set_stdin(cli_ctx *c);
+
+/* ---- cli_remote.c: server mode ---- */
+/* The row of the server-mode command table named name, or NULL. */
+const cli_cmd *cli_remote_find(const char *name);
+/* The help text of server mode. */
+void cli_remote_help(FILE *f);
 
 /* ---- cli_common.c ---- */
 /* Exit code for a TALLY_E* code. */

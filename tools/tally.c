@@ -74,7 +74,8 @@ static const cli_cmd *find_cmd(const char *name)
 static void print_help(FILE *f)
 {
     fputs("usage: tally [-D DIR] [--json] COMMAND [ARGS...]\n"
-          "       tally --help | --version\n\n"
+          "       tally --server URL [--ledger NAME] [--json] COMMAND [ARGS...]\n"
+          "       tally --help | --version  (tally --server URL --help: server mode)\n\n"
           "Tally is a verifiable ledger database. DIR defaults to $TALLY_DIR, else\n"
           "./tally-data. Every command takes --json. Exit codes: 0 ok, 1 not found,\n"
           "2 integrity failure, 3 precondition failed, 4 error, 64 usage.\n\n"
@@ -133,6 +134,11 @@ static const cli_opt OPTIONS[] = {
     { "--help",      CLI_OPT_HELP,      OARG_NONE, 0 },
     { "-h",          CLI_OPT_HELP,      OARG_NONE, 0 },
     { "--version",   CLI_OPT_VERSION,   OARG_NONE, 0 },
+    { "--server",    CLI_OPT_SERVER,    OARG_STR,  offsetof(cli_args, server) },
+    { "--ledger",    CLI_OPT_LEDGER,    OARG_STR,  offsetof(cli_args, ledger) },
+    { "--server-key", CLI_OPT_SERVER_KEY, OARG_STR, offsetof(cli_args, server_key) },
+    { "--role",      CLI_OPT_ROLE,      OARG_STR,  offsetof(cli_args, role) },
+    { "--last",      CLI_OPT_LAST,      OARG_U64,  offsetof(cli_args, last) },
 };
 #define N_OPTIONS (sizeof OPTIONS / sizeof OPTIONS[0])
 
@@ -258,19 +264,22 @@ static int dispatch(cli_args *a, const char *name)
         printf("%s\n", TALLY_VERSION_STRING);
         return CLI_EXIT_OK;
     }
+    /* Server mode (--server URL) has its own command table (cli_remote.c). */
+    void (*help)(FILE *) = a->server ? cli_remote_help : print_help;
     if (!name) {
         if (a->seen & CLI_OPT_HELP) {
-            print_help(stdout);
+            help(stdout);
             return CLI_EXIT_OK;
         }
         fputs("tally: no command given\n", stderr);
-        print_help(stderr);
+        help(stderr);
         return CLI_EXIT_USAGE;
     }
-    c.cmd = find_cmd(name);
+    c.cmd = a->server ? cli_remote_find(name) : find_cmd(name);
     if (!c.cmd) {
-        fprintf(stderr, "tally: unknown command '%s'\n", name);
-        print_help(stderr);
+        fprintf(stderr, "tally: unknown command '%s'%s\n", name,
+                a->server ? " in server mode" : "");
+        help(stderr);
         return CLI_EXIT_USAGE;
     }
     if (a->seen & CLI_OPT_HELP) {
@@ -297,6 +306,12 @@ int main(int argc, char **argv)
     int rc = parse_args(&a, argc, argv, &name);
     if (rc == 0 && (a.seen & CLI_OPT_DIR) && !*a.dir)
         rc = cli_usage(NULL, "-D needs a directory");
+    if (rc == 0 && (a.seen & CLI_OPT_SERVER) && !*a.server)
+        rc = cli_usage(NULL, "--server needs a URL");
+    if (rc == 0 && (a.seen & (CLI_OPT_LEDGER | CLI_OPT_SERVER_KEY)) && !a.server)
+        rc = cli_usage(NULL, "--ledger and --server-key apply to server mode (--server URL)");
+    if (rc == 0 && a.server && (a.seen & CLI_OPT_DIR))
+        rc = cli_usage(NULL, "-D does not apply to server mode (--server URL)");
     if (rc == 0)
         rc = dispatch(&a, name);
     free(a.pos);

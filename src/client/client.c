@@ -1,0 +1,1182 @@
+/*
+** client.c — the public API of the verifying client (include/tally_client.h).
+**
+** A verified call runs as:
+**   v_begin   pin the ledger id (first contact: GET /v1/ledgers/L, origin
+**             checked), take the ledger's state lock, load and re-verify the
+**             trusted checkpoint note from <key dir>/<ledger id>;
+**   request   send trusted=<size> so the server adds the consistency proof;
+**   check     verify.c; any failure: evidence saved, TALLY_EBADPROOF, the
+**             trusted state untouched;
+**   v_commit  only then: the new checkpoint replaces the trusted state
+**             (atomically), if it is larger (or the first);
+**   v_end     unlock.
+** The trusted state is selected only by the pinned key and the pinned ledger
+** id — never by anything in a response.
+*/
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client/client_int.h"
+#include "merkle/rfc6962.h"
+#include "util/err.h"
+
+void tally_client_options_init(tally_client_options *opts) { memset(opts, 0, sizeof *opts); }
+
+static int name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+        return 0;
+    return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
+
+int tally_client_use(tally_client *c, const char *ledger)
+{
+    if (!ledger || !name_ok(ledger))
+        return tally_seterr(TALLY_EINVAL, "bad ledger name '%s'", ledger ? ledger : "");
+    snprintf(c->ledger, sizeof c->ledger, "%s", ledger);
+    return 0;
+}
+
+int tally_client_http_status(const tally_client *c) { return c->status; }
+const char *tally_client_error_code(const tally_client *c) { return c->err_code; }
+const char *tally_client_state_dir(const tally_client *c) { return c->state_dir; }
+
+static char *default_state_dir(void)
+{
+    const char *h = getenv("TALLY_HOME");
+    if (h && *h)
+        return strdup(h);
+    const char *home = getenv("HOME");
+    char buf[TC_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s/.tally", home && *home ? home : ".");
+    return strdup(buf);
+}
+
+static int load_token(tally_client *c)
+{
+    char path[TC_PATH_MAX * 2];
+    snprintf(path, sizeof path, "%s/tokens/%s", c->state_dir, c->url_esc);
+    char *t = NULL;
+    size_t n;
+    int rc = tc_read_file(path, &t, &n, 4096);
+    if (rc == TALLY_ENOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    t[strcspn(t, "\r\n")] = '\0';
+    c->token = t;
+    return 0;
+}
+
+int tally_client_connect(tally_client **out, const char *url, const tally_client_options *opts)
+{
+    tally_client_options def;
+    if (!opts) {
+        tally_client_options_init(&def);
+        opts = &def;
+    }
+    *out = NULL;
+    if (!url || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0))
+        return tally_seterr(TALLY_EINVAL, "server URL must start with http:// or https://");
+    tally_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return TALLY_ENOMEM;
+    int rc = TALLY_ENOMEM;
+    c->url = strdup(url);
+    c->state_dir = opts->state_dir ? strdup(opts->state_dir) : default_state_dir();
+    c->url_esc = malloc(strlen(url) * 3 + 1);
+    if (!c->url || !c->state_dir || !c->url_esc)
+        goto fail;
+    size_t ul = strlen(c->url);
+    while (ul > 0 && c->url[ul - 1] == '/')
+        c->url[--ul] = '\0';
+    tc_escape_name(c->url_esc, strlen(url) * 3 + 1, c->url);
+    c->timeout_ms = opts->timeout_ms;
+    if ((rc = tally_client_use(c, opts->ledger ? opts->ledger : "default")) != 0 ||
+        (rc = tc_http_init(c)) != 0)
+        goto fail;
+    if (tc_mkdirs(c->state_dir, 0700) != 0) {
+        rc = tally_seterr(TALLY_EIO, "cannot create %s: %s", c->state_dir, strerror(errno));
+        goto fail;
+    }
+    if ((rc = tc_pin_server(c, opts->server_vkey)) != 0)
+        goto fail;
+    if (opts->token) {
+        if (!(c->token = strdup(opts->token)))
+            goto fail;
+    } else if (opts->user && opts->password) {
+        rc = TALLY_ENOMEM;
+        if (!(c->user = strdup(opts->user)) || !(c->password = strdup(opts->password)))
+            goto fail;
+        if ((rc = tc_login(c, c->user, c->password)) != 0)
+            goto fail;
+    } else if ((rc = load_token(c)) != 0) {
+        goto fail;
+    }
+    *out = c;
+    return 0;
+fail:
+    tally_client_close(c);
+    return rc;
+}
+
+void tally_client_close(tally_client *c)
+{
+    if (!c)
+        return;
+    tc_http_free(c);
+    if (c->password)
+        memset(c->password, 0, strlen(c->password));
+    free(c->password);
+    free(c->user);
+    free(c->token);
+    free(c->url);
+    free(c->url_esc);
+    free(c->state_dir);
+    free(c);
+}
+
+int tally_client_login(tally_client *c, char **out_token, const char *user, const char *password,
+                       int save)
+{
+    int rc = tc_login(c, user, password);
+    if (rc != 0)
+        return rc;
+    if (save) {
+        char dir[TC_PATH_MAX], path[TC_PATH_MAX * 2];
+        snprintf(dir, sizeof dir, "%s/tokens", c->state_dir);
+        if (tc_mkdirs(dir, 0700) != 0)
+            return tally_seterr(TALLY_EIO, "cannot create %s: %s", dir, strerror(errno));
+        snprintf(path, sizeof path, "%s/%s", dir, c->url_esc);
+        tc_buf b = { 0 };
+        tc_buf_printf(&b, "%s\n", c->token);
+        rc = b.oom ? TALLY_ENOMEM : tc_write_atomic(path, b.p, b.len, 0600, 0);
+        free(b.p);
+        if (rc != 0)
+            return rc;
+    }
+    if (out_token && !(*out_token = strdup(c->token)))
+        return TALLY_ENOMEM;
+    return 0;
+}
+
+/* ---- JSON helpers ---- */
+
+static json_t *parse_body(tally_client *c)
+{
+    json_error_t err;
+    json_t *j = json_loadb(c->body, c->body_len, JSON_ALLOW_NUL, &err);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        tally_seterr(TALLY_EIO, "%s: malformed response: %s", c->last_request, err.text);
+        return NULL;
+    }
+    return j;
+}
+
+/* "name" or "name_hex" into a malloc'ed NUL-terminated buffer. */
+static int json_bytes(json_t *o, const char *name, uint8_t **out, size_t *out_len)
+{
+    char hn[64];
+    snprintf(hn, sizeof hn, "%s_hex", name);
+    json_t *t = json_object_get(o, name), *h = json_object_get(o, hn);
+    const char *s = json_string_value(t ? t : h);
+    size_t n = json_string_length(t ? t : h);
+    if (!s)
+        return -1;
+    uint8_t *b = malloc(n + 1);
+    if (!b)
+        return -1;
+    if (t) {
+        memcpy(b, s, n);
+        b[n] = 0;
+        *out_len = n;
+    } else {
+        if (tc_unhex(s, n, b) < 0) {
+            free(b);
+            return -1;
+        }
+        b[n / 2] = 0;
+        *out_len = n / 2;
+    }
+    *out = b;
+    return 0;
+}
+
+static void json_set_bytes(json_t *o, const char *name, const void *p, size_t n)
+{
+    if (tc_utf8_valid(p, n)) {
+        json_object_set_new(o, name, json_stringn(p, n));
+        return;
+    }
+    char hn[64];
+    char *hex = malloc(2 * n + 1);
+    if (!hex)
+        return;
+    tc_hex(hex, p, n);
+    snprintf(hn, sizeof hn, "%s_hex", name);
+    json_object_set_new(o, hn, json_string(hex));
+    free(hex);
+}
+
+static uint64_t json_u64(json_t *o, const char *name)
+{
+    json_t *v = json_object_get(o, name);
+    return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
+}
+
+/* RFC 3339 ("2026-11-22T10:00:00.123456789Z" or with an offset) to Unix ns. */
+static uint64_t parse_ts(const char *s)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    if (!s)
+        return 0;
+    const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!p)
+        return 0;
+    int64_t secs = (int64_t)timegm(&tm), ns = 0, scale = 100000000;
+    if (*p == '.')
+        for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
+            ns += (*p - '0') * scale;
+    if (*p == '+' || *p == '-') {
+        int hh = 0, mm = 0;
+        if (sscanf(p + 1, "%2d:%2d", &hh, &mm) == 2)
+            secs -= (*p == '+' ? 1 : -1) * (hh * 3600 + mm * 60);
+    }
+    return secs < 0 ? 0 : (uint64_t)secs * 1000000000u + (uint64_t)ns;
+}
+
+static void fmt_ts(char buf[48], uint64_t ns)
+{
+    time_t secs = (time_t)(ns / 1000000000u);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(buf, 48, "%04d-%02d-%02dT%02d:%02d:%02d.%09uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ns % 1000000000u));
+}
+
+void tally_client_version_free(tally_client_version *v)
+{
+    free(v->key);
+    free(v->value);
+    memset(v, 0, sizeof *v);
+}
+
+void tally_client_tx_free(tally_client_tx *t)
+{
+    for (uint32_t i = 0; t->entries && i < t->entry_count; i++) {
+        free(t->entries[i].key);
+        free(t->entries[i].value);
+        free(t->entries[i].meta);
+    }
+    free(t->entries);
+    free(t->meta);
+    memset(t, 0, sizeof *t);
+}
+
+/* "/v1/ledgers/<ledger><suffix>" */
+static void ledger_path(const tally_client *c, tc_buf *b, const char *suffix)
+{
+    tc_buf_printf(b, "/v1/ledgers/%s%s", c->ledger, suffix);
+}
+
+static int req_json(tally_client *c, const char *method, tc_buf *path, json_t *body)
+{
+    char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    int rc;
+    if (path->oom || (body && !s))
+        rc = tally_seterr(TALLY_ENOMEM, "building the request");
+    else
+        rc = tc_http(c, method, path->p, s, s ? strlen(s) : 0, 1);
+    free(s);
+    free(path->p);
+    return rc;
+}
+
+/* ---- administration ---- */
+
+int tally_client_ledger_create(tally_client *c, tally_client_ledger *out, const char *name)
+{
+    if (!name_ok(name))
+        return tally_seterr(TALLY_EINVAL, "bad ledger name '%s'", name);
+    tc_buf p = { 0 };
+    tc_buf_puts(&p, "/v1/ledgers");
+    int rc = req_json(c, "POST", &p, json_pack("{s:s}", "name", name));
+    if (rc != 0 || !out)
+        return rc;
+    json_t *j = parse_body(c);
+    if (!j)
+        return TALLY_EIO;
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", name);
+    const char *id = json_string_value(json_object_get(j, "id"));
+    snprintf(out->id, sizeof out->id, "%s", id ? id : "");
+    json_decref(j);
+    return 0;
+}
+
+int tally_client_ledger_list(tally_client *c, tally_client_ledger **out, size_t *out_n)
+{
+    *out = NULL;
+    *out_n = 0;
+    int rc = tc_http(c, "GET", "/v1/ledgers", NULL, 0, 1);
+    if (rc != 0)
+        return rc;
+    json_t *j = parse_body(c);
+    json_t *arr = json_object_get(j, "ledgers");
+    if (!json_is_array(arr)) {
+        json_decref(j);
+        return tally_seterr(TALLY_EIO, "GET /v1/ledgers: no \"ledgers\" array");
+    }
+    size_t n = json_array_size(arr);
+    tally_client_ledger *l = calloc(n + 1, sizeof *l);
+    if (!l) {
+        json_decref(j);
+        return TALLY_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_array_get(arr, i);
+        const char *nm = json_string_value(json_object_get(o, "name"));
+        const char *id = json_string_value(json_object_get(o, "id"));
+        snprintf(l[i].name, sizeof l[i].name, "%s", nm ? nm : "");
+        snprintf(l[i].id, sizeof l[i].id, "%s", id ? id : "");
+        l[i].size = json_u64(o, "size");
+    }
+    json_decref(j);
+    *out = l;
+    *out_n = n;
+    return 0;
+}
+
+int tally_client_user_create(tally_client *c, const char *name, const char *password,
+                             const char *role, const char *ledger)
+{
+    if (!name_ok(name))
+        return tally_seterr(TALLY_EINVAL, "bad user name '%s'", name);
+    json_t *b = json_pack("{s:s, s:s, s:s}", "name", name, "role", role, "ledger", ledger);
+    if (b && password)
+        json_object_set_new(b, "password", json_string(password));
+    tc_buf p = { 0 };
+    tc_buf_puts(&p, "/v1/users");
+    return req_json(c, "POST", &p, b);
+}
+
+/* ---- unverified key-value ---- */
+
+static json_t *set_body(const tally_client_entry *e, size_t n, const char *meta)
+{
+    json_t *arr = json_array(), *b = json_object();
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_object();
+        json_set_bytes(o, "key", e[i].key, e[i].key_len);
+        json_set_bytes(o, "value", e[i].value, e[i].value_len);
+        if (e[i].cond == TALLY_COND_ABSENT)
+            json_object_set_new(o, "if_absent", json_true());
+        if (e[i].cond == TALLY_COND_REV)
+            json_object_set_new(o, "if_rev", json_integer((json_int_t)e[i].cond_rev));
+        json_array_append_new(arr, o);
+    }
+    json_object_set_new(b, "entries", arr);
+    if (meta)
+        json_object_set_new(b, "meta", json_string(meta));
+    return b;
+}
+
+int tally_client_set(tally_client *c, uint64_t *out_tx, const tally_client_entry *e, size_t n,
+                     const char *meta)
+{
+    tc_buf p = { 0 };
+    ledger_path(c, &p, "/set");
+    int rc = req_json(c, "POST", &p, set_body(e, n, meta));
+    if (rc != 0)
+        return rc;
+    json_t *j = parse_body(c);
+    if (!j)
+        return TALLY_EIO;
+    if (out_tx)
+        *out_tx = json_u64(j, "tx");
+    json_decref(j);
+    return 0;
+}
+
+int tally_client_del(tally_client *c, uint64_t *out_tx, const void *key, size_t key_len,
+                     uint64_t if_rev)
+{
+    json_t *b = json_object();
+    json_set_bytes(b, "key", key, key_len);
+    if (if_rev)
+        json_object_set_new(b, "if_rev", json_integer((json_int_t)if_rev));
+    tc_buf p = { 0 };
+    ledger_path(c, &p, "/del");
+    int rc = req_json(c, "POST", &p, b);
+    if (rc != 0)
+        return rc;
+    json_t *j = parse_body(c);
+    if (!j)
+        return TALLY_EIO;
+    if (out_tx)
+        *out_tx = json_u64(j, "tx");
+    json_decref(j);
+    return 0;
+}
+
+static void add_selector(tc_buf *p, int sel, uint64_t arg)
+{
+    char ts[48];
+    switch (sel) {
+    case TALLY_CLIENT_AS_OF_TX: tc_buf_printf(p, "&tx=%" PRIu64, arg); break;
+    case TALLY_CLIENT_REV: tc_buf_printf(p, "&rev=%" PRIu64, arg); break;
+    case TALLY_CLIENT_AT_TIME:
+        fmt_ts(ts, arg);
+        tc_buf_puts(p, "&at=");
+        tc_buf_escape(p, ts, strlen(ts));
+        break;
+    default: break;
+    }
+}
+
+static int version_from(json_t *o, tally_client_version *v)
+{
+    memset(v, 0, sizeof *v);
+    if (json_bytes(o, "value", &v->value, &v->value_len) != 0) {
+        v->value = calloc(1, 1);
+        v->value_len = 0;
+    }
+    v->tx = json_u64(o, "tx");
+    v->rev = json_u64(o, "rev");
+    v->ts_ns = parse_ts(json_string_value(json_object_get(o, "ts")));
+    v->deleted = json_is_true(json_object_get(o, "deleted"));
+    return v->value ? 0 : TALLY_ENOMEM;
+}
+
+int tally_client_get(tally_client *c, tally_client_version *out, const void *key, size_t key_len,
+                     int sel, uint64_t arg)
+{
+    memset(out, 0, sizeof *out);
+    tc_buf p = { 0 };
+    ledger_path(c, &p, "/get");
+    tc_buf_query_bytes(&p, '?', "key", key, key_len);
+    add_selector(&p, sel, arg);
+    int rc = req_json(c, "GET", &p, NULL);
+    if (rc != 0)
+        return rc;
+    json_t *j = parse_body(c);
+    if (!j)
+        return TALLY_EIO;
+    rc = version_from(j, out);
+    if (rc == 0 && json_bytes(j, "key", &out->key, &out->key_len) != 0)
+        rc = tally_seterr(TALLY_EIO, "get: response has no key");
+    json_decref(j);
+    if (rc)
+        tally_client_version_free(out);
+    return rc;
+}
+
+/* Calls fn for each element of array `name` of j; 1 if fn stopped. */
+static int each_version(json_t *j, const char *name, json_t *key_of, tally_client_version_fn fn,
+                        void *ctx, size_t *count, json_t **last)
+{
+    json_t *arr = json_object_get(j, name);
+    *count = json_array_size(arr);
+    for (size_t i = 0; i < *count; i++) {
+        json_t *o = json_array_get(arr, i);
+        tally_client_version v;
+        if (version_from(o, &v) != 0)
+            return TALLY_ENOMEM;
+        if (json_bytes(key_of ? key_of : o, "key", &v.key, &v.key_len) != 0) {
+            tally_client_version_free(&v);
+            return tally_seterr(TALLY_EIO, "response element without a key");
+        }
+        int stop = fn(ctx, &v);
+        tally_client_version_free(&v);
+        *last = o;
+        if (stop)
+            return 1;
+    }
+    return 0;
+}
+
+int tally_client_history(tally_client *c, uint64_t *out_total, const void *key, size_t key_len,
+                         uint64_t start_rev, tally_client_version_fn fn, void *ctx)
+{
+    uint64_t total = 0, next = start_rev ? start_rev : 1;
+    for (int page = 0; page < 1000000; page++) {
+        tc_buf p = { 0 };
+        ledger_path(c, &p, "/history");
+        tc_buf_query_bytes(&p, '?', "key", key, key_len);
+        tc_buf_printf(&p, "&start=%" PRIu64 "&limit=100", next);
+        int rc = req_json(c, "GET", &p, NULL);
+        if (rc != 0)
+            return rc;
+        json_t *j = parse_body(c);
+        if (!j)
+            return TALLY_EIO;
+        total = json_u64(j, "total");
+        size_t n = 0;
+        json_t *last = NULL;
+        rc = each_version(j, "revisions", j, fn, ctx, &n, &last);
+        uint64_t last_rev = last ? json_u64(last, "rev") : 0;
+        json_decref(j);
+        if (rc < 0)
+            return rc;
+        if (rc == 1 || n == 0 || last_rev >= total || last_rev < next)
+            break;
+        next = last_rev + 1;
+    }
+    if (out_total)
+        *out_total = total;
+    return 0;
+}
+
+int tally_client_scan(tally_client *c, uint64_t *out_tx, const void *prefix, size_t prefix_len,
+                      uint64_t as_of, tally_client_version_fn fn, void *ctx)
+{
+    uint8_t *after = NULL;
+    size_t after_len = 0;
+    uint64_t snap = as_of;
+    int rc = 0;
+    for (int page = 0; page < 10000000; page++) {
+        tc_buf p = { 0 };
+        ledger_path(c, &p, "/scan");
+        tc_buf_query_bytes(&p, '?', "prefix", prefix, prefix_len);
+        if (snap)
+            tc_buf_printf(&p, "&tx=%" PRIu64, snap);
+        if (after)
+            tc_buf_query_bytes(&p, '&', "after", after, after_len);
+        tc_buf_puts(&p, "&limit=1000");
+        if ((rc = req_json(c, "GET", &p, NULL)) != 0)
+            break;
+        json_t *j = parse_body(c);
+        if (!j) {
+            rc = TALLY_EIO;
+            break;
+        }
+        if (!snap)
+            snap = json_u64(j, "tx");
+        if (page == 0 && out_tx)
+            *out_tx = json_u64(j, "tx");
+        size_t n = 0;
+        json_t *last = NULL;
+        rc = each_version(j, "keys", NULL, fn, ctx, &n, &last);
+        free(after);
+        after = NULL;
+        json_t *next = json_object_get(j, "next");
+        int more = rc == 0 && n > 0 && next && !json_is_null(next);
+        if (more && json_bytes(j, "next", &after, &after_len) != 0)
+            more = 0;
+        json_decref(j);
+        if (rc == 1)
+            rc = 0;
+        if (!more || snap == 0)
+            break;
+    }
+    free(after);
+    return rc;
+}
+
+/* ---- unverified tx, state, proofs, checkpoint ---- */
+
+static int raw(tally_client *c, char **out, tc_buf *p)
+{
+    *out = NULL;
+    int rc = req_json(c, "GET", p, NULL);
+    if (rc != 0)
+        return rc;
+    *out = strndup(c->body, c->body_len);
+    return *out ? 0 : TALLY_ENOMEM;
+}
+
+int tally_client_tx_json(tally_client *c, char **out_json, uint64_t tx)
+{
+    tc_buf p = { 0 };
+    tc_buf_printf(&p, "/v1/ledgers/%s/tx/%" PRIu64, c->ledger, tx);
+    return raw(c, out_json, &p);
+}
+
+int tally_client_state_raw(tally_client *c, uint64_t *out_size, uint8_t root[TALLY_HASH_LEN])
+{
+    tc_buf p = { 0 };
+    ledger_path(c, &p, "/state");
+    int rc = req_json(c, "GET", &p, NULL);
+    if (rc != 0)
+        return rc;
+    json_t *j = parse_body(c);
+    const char *r = json_string_value(json_object_get(j, "root"));
+    rc = r && strlen(r) == 64 && tc_unhex(r, 64, root) == 0
+             ? 0 : tally_seterr(TALLY_EIO, "state: malformed response");
+    *out_size = json_u64(j, "tx");
+    json_decref(j);
+    return rc;
+}
+
+int tally_client_proof_inclusion_json(tally_client *c, char **out_json, uint64_t tx,
+                                      uint64_t size)
+{
+    tc_buf p = { 0 };
+    ledger_path(c, &p, "/proof/inclusion");
+    tc_buf_printf(&p, "?tx=%" PRIu64 "&size=%" PRIu64, tx, size);
+    return raw(c, out_json, &p);
+}
+
+int tally_client_proof_consistency_json(tally_client *c, char **out_json, uint64_t old_size,
+                                        uint64_t size)
+{
+    tc_buf p = { 0 };
+    ledger_path(c, &p, "/proof/consistency");
+    tc_buf_printf(&p, "?old=%" PRIu64 "&size=%" PRIu64, old_size, size);
+    return raw(c, out_json, &p);
+}
+
+int tally_client_checkpoint(tally_client *c, char **out_note)
+{
+    tc_buf p = { 0 };
+    ledger_path(c, &p, "/checkpoint");
+    return raw(c, out_note, &p);
+}
+
+/* ---- verified calls ---- */
+
+typedef struct vctx {
+    tc_trust t;
+    char id[33];
+    int lock_fd;
+    int have_file;
+    char *trusted;        /* the trusted note as stored, or NULL */
+    size_t trusted_len;
+    char state_path[TC_PATH_MAX + 64];
+} vctx;
+
+static int id_ok(const char *id)
+{
+    return id && strlen(id) == 32 && strspn(id, "0123456789abcdef") == 32;
+}
+
+/* The pinned id of c->ledger; first contact pins what GET /v1/ledgers/L says. */
+static int pin_ledger(tally_client *c, char id[33])
+{
+    char path[TC_PATH_MAX * 2];
+    snprintf(path, sizeof path, "%s/names/%s", c->key_dir, c->ledger);
+    char *have = NULL;
+    size_t hl;
+    int rc = tc_read_file(path, &have, &hl, 64);
+    if (rc == 0) {
+        have[strcspn(have, "\r\n")] = '\0';
+        rc = id_ok(have) ? 0 : tally_seterr(TALLY_ECORRUPT, "%s: not a ledger id", path);
+        snprintf(id, 33, "%s", have);
+        free(have);
+        return rc;
+    }
+    if (rc != TALLY_ENOTFOUND)
+        return rc;
+    tc_buf p = { 0 };
+    ledger_path(c, &p, "");
+    if ((rc = req_json(c, "GET", &p, NULL)) != 0)
+        return rc;
+    json_t *j = parse_body(c);
+    if (!j)
+        return TALLY_EIO;
+    const char *nid = json_string_value(json_object_get(j, "id"));
+    const char *name = json_string_value(json_object_get(j, "name"));
+    const char *origin = json_string_value(json_object_get(j, "origin"));
+    char want[TC_ORIGIN_MAX];
+    snprintf(want, sizeof want, "%s/ledger/%s", c->key_name, nid ? nid : "");
+    if (!id_ok(nid) || !name || strcmp(name, c->ledger) != 0 ||
+        (origin && strcmp(origin, want) != 0)) {
+        json_decref(j);
+        return tally_seterr(TALLY_EBADPROOF, "ledger '%s': the server's description (id, name, "
+                            "origin) does not fit the pinned key %s", c->ledger, c->key_name);
+    }
+    snprintf(id, 33, "%s", nid);
+    json_decref(j);
+    char line[40];
+    snprintf(line, sizeof line, "%s\n", id);
+    rc = tc_write_atomic(path, line, 33, 0600, 1);
+    if (rc == TALLY_ECONFLICT) /* pinned meanwhile by another process: that one holds */
+        return pin_ledger(c, id);
+    return rc;
+}
+
+static void v_end(vctx *v)
+{
+    tc_unlock(v->lock_fd);
+    v->lock_fd = -1;
+    free(v->trusted);
+    v->trusted = NULL;
+}
+
+static int v_begin(tally_client *c, vctx *v)
+{
+    memset(v, 0, sizeof *v);
+    v->lock_fd = -1;
+    int rc = pin_ledger(c, v->id);
+    if (rc != 0)
+        return rc;
+    snprintf(v->t.key_name, sizeof v->t.key_name, "%s", c->key_name);
+    memcpy(v->t.pub, c->pub, 32);
+    snprintf(v->t.origin, sizeof v->t.origin, "%s/ledger/%s", c->key_name, v->id);
+    char lock[TC_PATH_MAX + 64];
+    snprintf(v->state_path, sizeof v->state_path, "%s/%s", c->key_dir, v->id);
+    snprintf(lock, sizeof lock, "%s.lock", v->state_path);
+    if ((v->lock_fd = tc_lock(lock)) < 0)
+        return tally_seterr(TALLY_EIO, "cannot lock %s: %s", lock, strerror(errno));
+    rc = tc_read_file(v->state_path, &v->trusted, &v->trusted_len, NOTE_TEXT_MAX);
+    if (rc == TALLY_ENOTFOUND)
+        return 0; /* first contact with this ledger: nothing trusted yet */
+    if (rc != 0) {
+        v_end(v);
+        return rc;
+    }
+    v->have_file = 1;
+    char why[TC_WHY_MAX];
+    if (tc_check_note(&v->t, v->trusted, v->trusted_len, &v->t.size, v->t.root, why) != 0) {
+        v_end(v);
+        return tally_seterr(TALLY_ECORRUPT, "trusted state %s: %s (not reset: inspect or "
+                            "remove it yourself)", v->state_path, why);
+    }
+    return 0;
+}
+
+/* Moves the trusted state forward to cp (never back). */
+static int v_commit(vctx *v, const tc_checkpoint *cp)
+{
+    if (v->have_file && cp->size <= v->t.size)
+        return 0;
+    return tc_write_atomic(v->state_path, cp->note, cp->note_len, 0600, 0);
+}
+
+static int v_fail(tally_client *c, vctx *v, const char *why, const char *body, size_t body_len,
+                  const char *body2, size_t body2_len, const char *offending)
+{
+    char *off = offending ? NULL : tc_extract_checkpoint(body, body_len);
+    tc_save_evidence(c, v->id, why, v->trusted, v->trusted_len, offending ? offending : off,
+                     body, body_len, body2, body2_len);
+    free(off);
+    return TALLY_EBADPROOF;
+}
+
+/* Runs a bundle request and its verification; on success *b is filled and
+** the state moved forward. */
+static int state_locked(tally_client *c, vctx *v, uint64_t *out_size, uint8_t root[32],
+                        char **out_note);
+
+static int v_bundle(tally_client *c, vctx *v, const char *method, tc_buf *path, json_t *body,
+                    const tc_expect *e, tc_bundle *b)
+{
+    int rc = req_json(c, method, path, body);
+    if (rc != 0 && c->status == 400 && v->t.size > 0) {
+        /* A server refusing our trusted size may have lost or replaced the
+        ** ledger: its checkpoint tells (rollback, fork, another key). */
+        char msg[512];
+        uint64_t size;
+        uint8_t root[32];
+        snprintf(msg, sizeof msg, "%s", tally_errmsg());
+        if (state_locked(c, v, &size, root, NULL) == TALLY_EBADPROOF)
+            return TALLY_EBADPROOF;
+        tally_seterr(rc, "%s", msg);
+    }
+    if (rc != 0)
+        return rc;
+    char why[TC_WHY_MAX];
+    rc = tc_verify_bundle(&v->t, e, c->body, c->body_len, b, why);
+    if (rc == TALLY_EBADPROOF)
+        return v_fail(c, v, why, c->body, c->body_len, NULL, 0, NULL);
+    if (rc != 0)
+        return tally_seterr(rc, "verifying the response");
+    if ((rc = v_commit(v, &b->cp)) != 0)
+        tc_bundle_free(b);
+    return rc;
+}
+
+int tally_client_trusted_state(tally_client *c, uint64_t *out_size, uint8_t root[TALLY_HASH_LEN])
+{
+    vctx v;
+    int rc = v_begin(c, &v);
+    if (rc != 0)
+        return rc;
+    *out_size = v.t.size;
+    memcpy(root, v.t.root, TALLY_HASH_LEN);
+    v_end(&v);
+    return 0;
+}
+
+/* The latest checkpoint verified against v's trusted state, which then moves
+** forward; with v locked. */
+static int state_locked(tally_client *c, vctx *v, uint64_t *out_size, uint8_t root[32],
+                        char **out_note)
+{
+    char *note = NULL, *cons = NULL, why[TC_WHY_MAX];
+    size_t note_len = 0, cons_len = 0;
+    uint64_t size;
+    uint8_t r[32];
+    tc_checkpoint cp;
+    memset(&cp, 0, sizeof cp);
+    tc_buf p = { 0 };
+    ledger_path(c, &p, "/checkpoint");
+    int rc = raw(c, &note, &p);
+    if (rc != 0)
+        goto out;
+    note_len = strlen(note);
+    if (tc_check_note(&v->t, note, note_len, &size, r, why) != 0) {
+        rc = v_fail(c, v, why, note, note_len, NULL, 0, note);
+        goto out;
+    }
+    if (size > v->t.size && v->t.size > 0) {
+        if ((rc = tally_client_proof_consistency_json(c, &cons, v->t.size, size)) != 0)
+            goto out;
+        cons_len = strlen(cons);
+    }
+    rc = tc_verify_checkpoint(&v->t, note, note_len, cons, cons_len, &cp, why);
+    if (rc == TALLY_EBADPROOF) {
+        rc = v_fail(c, v, why, note, note_len, cons, cons_len, note);
+        goto out;
+    }
+    if (rc == 0 && (rc = v_commit(v, &cp)) == 0) {
+        *out_size = cp.size;
+        memcpy(root, cp.root, 32);
+        v->t.size = cp.size; /* later checks in this call build on it */
+        memcpy(v->t.root, cp.root, 32);
+        if (out_note) {
+            *out_note = cp.note;
+            cp.note = NULL;
+        }
+    }
+out:
+    tc_checkpoint_free(&cp);
+    free(note);
+    free(cons);
+    return rc;
+}
+
+int tally_client_verified_state(tally_client *c, uint64_t *out_size,
+                                uint8_t root[TALLY_HASH_LEN], char **out_note)
+{
+    vctx v;
+    int rc = v_begin(c, &v);
+    if (rc != 0)
+        return rc;
+    rc = state_locked(c, &v, out_size, root, out_note);
+    v_end(&v);
+    return rc;
+}
+
+/* Parses a proof JSON response ({"index"|"old","size","proof",...} plus the
+** named hashes) into *p; returns 0 or -1 with why. */
+static int parse_proof(const char *body, size_t len, const char *first, tally_proof *p,
+                       const char *h1, uint8_t o1[32], const char *h2, uint8_t o2[32],
+                       char why[TC_WHY_MAX])
+{
+    json_error_t err;
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err);
+    json_t *arr = json_object_get(j, "proof");
+    const char *s1 = json_string_value(json_object_get(j, h1));
+    const char *s2 = json_string_value(json_object_get(j, h2));
+    json_t *a = json_object_get(j, first), *n = json_object_get(j, "size");
+    int ok = json_is_array(arr) && json_array_size(arr) <= TALLY_PROOF_MAX && s1 && s2 &&
+             strlen(s1) == 64 && strlen(s2) == 64 && tc_unhex(s1, 64, o1) == 0 &&
+             tc_unhex(s2, 64, o2) == 0 && json_is_integer(a) && json_is_integer(n) &&
+             json_integer_value(a) >= 0 && json_integer_value(n) >= 0;
+    if (ok) {
+        p->index = (uint64_t)json_integer_value(a);
+        p->size = (uint64_t)json_integer_value(n);
+        p->len = json_array_size(arr);
+        for (size_t i = 0; ok && i < p->len; i++) {
+            const char *h = json_string_value(json_array_get(arr, i));
+            ok = h && strlen(h) == 64 && tc_unhex(h, 64, p->path[i]) == 0;
+        }
+    }
+    json_decref(j);
+    if (!ok)
+        snprintf(why, TC_WHY_MAX, "malformed proof response");
+    return ok ? 0 : -1;
+}
+
+/* Anchors root_s (claimed root at size s) to the verified (t, root_t). */
+static int anchor(tally_client *c, vctx *v, uint64_t s, const uint8_t root_s[32], uint64_t t,
+                  const uint8_t root_t[32], const char *body1, size_t len1)
+{
+    char why[TC_WHY_MAX], *cons = NULL;
+    if (s == t) {
+        if (memcmp(root_s, root_t, 32) == 0)
+            return 0;
+        snprintf(why, sizeof why, "root at size %" PRIu64 " differs from the verified checkpoint's",
+                 s);
+        return v_fail(c, v, why, body1, len1, NULL, 0, NULL);
+    }
+    int rc = tally_client_proof_consistency_json(c, &cons, s, t);
+    if (rc != 0)
+        return rc;
+    tally_proof p;
+    uint8_t o1[32], o2[32];
+    if (parse_proof(cons, strlen(cons), "old", &p, "old_root", o1, "root", o2, why) != 0)
+        rc = v_fail(c, v, why, body1, len1, cons, strlen(cons), NULL);
+    else if (p.index != s || p.size != t ||
+             rfc6962_verify_consistency(s, t, root_s, root_t, (const rfc6962_hash *)p.path,
+                                        p.len) != 0) {
+        snprintf(why, sizeof why, "root at size %" PRIu64 " is not consistent with the verified"
+                 " checkpoint at %" PRIu64, s, t);
+        rc = v_fail(c, v, why, body1, len1, cons, strlen(cons), NULL);
+    }
+    free(cons);
+    return rc;
+}
+
+int tally_client_verified_inclusion(tally_client *c, tally_proof *out,
+                                    uint8_t leaf_hash[TALLY_HASH_LEN],
+                                    uint8_t root[TALLY_HASH_LEN], uint64_t tx, uint64_t size)
+{
+    vctx v;
+    uint64_t t;
+    uint8_t root_t[32];
+    char *body = NULL, why[TC_WHY_MAX];
+    int rc = v_begin(c, &v);
+    if (rc != 0)
+        return rc;
+    if ((rc = state_locked(c, &v, &t, root_t, NULL)) != 0)
+        goto out;
+    if (size == 0)
+        size = t;
+    if (tx == 0 || tx > size || size > t) {
+        rc = tally_seterr(TALLY_ERANGE, "tx %" PRIu64 " in size %" PRIu64 ": the verified "
+                          "ledger has %" PRIu64 " transactions", tx, size, t);
+        goto out;
+    }
+    if ((rc = tally_client_proof_inclusion_json(c, &body, tx, size)) != 0)
+        goto out;
+    if (parse_proof(body, strlen(body), "index", out, "leaf_hash", leaf_hash, "root", root,
+                    why) != 0) {
+        rc = v_fail(c, &v, why, body, strlen(body), NULL, 0, NULL);
+        goto out;
+    }
+    if (out->index != tx - 1 || out->size != size ||
+        rfc6962_verify_inclusion(leaf_hash, tx - 1, size, (const rfc6962_hash *)out->path,
+                                 out->len, root) != 0) {
+        snprintf(why, sizeof why, "inclusion proof of tx %" PRIu64 " in size %" PRIu64
+                 " does not verify", tx, size);
+        rc = v_fail(c, &v, why, body, strlen(body), NULL, 0, NULL);
+        goto out;
+    }
+    rc = anchor(c, &v, size, root, t, root_t, body, strlen(body));
+out:
+    free(body);
+    v_end(&v);
+    return rc;
+}
+
+int tally_client_verified_consistency(tally_client *c, tally_proof *out,
+                                      uint8_t old_root[TALLY_HASH_LEN],
+                                      uint8_t root[TALLY_HASH_LEN], uint64_t old_size,
+                                      uint64_t size)
+{
+    vctx v;
+    uint64_t t;
+    uint8_t root_t[32];
+    char *body = NULL, why[TC_WHY_MAX];
+    int rc = v_begin(c, &v);
+    if (rc != 0)
+        return rc;
+    if ((rc = state_locked(c, &v, &t, root_t, NULL)) != 0)
+        goto out;
+    if (size == 0)
+        size = t;
+    if (old_size == 0 || old_size > size || size > t) {
+        rc = tally_seterr(TALLY_ERANGE, "sizes %" PRIu64 " -> %" PRIu64 ": the verified "
+                          "ledger has %" PRIu64 " transactions", old_size, size, t);
+        goto out;
+    }
+    if ((rc = tally_client_proof_consistency_json(c, &body, old_size, size)) != 0)
+        goto out;
+    if (parse_proof(body, strlen(body), "old", out, "old_root", old_root, "root", root,
+                    why) != 0) {
+        rc = v_fail(c, &v, why, body, strlen(body), NULL, 0, NULL);
+        goto out;
+    }
+    if (out->index != old_size || out->size != size ||
+        rfc6962_verify_consistency(old_size, size, old_root, root,
+                                   (const rfc6962_hash *)out->path, out->len) != 0) {
+        snprintf(why, sizeof why, "consistency proof %" PRIu64 " -> %" PRIu64 " does not verify",
+                 old_size, size);
+        rc = v_fail(c, &v, why, body, strlen(body), NULL, 0, NULL);
+        goto out;
+    }
+    rc = anchor(c, &v, size, root, t, root_t, body, strlen(body));
+out:
+    free(body);
+    v_end(&v);
+    return rc;
+}
+
+static int version_of_bundle(tally_client_version *out, tc_bundle *b)
+{
+    tc_entry *x = &b->entries[0];
+    out->tx = b->tx;
+    out->rev = b->rev;
+    out->ts_ns = b->ts_ns;
+    out->deleted = x->deleted;
+    out->key = x->key;
+    out->key_len = x->key_len;
+    out->value = x->value;
+    out->value_len = x->value_len;
+    x->key = x->value = NULL; /* moved */
+    return 0;
+}
+
+int tally_client_verified_get(tally_client *c, tally_client_version *out, const void *key,
+                              size_t key_len, int sel, uint64_t arg)
+{
+    memset(out, 0, sizeof *out);
+    vctx v;
+    int rc = v_begin(c, &v);
+    if (rc != 0)
+        return rc;
+    tc_buf p = { 0 };
+    ledger_path(c, &p, "/verified/get");
+    tc_buf_query_bytes(&p, '?', "key", key, key_len);
+    add_selector(&p, sel, arg);
+    tc_buf_printf(&p, "&trusted=%" PRIu64, v.t.size);
+    tc_expect e = { .kind = TC_GET, .key = key, .key_len = key_len };
+    e.sel = sel == TALLY_CLIENT_AS_OF_TX ? TC_SEL_TX : sel == TALLY_CLIENT_REV ? TC_SEL_REV
+          : sel == TALLY_CLIENT_AT_TIME ? TC_SEL_AT : TC_SEL_LATEST;
+    e.sel_val = arg;
+    tc_bundle b;
+    rc = v_bundle(c, &v, "GET", &p, NULL, &e, &b);
+    if (rc == 0) {
+        version_of_bundle(out, &b);
+        tc_bundle_free(&b);
+    }
+    v_end(&v);
+    return rc;
+}
+
+int tally_client_verified_set(tally_client *c, uint64_t *out_tx, const tally_client_entry *e,
+                              size_t n, const char *meta)
+{
+    if (n == 0 || n > TALLY_TX_ENTRIES_MAX)
+        return tally_seterr(TALLY_EINVAL, "a transaction needs 1..%u entries",
+                            TALLY_TX_ENTRIES_MAX);
+    tc_sent *sent = calloc(n, sizeof *sent);
+    if (!sent)
+        return TALLY_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        sent[i].key = e[i].key;
+        sent[i].key_len = e[i].key_len;
+        sent[i].value = e[i].value;
+        sent[i].value_len = e[i].value_len;
+    }
+    vctx v;
+    int rc = v_begin(c, &v);
+    if (rc != 0) {
+        free(sent);
+        return rc;
+    }
+    json_t *body = set_body(e, n, meta);
+    json_object_set_new(body, "trusted", json_integer((json_int_t)v.t.size));
+    tc_buf p = { 0 };
+    ledger_path(c, &p, "/verified/set");
+    tc_expect x = { .kind = TC_SET, .sent = sent, .n_sent = n, .meta = meta,
+                    .meta_len = meta ? strlen(meta) : 0, .check_meta = meta != NULL };
+    tc_bundle b;
+    rc = v_bundle(c, &v, "POST", &p, body, &x, &b);
+    if (rc == 0) {
+        if (out_tx)
+            *out_tx = b.tx;
+        tc_bundle_free(&b);
+    } else if (rc == TALLY_EBADPROOF && out_tx) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", tally_errmsg());
+        json_error_t err;
+        json_t *j = json_loadb(c->body, c->body_len, 0, &err);
+        *out_tx = json_u64(j, "tx");
+        json_decref(j);
+        tally_seterr(TALLY_EBADPROOF, "%s", msg);
+    }
+    v_end(&v);
+    free(sent);
+    return rc;
+}
+
+static int verified_tx_expect(tally_client *c, vctx *v, uint64_t tx, const tc_expect *e,
+                              tc_bundle *b)
+{
+    tc_buf p = { 0 };
+    tc_buf_printf(&p, "/v1/ledgers/%s/verified/tx/%" PRIu64 "?trusted=%" PRIu64, c->ledger, tx,
+                  v->t.size);
+    return v_bundle(c, v, "GET", &p, NULL, e, b);
+}
+
+int tally_client_verified_del(tally_client *c, uint64_t *out_tx, const void *key,
+                              size_t key_len, uint64_t if_rev)
+{
+    vctx v;
+    int rc = v_begin(c, &v);
+    if (rc != 0)
+        return rc;
+    uint64_t tx = 0;
+    if ((rc = tally_client_del(c, &tx, key, key_len, if_rev)) == 0) {
+        if (out_tx)
+            *out_tx = tx;
+        tc_sent s = { key, key_len, "", 0, 1 };
+        tc_expect e = { .kind = TC_SET, .tx = tx, .sent = &s, .n_sent = 1 };
+        tc_bundle b;
+        if (tx == 0)
+            rc = v_fail(c, &v, "delete acknowledged without a transaction id", c->body,
+                        c->body_len, NULL, 0, NULL);
+        else if ((rc = verified_tx_expect(c, &v, tx, &e, &b)) == 0)
+            tc_bundle_free(&b);
+    }
+    v_end(&v);
+    return rc;
+}
+
+int tally_client_verified_tx(tally_client *c, tally_client_tx *out, uint64_t tx)
+{
+    memset(out, 0, sizeof *out);
+    vctx v;
+    int rc = v_begin(c, &v);
+    if (rc != 0)
+        return rc;
+    tc_expect e = { .kind = TC_TX, .tx = tx };
+    tc_bundle b;
+    if ((rc = verified_tx_expect(c, &v, tx, &e, &b)) == 0) {
+        out->tx = b.tx;
+        out->ts_ns = b.ts_ns;
+        out->entry_count = b.entry_count;
+        memcpy(out->hash, b.tx_hash, 32);
+        memcpy(out->prev_hash, b.prev_hash, 32);
+        memcpy(out->entries_root, b.entries_root, 32);
+        out->meta = malloc(b.tx_meta_len + 1);
+        out->entries = calloc(b.n_entries, sizeof *out->entries);
+        if (!out->meta || !out->entries) {
+            rc = TALLY_ENOMEM;
+        } else {
+            memcpy(out->meta, b.tx_meta, b.tx_meta_len);
+            out->meta_len = b.tx_meta_len;
+            for (size_t i = 0; i < b.n_entries; i++) {
+                tc_entry *x = &b.entries[i];
+                tally_client_tx_entry *o = &out->entries[i];
+                o->index = x->index;
+                o->ns = x->ns;
+                o->deleted = x->deleted;
+                o->key = x->key, o->key_len = x->key_len;
+                o->value = x->value, o->value_len = x->value_len;
+                o->meta = x->meta, o->meta_len = x->meta_len;
+                memcpy(o->leaf_hash, x->leaf_hash, 32);
+                x->key = x->value = x->meta = NULL;
+            }
+        }
+        tc_bundle_free(&b);
+        if (rc != 0)
+            tally_client_tx_free(out);
+    }
+    v_end(&v);
+    return rc;
+}

@@ -1,0 +1,288 @@
+/*
+** client_http.c — the verifying client's transport: one libcurl easy handle per
+** client (the connection is kept alive between requests), JSON bodies, the
+** bearer token, and the mapping of HTTP statuses and tallyd's error codes
+** to TALLY_E* (tally_client.h). Responses are capped at TC_BODY_MAX bytes;
+** redirects are not followed; only http and https are allowed.
+*/
+#include <curl/curl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/client_int.h"
+#include "util/err.h"
+
+/* ---- growing strings ---- */
+void tc_buf_add(tc_buf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void tc_buf_puts(tc_buf *b, const char *s) { tc_buf_add(b, s, strlen(s)); }
+
+void tc_buf_printf(tc_buf *b, const char *fmt, ...)
+{
+    char tmp[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof tmp)
+        b->oom = 1;
+    else
+        tc_buf_add(b, tmp, (size_t)n);
+}
+
+void tc_buf_escape(tc_buf *b, const char *s, size_t n)
+{
+    static const char hx[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+            ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+            tc_buf_add(b, (const char *)&ch, 1);
+        } else {
+            char e[3] = { '%', hx[ch >> 4], hx[ch & 15] };
+            tc_buf_add(b, e, 3);
+        }
+    }
+}
+
+void tc_buf_query_bytes(tc_buf *b, char sep, const char *name, const void *p, size_t n)
+{
+    tc_buf_add(b, &sep, 1);
+    if (tc_utf8_valid(p, n)) {
+        tc_buf_printf(b, "%s=", name);
+        tc_buf_escape(b, p, n);
+        return;
+    }
+    tc_buf_printf(b, "%s_hex=", name);
+    static const char d[] = "0123456789abcdef";
+    const unsigned char *s = p;
+    for (size_t i = 0; i < n; i++) {
+        char h[2] = { d[s[i] >> 4], d[s[i] & 15] };
+        tc_buf_add(b, h, 2);
+    }
+}
+
+/* Strict UTF-8 (no overlongs, surrogates or code points above U+10FFFF). */
+int tc_utf8_valid(const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        size_t len = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+        if (len == 0 || c > 0xf4 || len > n - i)
+            return 0;
+        for (size_t k = 1; k < len; k++)
+            if ((s[i + k] & 0xc0) != 0x80)
+                return 0;
+        if ((c == 0xe0 && s[i + 1] < 0xa0) || (c == 0xed && s[i + 1] > 0x9f) ||
+            (c == 0xf0 && s[i + 1] < 0x90) || (c == 0xf4 && s[i + 1] > 0x8f))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
+/* ---- libcurl ---- */
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+int tc_http_init(tally_client *c)
+{
+    pthread_once(&curl_once, curl_init_once);
+    c->curl = curl_easy_init();
+    return c->curl ? 0 : tally_seterr(TALLY_ENOMEM, "curl_easy_init failed");
+}
+
+void tc_http_free(tally_client *c)
+{
+    if (c->curl)
+        curl_easy_cleanup(c->curl);
+    c->curl = NULL;
+    free(c->body);
+    c->body = NULL;
+}
+
+static size_t on_data(char *p, size_t size, size_t nmemb, void *ctx)
+{
+    tally_client *c = ctx;
+    size_t n = size * nmemb;
+    if (c->body_len + n + 1 > TC_BODY_MAX)
+        return 0; /* aborts the transfer */
+    if (c->body_len + n + 1 > c->body_cap) {
+        size_t cap = c->body_cap ? c->body_cap : 4096;
+        while (cap < c->body_len + n + 1)
+            cap *= 2;
+        char *nb = realloc(c->body, cap);
+        if (!nb)
+            return 0;
+        c->body = nb;
+        c->body_cap = cap;
+    }
+    memcpy(c->body + c->body_len, p, n);
+    c->body_len += n;
+    c->body[c->body_len] = '\0';
+    return n;
+}
+
+/* Maps a non-2xx response; the message comes from the error JSON. */
+static int map_status(tally_client *c)
+{
+    json_error_t err;
+    json_t *j = json_loadb(c->body ? c->body : "", c->body_len, 0, &err);
+    json_t *e = json_is_object(j) ? json_object_get(j, "error") : NULL;
+    const char *code = json_string_value(json_object_get(e, "code"));
+    const char *msg = json_string_value(json_object_get(e, "message"));
+    snprintf(c->err_code, sizeof c->err_code, "%s", code ? code : "");
+    char text[400];
+    snprintf(text, sizeof text, "%s (HTTP %d%s%s)", msg ? msg : "server error", c->status,
+             code ? " " : "", code ? code : "");
+    json_decref(j);
+    int rc;
+    switch (c->status) {
+    case 400: rc = TALLY_EINVAL; break;
+    case 401: rc = TALLY_EINVAL; break;
+    case 403: rc = TALLY_EINVAL; break;
+    case 404: rc = TALLY_ENOTFOUND; break;
+    case 409: rc = TALLY_ECONFLICT; break;
+    case 413: rc = TALLY_ETOOBIG; break;
+    case 429: rc = TALLY_EINVAL; break;
+    default:
+        rc = strcmp(c->err_code, "integrity") == 0 ? TALLY_ECORRUPT
+             : c->status >= 400 && c->status < 500 ? TALLY_EINVAL : TALLY_EIO;
+    }
+    if (c->status == 401)
+        return tally_seterr(rc, "unauthorized: %s; log in with 'tally --server %s login USER' "
+                            "or set TALLY_USER/TALLY_PASSWORD", text, c->url);
+    if (c->status == 403)
+        return tally_seterr(rc, "forbidden: %s", text);
+    return tally_seterr(rc, "%s", text);
+}
+
+static int perform(tally_client *c, const char *method, const char *path, const char *body,
+                   size_t body_len, int auth)
+{
+    CURL *h = c->curl;
+    tc_buf url = { 0 };
+    tc_buf_puts(&url, c->url);
+    tc_buf_puts(&url, path);
+    if (url.oom)
+        return tally_seterr(TALLY_ENOMEM, "building the URL");
+    snprintf(c->last_request, sizeof c->last_request, "%s %s", method, path);
+    struct curl_slist *hdrs = NULL;
+    char authz[4200];
+    hdrs = curl_slist_append(hdrs, "Accept: application/json, text/plain");
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    if (body)
+        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+    if (auth && c->token) {
+        snprintf(authz, sizeof authz, "Authorization: Bearer %s", c->token);
+        hdrs = curl_slist_append(hdrs, authz);
+    }
+    c->body_len = 0;
+    if (c->body)
+        c->body[0] = '\0';
+    c->status = 0;
+    c->err_code[0] = '\0';
+    curl_easy_setopt(h, CURLOPT_URL, url.p);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
+    if (body) {
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, strcmp(method, "POST") ? method : NULL);
+    } else {
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, strcmp(method, "GET") ? method : NULL);
+    }
+    CURLcode cc = curl_easy_perform(h);
+    curl_slist_free_all(hdrs);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    free(url.p);
+    if (!c->body && (c->body = malloc(1)) != NULL) {
+        c->body[0] = '\0';
+        c->body_cap = 1;
+    }
+    if (!c->body)
+        return tally_seterr(TALLY_ENOMEM, "response buffer");
+    if (cc != CURLE_OK)
+        return tally_seterr(cc == CURLE_WRITE_ERROR ? TALLY_ETOOBIG : TALLY_EIO, "%s %s%s: %s",
+                            method, c->url, path,
+                            cc == CURLE_WRITE_ERROR ? "response too large or out of memory"
+                                                    : curl_easy_strerror(cc));
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    c->status = (int)status;
+    if (status >= 200 && status < 300)
+        return 0;
+    return map_status(c);
+}
+
+int tc_http(tally_client *c, const char *method, const char *path, const char *body,
+            size_t body_len, int auth)
+{
+    int rc = perform(c, method, path, body, body_len, auth);
+    if (rc != 0 && auth && c->status == 401 && c->user && c->password) {
+        /* The token expired: log in again once and retry. */
+        int lrc = tc_login(c, c->user, c->password);
+        if (lrc != 0)
+            return lrc;
+        rc = perform(c, method, path, body, body_len, auth);
+    }
+    return rc;
+}
+
+int tc_login(tally_client *c, const char *user, const char *password)
+{
+    json_t *req = json_pack("{s:s, s:s}", "user", user, "password", password);
+    char *s = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    if (!s)
+        return tally_seterr(TALLY_EINVAL, "user name and password must be UTF-8");
+    int rc = perform(c, "POST", "/v1/login", s, strlen(s), 0);
+    free(s);
+    if (rc != 0)
+        return rc == TALLY_EINVAL && c->status == 401
+                   ? tally_seterr(TALLY_EINVAL, "login as '%s' refused", user) : rc;
+    json_error_t err;
+    json_t *j = json_loadb(c->body, c->body_len, 0, &err);
+    const char *tok = json_string_value(json_object_get(j, "token"));
+    if (!tok || !*tok || strpbrk(tok, "\r\n")) {
+        json_decref(j);
+        return tally_seterr(TALLY_EIO, "login: response has no token");
+    }
+    free(c->token);
+    c->token = strdup(tok);
+    json_decref(j);
+    return c->token ? 0 : tally_seterr(TALLY_ENOMEM, "token");
+}

@@ -1,0 +1,539 @@
+/*
+** test_client_verify.c — the verifying client's checks (src/client/verify.c)
+** against proof bundles built from a real embedded ledger, exactly in the
+** JSON shape docs/API.md gives, signed with a generated Ed25519 key.
+**
+** Good bundles must be accepted; every kind of lie a server could tell must
+** be rejected with TALLY_EBADPROOF: tampered value, key, meta, header, tx
+** header; wrong tx, wrong entry index; dropped / reordered / extra proof
+** elements; wrong origin; another key's signature; a smaller size than
+** trusted; the same size with another root; a forked history; a replayed
+** transaction for a write; duplicate JSON keys.
+*/
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client/verify.h"
+#include "note/note.h"
+#include "tally.h"
+#include "testutil.h"
+
+#define KEYNAME "tally.test"
+#define LEDGER_ID "0123456789abcdef0123456789abcdef"
+#define ORIGIN KEYNAME "/ledger/" LEDGER_ID
+
+static uint8_t g_priv[32], g_pub[32], g_priv2[32], g_pub2[32];
+
+static char *hexs(const void *p, size_t n)
+{
+    char *s = malloc(2 * n + 1);
+    tc_hex(s, p, n);
+    return s;
+}
+
+static json_t *jhex(const void *p, size_t n)
+{
+    char *s = hexs(p, n);
+    json_t *j = json_string(s);
+    free(s);
+    return j;
+}
+
+static json_t *jproof(const char *first, uint64_t a, const tally_proof *p)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < p->len; i++)
+        json_array_append_new(arr, jhex(p->path[i], 32));
+    return json_pack("{s:I, s:I, s:o}", first, (json_int_t)a, "size", (json_int_t)p->size,
+                     "proof", arr);
+}
+
+/* Signed checkpoint of db at size with origin, signed by priv as name. */
+static char *checkpoint(tally_db *db, uint64_t size, const char *origin, const char *name,
+                        const uint8_t *priv)
+{
+    uint8_t root[32];
+    char text[512];
+    static char out[8192];
+    CHECK_EQ_INT(tally_root_at(db, root, size), 0);
+    CHECK(checkpoint_format(text, sizeof text, origin, size, root) > 0);
+    CHECK(note_sign(out, sizeof out, text, name, priv) > 0);
+    return strdup(out);
+}
+
+/* Bundle pieces common to get/tx: tx header, tx proof, consistency, note. */
+static void add_tx_parts(json_t *b, tally_db *db, uint64_t tx, uint64_t trusted, uint64_t size)
+{
+    tally_tx_info t;
+    tally_proof p;
+    CHECK_EQ_INT(tally_tx_get(db, &t, tx), 0);
+    json_object_set_new(b, "tx", json_integer((json_int_t)tx));
+    json_object_set_new(b, "tx_header_hex", jhex(t.header, t.header_len));
+    CHECK_EQ_INT(tally_proof_tx(db, &p, tx, size), 0);
+    json_object_set_new(b, "tx_proof", jproof("index", tx - 1, &p));
+    if (trusted > 0) {
+        CHECK_EQ_INT(tally_proof_consistency(db, &p, trusted, size), 0);
+        json_object_set_new(b, "consistency", jproof("old", trusted, &p));
+    }
+    char *note = checkpoint(db, size, ORIGIN, KEYNAME, g_priv);
+    json_object_set_new(b, "checkpoint", json_string(note));
+    free(note);
+}
+
+/* A verified/get bundle for entry i of tx. */
+static json_t *get_bundle(tally_db *db, uint64_t tx, uint32_t i, uint64_t trusted, uint64_t size)
+{
+    tally_entry_view e;
+    tally_proof p;
+    CHECK_EQ_INT(tally_tx_entry(db, &e, tx, i), 0);
+    json_t *b = json_object();
+    json_object_set_new(b, "key", json_stringn(e.key, e.key_len));
+    json_object_set_new(b, "value", json_stringn(e.value, e.value_len));
+    json_object_set_new(b, "rev", json_integer(1));
+    json_object_set_new(b, "ts", json_string("2026-01-01T00:00:00Z"));
+    json_object_set_new(b, "entry", json_pack("{s:i, s:o, s:o}", "index", (int)i, "header_hex",
+                                               jhex(e.header, 12), "meta_hex",
+                                               jhex(e.meta, e.meta_len)));
+    CHECK_EQ_INT(tally_proof_entry(db, &p, tx, i), 0);
+    json_object_set_new(b, "entry_proof", jproof("index", i, &p));
+    add_tx_parts(b, db, tx, trusted, size);
+    return b;
+}
+
+static json_t *tx_bundle(tally_db *db, uint64_t tx, uint64_t trusted, uint64_t size)
+{
+    tally_tx_info t;
+    CHECK_EQ_INT(tally_tx_get(db, &t, tx), 0);
+    json_t *arr = json_array();
+    for (uint32_t i = 0; i < t.entry_count; i++) {
+        tally_entry_view e;
+        CHECK_EQ_INT(tally_tx_entry(db, &e, tx, i), 0);
+        json_array_append_new(arr, json_pack("{s:i, s:o, s:s%, s:s%, s:o}", "index", (int)i,
+                                             "header_hex", jhex(e.header, 12), "key",
+                                             (const char *)e.key, e.key_len, "value",
+                                             (const char *)(e.value_len ? e.value : ""),
+                                             e.value_len, "meta_hex",
+                                             jhex(e.meta, e.meta_len)));
+    }
+    json_t *b = json_object();
+    json_object_set_new(b, "entries", arr);
+    add_tx_parts(b, db, tx, trusted, size);
+    return b;
+}
+
+static void trust_at(tc_trust *t, tally_db *db, uint64_t size)
+{
+    memset(t, 0, sizeof *t);
+    snprintf(t->key_name, sizeof t->key_name, "%s", KEYNAME);
+    memcpy(t->pub, g_pub, 32);
+    snprintf(t->origin, sizeof t->origin, "%s", ORIGIN);
+    t->size = size;
+    if (size)
+        CHECK_EQ_INT(tally_root_at(db, t->root, size), 0);
+}
+
+/* Verifies b (consumed) against t and e; returns the result code. */
+static int run(const tc_trust *t, const tc_expect *e, json_t *b)
+{
+    char *s = json_dumps(b, JSON_COMPACT);
+    json_decref(b);
+    tc_bundle out;
+    char why[TC_WHY_MAX];
+    int rc = tc_verify_bundle(t, e, s, strlen(s), &out, why);
+    if (getenv("TEST_VERBOSE"))
+        fprintf(stderr, "  rc=%d %s\n", rc, why);
+    tc_bundle_free(&out);
+    free(s);
+    return rc;
+}
+
+/* Applies a proof mutation to obj[field]["proof"]: 0 drop last, 1 swap
+** first two, 2 append an extra element, 3 flip a bit of the first. */
+static void mutate_proof(json_t *b, const char *field, int how)
+{
+    json_t *arr = json_object_get(json_object_get(b, field), "proof");
+    size_t n = json_array_size(arr);
+    if (how == 0 && n > 0)
+        json_array_remove(arr, n - 1);
+    if (how == 1 && n > 1) {
+        json_t *a0 = json_incref(json_array_get(arr, 0));
+        json_array_remove(arr, 0);
+        json_array_insert_new(arr, 1, a0);
+    }
+    if (how == 2)
+        json_array_append_new(arr, json_string("00000000000000000000000000000000"
+                                               "00000000000000000000000000000000"));
+    if (how == 3 && n > 0) {
+        char s[65];
+        snprintf(s, sizeof s, "%s", json_string_value(json_array_get(arr, 0)));
+        s[0] = s[0] == '0' ? '1' : '0';
+        json_array_set_new(arr, 0, json_string(s));
+    }
+}
+
+static size_t proof_len(json_t *b, const char *field)
+{
+    return json_array_size(json_object_get(json_object_get(b, field), "proof"));
+}
+
+static tally_db *make_ledger(const char *dir, int variant)
+{
+    tally_db *db;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_EQ_INT(system(cmd), 0);
+    CHECK_EQ_INT(tally_db_open(&db, dir, NULL, NULL), 0);
+    for (int i = 1; i <= 21; i++) {
+        char k[32], v[32], k2[32], v2[32], k3[32];
+        snprintf(k, sizeof k, "key%d", i);
+        snprintf(v, sizeof v, "value%d%s", i, variant && i > 12 ? "-fork" : "");
+        snprintf(k2, sizeof k2, "other%d", i);
+        snprintf(v2, sizeof v2, "v%d", i);
+        snprintf(k3, sizeof k3, "third%d", i);
+        tally_entry e[3] = {
+            { .ns = TALLY_NS_KV, .key = k, .key_len = strlen(k), .value = v, .value_len = strlen(v) },
+            { .ns = TALLY_NS_KV, .key = k2, .key_len = strlen(k2), .value = v2, .value_len = strlen(v2),
+              .meta = "m", .meta_len = 1 },
+            { .ns = TALLY_NS_KV, .key = k3, .key_len = strlen(k3), .value = "x", .value_len = 1 },
+        };
+        CHECK_EQ_INT(tally_commit(db, NULL, e, (size_t)(i % 3) + 1, "tm", 2), 0);
+    }
+    /* tx 22: a tombstone of key1 */
+    tally_entry d = { .ns = TALLY_NS_KV, .deleted = 1, .key = "key1", .key_len = 4, .value = "" };
+    CHECK_EQ_INT(tally_commit(db, NULL, &d, 1, NULL, 0), 0);
+    return db;
+}
+
+static void test_get(tally_db *db, tally_db *fork)
+{
+    tc_trust t;
+    /* tx 11 has entries key11, other11, third11 (11 % 3 + 1 = 3). */
+    tc_expect e = { .kind = TC_GET, .key = "other11", .key_len = 7 };
+    trust_at(&t, db, 0);
+    CHECK_EQ_INT(run(&t, &e, get_bundle(db, 11, 1, 0, 20)), 0);
+    trust_at(&t, db, 13);
+    CHECK_EQ_INT(run(&t, &e, get_bundle(db, 11, 1, 13, 20)), 0);
+    trust_at(&t, db, 20);
+    CHECK_EQ_INT(run(&t, &e, get_bundle(db, 11, 1, 20, 20)), 0);   /* same size, same root */
+    json_t *b = get_bundle(db, 11, 1, 20, 20);
+    json_object_del(b, "consistency");
+    CHECK_EQ_INT(run(&t, &e, b), 0);                                /* none needed */
+
+    trust_at(&t, db, 13);
+    /* tampered value, key, meta, header, deleted flag */
+    b = get_bundle(db, 11, 1, 13, 20);
+    json_object_set_new(b, "value", json_string("v12"));
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+    b = get_bundle(db, 11, 1, 13, 20);
+    json_object_set_new(b, "value", json_string("v1"));            /* different length too */
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+    b = get_bundle(db, 11, 1, 13, 20);
+    json_object_del(b, "value");
+    json_object_set_new(b, "value_hex", json_string("763131"));    /* "v11" as hex: fine */
+    CHECK_EQ_INT(run(&t, &e, b), 0);
+    b = get_bundle(db, 11, 1, 13, 20);
+    json_object_set_new(b, "value_hex", json_string("763131"));    /* both forms: refused */
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+    b = get_bundle(db, 11, 1, 13, 20);
+    json_object_set_new(json_object_get(b, "entry"), "meta_hex", json_string("6e"));
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+    b = get_bundle(db, 11, 1, 13, 20);
+    json_object_set_new(json_object_get(b, "entry"), "meta_hex", json_string(""));
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);                 /* meta_len mismatch */
+    b = get_bundle(db, 11, 1, 13, 20);
+    json_object_set_new(b, "deleted", json_true());
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+    b = get_bundle(db, 11, 1, 13, 20);                              /* header flag flipped */
+    {
+        char h[25];
+        snprintf(h, sizeof h, "%s",
+                 json_string_value(json_object_get(json_object_get(b, "entry"), "header_hex")));
+        h[3] = '1';
+        json_object_set_new(json_object_get(b, "entry"), "header_hex", json_string(h));
+    }
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+    /* another key than asked: a valid proof of "key11" when "other11" was asked */
+    CHECK_EQ_INT(run(&t, &e, get_bundle(db, 11, 0, 13, 20)), TALLY_EBADPROOF);
+
+    /* wrong tx: claim differs from header; header of another tx */
+    b = get_bundle(db, 11, 1, 13, 20);
+    json_object_set_new(b, "tx", json_integer(12));
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+    b = get_bundle(db, 11, 1, 13, 20);
+    {
+        json_t *o = get_bundle(db, 14, 1, 13, 20);     /* tx 14 also has 3 entries */
+        json_object_set(b, "tx_header_hex", json_object_get(o, "tx_header_hex"));
+        json_object_set_new(b, "tx", json_integer(14));
+        json_decref(o);
+    }
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+    /* tampered tx header (the time) */
+    b = get_bundle(db, 11, 1, 13, 20);
+    {
+        char *h = strdup(json_string_value(json_object_get(b, "tx_header_hex")));
+        h[20] = h[20] == 'f' ? '0' : 'f';
+        json_object_set_new(b, "tx_header_hex", json_string(h));
+        free(h);
+    }
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+    /* wrong entry index (the proof's, the entry's, both) */
+    b = get_bundle(db, 11, 1, 13, 20);
+    json_object_set_new(json_object_get(b, "entry"), "index", json_integer(2));
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+    b = get_bundle(db, 11, 1, 13, 20);
+    json_object_set_new(json_object_get(b, "entry_proof"), "index", json_integer(0));
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+    b = get_bundle(db, 11, 1, 13, 20);
+    json_object_set_new(json_object_get(b, "entry"), "index", json_integer(0));
+    json_object_set_new(json_object_get(b, "entry_proof"), "index", json_integer(0));
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+    b = get_bundle(db, 11, 1, 13, 20);
+    json_object_set_new(json_object_get(b, "entry_proof"), "size", json_integer(4));
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+    b = get_bundle(db, 11, 1, 13, 20);
+    json_object_set_new(json_object_get(b, "tx_proof"), "size", json_integer(19));
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+
+    /* dropped / reordered / extra / flipped proof elements in each proof */
+    static const char *const proofs[3] = { "entry_proof", "tx_proof", "consistency" };
+    for (int f = 0; f < 3; f++)
+        for (int how = 0; how < 4; how++) {
+            b = get_bundle(db, 11, 1, 13, 20);
+            size_t before = proof_len(b, proofs[f]);
+            mutate_proof(b, proofs[f], how);
+            if (how == 1 && before < 2) {
+                json_decref(b);
+                continue;
+            }
+            CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+        }
+    b = get_bundle(db, 11, 1, 13, 20);
+    json_object_del(b, "consistency");                 /* needed: 13 -> 20 */
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+    b = get_bundle(db, 11, 1, 13, 20);
+    json_object_del(b, "tx_proof");
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+    b = get_bundle(db, 11, 1, 13, 20);
+    json_object_set_new(json_object_get(b, "consistency"), "old", json_integer(12));
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+
+    /* wrong origin; another key; another key name */
+    b = get_bundle(db, 11, 1, 13, 20);
+    {
+        char *n = checkpoint(db, 20, KEYNAME "/ledger/ffffffffffffffffffffffffffffffff", KEYNAME,
+                             g_priv);
+        json_object_set_new(b, "checkpoint", json_string(n));
+        free(n);
+    }
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+    b = get_bundle(db, 11, 1, 13, 20);
+    {
+        char *n = checkpoint(db, 20, ORIGIN, KEYNAME, g_priv2);
+        json_object_set_new(b, "checkpoint", json_string(n));
+        free(n);
+    }
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+    b = get_bundle(db, 11, 1, 13, 20);
+    {
+        char *n = checkpoint(db, 20, ORIGIN, "other.name", g_priv);
+        json_object_set_new(b, "checkpoint", json_string(n));
+        free(n);
+    }
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+
+    /* smaller size than trusted (rollback) */
+    trust_at(&t, db, 20);
+    CHECK_EQ_INT(run(&t, &e, get_bundle(db, 11, 1, 0, 15)), TALLY_EBADPROOF);
+    /* same size, other root: the trusted root is the fork's */
+    trust_at(&t, fork, 20);
+    CHECK_EQ_INT(run(&t, &e, get_bundle(db, 11, 1, 20, 20)), TALLY_EBADPROOF);
+    /* inconsistent history: trusted state from the fork at 15, proof 15 -> 21 */
+    trust_at(&t, fork, 15);
+    CHECK_EQ_INT(run(&t, &e, get_bundle(db, 11, 1, 15, 21)), TALLY_EBADPROOF);
+    trust_at(&t, db, 15);
+    CHECK_EQ_INT(run(&t, &e, get_bundle(db, 11, 1, 15, 21)), 0);
+
+    /* selectors: as-of tx, revision */
+    trust_at(&t, db, 0);
+    tc_expect es = e;
+    es.sel = TC_SEL_TX;
+    es.sel_val = 11;
+    CHECK_EQ_INT(run(&t, &es, get_bundle(db, 11, 1, 0, 20)), 0);
+    es.sel_val = 10;
+    CHECK_EQ_INT(run(&t, &es, get_bundle(db, 11, 1, 0, 20)), TALLY_EBADPROOF);
+    es.sel = TC_SEL_REV;
+    es.sel_val = 2;
+    CHECK_EQ_INT(run(&t, &es, get_bundle(db, 11, 1, 0, 20)), TALLY_EBADPROOF);
+
+    /* a tombstone: tx 22 deletes key1; "deleted" must be claimed */
+    tc_expect ed = { .kind = TC_GET, .key = "key1", .key_len = 4 };
+    b = get_bundle(db, 22, 0, 0, 22);
+    json_object_set_new(b, "deleted", json_true());
+    CHECK_EQ_INT(run(&t, &ed, b), 0);
+    CHECK_EQ_INT(run(&t, &ed, get_bundle(db, 22, 0, 0, 22)), TALLY_EBADPROOF);
+
+    /* duplicate JSON keys are refused (parser differentials) */
+    b = get_bundle(db, 11, 1, 0, 20);
+    char *s = json_dumps(b, JSON_COMPACT);
+    json_decref(b);
+    size_t n = strlen(s);
+    char *dup = malloc(n + 32);
+    snprintf(dup, n + 32, "{\"value\":\"evil\",%s", s + 1);
+    tc_bundle out;
+    char why[TC_WHY_MAX];
+    CHECK_EQ_INT(tc_verify_bundle(&t, &e, dup, strlen(dup), &out, why), TALLY_EBADPROOF);
+    tc_bundle_free(&out);
+    CHECK_EQ_INT(tc_verify_bundle(&t, &e, s, n, &out, why), 0);
+    CHECK(out.n_entries == 1 && out.tx == 11 && out.cp.size == 20 &&
+          out.entries[0].value_len == 3 && memcmp(out.entries[0].value, "v11", 3) == 0);
+    tc_bundle_free(&out);
+    CHECK_EQ_INT(tc_verify_bundle(&t, &e, "[]", 2, &out, why), TALLY_EBADPROOF);
+    CHECK_EQ_INT(tc_verify_bundle(&t, &e, s, n / 2, &out, why), TALLY_EBADPROOF);
+    free(dup);
+    free(s);
+}
+
+static void test_tx(tally_db *db)
+{
+    tc_trust t;
+    trust_at(&t, db, 10);
+    tc_expect e = { .kind = TC_TX, .tx = 14 };
+    CHECK_EQ_INT(run(&t, &e, tx_bundle(db, 14, 10, 20)), 0);
+    tc_expect e13 = { .kind = TC_TX, .tx = 13 };
+    CHECK_EQ_INT(run(&t, &e13, tx_bundle(db, 14, 10, 20)), TALLY_EBADPROOF); /* wrong tx */
+    json_t *b = tx_bundle(db, 14, 10, 20);
+    json_array_remove(json_object_get(b, "entries"), 2);                  /* dropped entry */
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+    b = tx_bundle(db, 14, 10, 20);                                        /* reordered */
+    {
+        json_t *arr = json_object_get(b, "entries");
+        json_t *a0 = json_incref(json_array_get(arr, 0));
+        json_array_remove(arr, 0);
+        json_array_append_new(arr, a0);
+        for (size_t i = 0; i < 3; i++)
+            json_object_set_new(json_array_get(arr, i), "index", json_integer((json_int_t)i));
+    }
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+    b = tx_bundle(db, 14, 10, 20);                                        /* tampered value */
+    json_object_set_new(json_array_get(json_object_get(b, "entries"), 2), "value",
+                        json_string("y"));
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+    b = tx_bundle(db, 14, 10, 20);                                        /* extra entry */
+    json_array_append_new(json_object_get(b, "entries"),
+                          json_deep_copy(json_array_get(json_object_get(b, "entries"), 0)));
+    CHECK_EQ_INT(run(&t, &e, b), TALLY_EBADPROOF);
+    tc_expect e22 = { .kind = TC_TX, .tx = 22 };
+    CHECK_EQ_INT(run(&t, &e22, tx_bundle(db, 22, 10, 22)), 0);            /* a tombstone */
+}
+
+static void test_set(tally_db *db)
+{
+    tc_trust t;
+    /* tx 14: key14=value14, other14=v14 (meta "m"), third14=x; tx meta "tm".
+    ** A set from this client never carries entry meta, so build the check
+    ** on tx 22 (a delete, no meta) and on a fresh single-entry tx 23. */
+    tally_entry e1 = { .ns = TALLY_NS_KV, .key = "fresh", .key_len = 5, .value = "val",
+                       .value_len = 3 };
+    uint64_t tx;
+    CHECK_EQ_INT(tally_commit(db, &tx, &e1, 1, "note", 4), 0);
+    CHECK_EQ_INT(tx, 23);
+    tc_sent s = { "fresh", 5, "val", 3, 0 };
+    tc_expect e = { .kind = TC_SET, .sent = &s, .n_sent = 1, .meta = "note", .meta_len = 4,
+                    .check_meta = 1 };
+    trust_at(&t, db, 20);
+    CHECK_EQ_INT(run(&t, &e, tx_bundle(db, 23, 20, 23)), 0);
+    json_t *b = tx_bundle(db, 23, 20, 23);
+    json_object_del(b, "entries"); /* the set bundle needs no entries: recomputed */
+    CHECK_EQ_INT(run(&t, &e, b), 0);
+    tc_sent s2 = { "fresh", 5, "vaX", 3, 0 };
+    tc_expect e2 = e;
+    e2.sent = &s2;
+    CHECK_EQ_INT(run(&t, &e2, tx_bundle(db, 23, 20, 23)), TALLY_EBADPROOF); /* not what was sent */
+    tc_expect e3 = e;
+    e3.meta = "nope";
+    CHECK_EQ_INT(run(&t, &e3, tx_bundle(db, 23, 20, 23)), TALLY_EBADPROOF); /* other metadata */
+    trust_at(&t, db, 23);
+    CHECK_EQ_INT(run(&t, &e, tx_bundle(db, 23, 23, 23)), TALLY_EBADPROOF);  /* replay: not new */
+    /* delete: tx 22 is a tombstone of key1 */
+    tc_sent sd = { "key1", 4, "", 0, 1 };
+    tc_expect ed = { .kind = TC_SET, .tx = 22, .sent = &sd, .n_sent = 1 };
+    trust_at(&t, db, 21);
+    CHECK_EQ_INT(run(&t, &ed, tx_bundle(db, 22, 21, 23)), 0);
+    tc_expect ed2 = ed;
+    ed2.tx = 21;
+    CHECK_EQ_INT(run(&t, &ed2, tx_bundle(db, 22, 21, 23)), TALLY_EBADPROOF);
+    tc_sent sd2 = { "key2", 4, "", 0, 1 };
+    ed2 = ed;
+    ed2.sent = &sd2;
+    CHECK_EQ_INT(run(&t, &ed2, tx_bundle(db, 22, 21, 23)), TALLY_EBADPROOF);
+}
+
+static void test_checkpoint(tally_db *db, tally_db *fork)
+{
+    tc_trust t;
+    tc_checkpoint cp;
+    char why[TC_WHY_MAX];
+    trust_at(&t, db, 7);
+    char *note = checkpoint(db, 20, ORIGIN, KEYNAME, g_priv);
+    tally_proof p;
+    CHECK_EQ_INT(tally_proof_consistency(db, &p, 7, 20), 0);
+    json_t *c = jproof("old", 7, &p);
+    char *cs = json_dumps(c, JSON_COMPACT);
+    CHECK_EQ_INT(tc_verify_checkpoint(&t, note, strlen(note), cs, strlen(cs), &cp, why), 0);
+    CHECK(cp.size == 20 && cp.note && strcmp(cp.note, note) == 0);
+    tc_checkpoint_free(&cp);
+    CHECK_EQ_INT(tc_verify_checkpoint(&t, note, strlen(note), NULL, 0, &cp, why),
+                 TALLY_EBADPROOF);                                   /* proof missing */
+    trust_at(&t, fork, 7);            /* another history (its commit times differ) */
+    CHECK_EQ_INT(tc_verify_checkpoint(&t, note, strlen(note), cs, strlen(cs), &cp, why),
+                 TALLY_EBADPROOF);
+    trust_at(&t, fork, 13);                                          /* diverged at 13 */
+    free(cs);
+    json_decref(c);
+    CHECK_EQ_INT(tally_proof_consistency(db, &p, 13, 20), 0);
+    c = jproof("old", 13, &p);
+    cs = json_dumps(c, JSON_COMPACT);
+    CHECK_EQ_INT(tc_verify_checkpoint(&t, note, strlen(note), cs, strlen(cs), &cp, why),
+                 TALLY_EBADPROOF);
+    trust_at(&t, db, 13);
+    CHECK_EQ_INT(tc_verify_checkpoint(&t, note, strlen(note), cs, strlen(cs), &cp, why), 0);
+    tc_checkpoint_free(&cp);
+    trust_at(&t, db, 21);
+    CHECK_EQ_INT(tc_verify_checkpoint(&t, note, strlen(note), NULL, 0, &cp, why),
+                 TALLY_EBADPROOF);                                   /* rollback */
+    /* tampered note text (size) */
+    char *bad = strdup(note);
+    char *nl = strchr(bad, '\n');
+    nl[1] = '3';
+    trust_at(&t, db, 0);
+    CHECK_EQ_INT(tc_verify_checkpoint(&t, bad, strlen(bad), NULL, 0, &cp, why),
+                 TALLY_EBADPROOF);
+    free(bad);
+    free(cs);
+    json_decref(c);
+    free(note);
+}
+
+int main(void)
+{
+    char dir[64], dir2[64];
+    snprintf(dir, sizeof dir, "/tmp/tally-tcv-%ld", (long)getpid());
+    snprintf(dir2, sizeof dir2, "/tmp/tally-tcv-fork-%ld", (long)getpid());
+    CHECK_EQ_INT(note_key_generate(g_priv, g_pub), 0);
+    CHECK_EQ_INT(note_key_generate(g_priv2, g_pub2), 0);
+    tally_db *db = make_ledger(dir, 0), *fork = make_ledger(dir2, 1);
+    test_get(db, fork);
+    test_tx(db);
+    test_checkpoint(db, fork);
+    test_set(db);
+    tally_db_close(db);
+    tally_db_close(fork);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir, dir2);
+    CHECK_EQ_INT(system(cmd), 0);
+    TEST_END("test_client_verify");
+}
