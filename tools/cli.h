@@ -170,6 +170,26 @@ void cli_hex(FILE *f, const void *p, size_t n);
 int cli_unhex(const char *s, size_t n, uint8_t *out);
 
 /* ---- cli_time.c ---- */
+/* cli_out.c: output shared by the embedded and the server mode */
+typedef struct cli_tx_head {
+    uint64_t tx, ts_ns;
+    const uint8_t *hash, *prev_hash, *entries_root;
+    uint32_t entry_count;
+} cli_tx_head;
+typedef struct cli_tx_item {
+    uint8_t ns;
+    int deleted;
+    const void *key, *value;
+    size_t key_len, value_len;
+    const uint8_t *leaf_hash;
+} cli_tx_item;
+struct cli_ctx;
+void cli_out_version(const struct cli_ctx *c, const char *key, const void *value, size_t value_len, uint64_t tx,
+                     uint64_t rev, uint64_t ts_ns);
+void cli_out_tx_head(const struct cli_ctx *c, const cli_tx_head *t);
+void cli_out_tx_item(const struct cli_ctx *c, uint32_t i, const cli_tx_item *e);
+void cli_out_tx_end(const struct cli_ctx *c);
+
 #define CLI_TIME_BUF 48
 /* "2026-11-22T10:00:00.000000000Z" */
 void cli_fmt_time(char buf[CLI_TIME_BUF], uint64_t ts_ns);

@@ -7,39 +7,9 @@
 #include <stdio.h>
 
 #include "cli.h"
+#include "util/text.h"
 
-/* Length of the UTF-8 sequence starting at s[0..n), or 0 if invalid
-** (overlong forms, surrogates and code points above U+10FFFF are invalid). */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
-    if (len == 0 || c > 0xf4 || len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    if (c == 0xe0 && s[1] < 0xa0) return 0; /* overlong */
-    if (c == 0xed && s[1] > 0x9f) return 0; /* surrogate */
-    if (c == 0xf0 && s[1] < 0x90) return 0; /* overlong */
-    if (c == 0xf4 && s[1] > 0x8f) return 0; /* > U+10FFFF */
-    return len;
-}
 
-int cli_utf8_valid(const void *p, size_t n)
-{
-    const unsigned char *s = p;
-    size_t i = 0;
-    while (i < n) {
-        size_t len = utf8_seq(s + i, n - i);
-        if (len == 0)
-            return 0;
-        i += len;
-    }
-    return 1;
-}
 
 void cli_json_str(FILE *f, const void *p, size_t n)
 {
@@ -114,23 +84,7 @@ void cli_plain_path(FILE *f, const uint8_t (*path)[TALLY_HASH_LEN], size_t len)
     }
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
+/* The shared implementations: src/util/text.c. */
+int cli_utf8_valid(const void *p, size_t n) { return tally_utf8_valid(p, n); }
 
-int cli_unhex(const char *s, size_t n, uint8_t *out)
-{
-    if (n % 2)
-        return -1;
-    for (size_t i = 0; i < n; i += 2) {
-        int hi = hexval(s[i]), lo = hexval(s[i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i / 2] = (uint8_t)(hi << 4 | lo);
-    }
-    return 0;
-}
+int cli_unhex(const char *s, size_t n, uint8_t *out) { return tally_hex_decode(s, n, out); }

@@ -59,18 +59,7 @@ int cli_cmd_set(cli_ctx *c)
 /* ---- get KEY [--tx N | --at TIME | --rev R] ---- */
 static void print_version(const cli_ctx *c, const char *key, const tally_version *v)
 {
-    if (!c->args->json) {
-        fwrite(v->value, 1, v->value_len, stdout);
-        putchar('\n');
-        return;
-    }
-    char ts[CLI_TIME_BUF];
-    cli_fmt_time(ts, v->ts_ns);
-    putchar('{');
-    cli_json_bytes(stdout, "key", key, strlen(key));
-    putchar(',');
-    cli_json_bytes(stdout, "value", v->value, v->value_len);
-    printf(",\"tx\":%" PRIu64 ",\"rev\":%" PRIu64 ",\"ts\":\"%s\"}\n", v->tx, v->rev, ts);
+    cli_out_version(c, key, v->value, v->value_len, v->tx, v->rev, v->ts_ns);
 }
 
 /* Resolves --tx / --at into as_of (0 = latest). Returns 0 or an exit code. */

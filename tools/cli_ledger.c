@@ -12,52 +12,6 @@
 #include "cli.h"
 
 /* ---- tx N ---- */
-static void print_entry(const cli_ctx *c, uint32_t i, const tally_entry_view *e)
-{
-    if (!c->args->json) {
-        printf("  [%" PRIu32 "] ", i);
-        fwrite(e->key, 1, e->key_len, stdout);
-        if (e->deleted) {
-            fputs(" (deleted)\n", stdout);
-            return;
-        }
-        fputs(" = ", stdout);
-        fwrite(e->value, 1, e->value_len, stdout);
-        putchar('\n');
-        return;
-    }
-    printf("%s{\"index\":%" PRIu32 ",\"ns\":%u,", i ? "," : "", i, (unsigned)e->ns);
-    cli_json_bytes(stdout, "key", e->key, e->key_len);
-    putchar(',');
-    cli_json_bytes(stdout, "value", e->value, e->value_len);
-    printf(",\"deleted\":%s,", e->deleted ? "true" : "false");
-    cli_json_hash(stdout, "leaf_hash", e->leaf_hash);
-    putchar('}');
-}
-
-static void print_tx_header(const cli_ctx *c, const tally_tx_info *t)
-{
-    char ts[CLI_TIME_BUF];
-    cli_fmt_time(ts, t->ts_ns);
-    if (!c->args->json) {
-        printf("tx: %" PRIu64 "\ntime: %s\nhash: ", t->tx, ts);
-        cli_hex(stdout, t->hash, TALLY_HASH_LEN);
-        fputs("\nprev_hash: ", stdout);
-        cli_hex(stdout, t->prev_hash, TALLY_HASH_LEN);
-        fputs("\nentries_root: ", stdout);
-        cli_hex(stdout, t->entries_root, TALLY_HASH_LEN);
-        printf("\nentries: %" PRIu32 "\n", t->entry_count);
-        return;
-    }
-    printf("{\"tx\":%" PRIu64 ",\"ts\":\"%s\",", t->tx, ts);
-    cli_json_hash(stdout, "hash", t->hash);
-    putchar(',');
-    cli_json_hash(stdout, "prev_hash", t->prev_hash);
-    putchar(',');
-    cli_json_hash(stdout, "entries_root", t->entries_root);
-    printf(",\"entry_count\":%" PRIu32 ",\"entries\":[", t->entry_count);
-}
-
 int cli_cmd_tx(cli_ctx *c)
 {
     uint64_t n;
@@ -73,15 +27,16 @@ int cli_cmd_tx(cli_ctx *c)
         if ((rc = tally_tx_entry(c->db, &e, n, i)) != TALLY_OK)
             return cli_fail(rc, "tx %" PRIu64 " entry %" PRIu32, n, i);
     }
-    print_tx_header(c, &t);
+    cli_tx_head head = {t.tx, t.ts_ns, t.hash, t.prev_hash, t.entries_root, t.entry_count};
+    cli_out_tx_head(c, &head);
     for (uint32_t i = 0; i < t.entry_count; i++) {
         tally_entry_view e;
         if ((rc = tally_tx_entry(c->db, &e, n, i)) != TALLY_OK)
             return cli_fail(rc, "tx %" PRIu64 " entry %" PRIu32, n, i);
-        print_entry(c, i, &e);
+        cli_tx_item it = {e.ns, e.deleted, e.key, e.value, e.key_len, e.value_len, e.leaf_hash};
+        cli_out_tx_item(c, i, &it);
     }
-    if (c->args->json)
-        fputs("]}\n", stdout);
+    cli_out_tx_end(c);
     return CLI_EXIT_OK;
 }
 

@@ -87,18 +87,7 @@ static int read_password(const char *prompt, char *buf, size_t cap)
 
 static void print_value(const cli_ctx *c, const char *key, const tally_client_version *v)
 {
-    if (!c->args->json) {
-        fwrite(v->value, 1, v->value_len, stdout);
-        putchar('\n');
-        return;
-    }
-    char ts[CLI_TIME_BUF];
-    cli_fmt_time(ts, v->ts_ns);
-    putchar('{');
-    cli_json_bytes(stdout, "key", key, strlen(key));
-    putchar(',');
-    cli_json_bytes(stdout, "value", v->value, v->value_len);
-    printf(",\"tx\":%" PRIu64 ",\"rev\":%" PRIu64 ",\"ts\":\"%s\"}\n", v->tx, v->rev, ts);
+    cli_out_version(c, key, v->value, v->value_len, v->tx, v->rev, v->ts_ns);
 }
 
 static void print_hash_line(const char *name, const uint8_t h[TALLY_HASH_LEN])
@@ -422,46 +411,14 @@ static int rcmd_scan(cli_ctx *c, tally_client *cl)
 
 static void print_tx(const cli_ctx *c, const tally_client_tx *t)
 {
-    char ts[CLI_TIME_BUF];
-    cli_fmt_time(ts, t->ts_ns);
-    if (!c->args->json) {
-        printf("tx: %" PRIu64 "\ntime: %s\n", t->tx, ts);
-        print_hash_line("hash", t->hash);
-        print_hash_line("prev_hash", t->prev_hash);
-        print_hash_line("entries_root", t->entries_root);
-        printf("entries: %" PRIu32 "\n", t->entry_count);
-        for (uint32_t i = 0; i < t->entry_count; i++) {
-            const tally_client_tx_entry *e = &t->entries[i];
-            printf("  [%" PRIu32 "] ", i);
-            fwrite(e->key, 1, e->key_len, stdout);
-            if (e->deleted) {
-                fputs(" (deleted)\n", stdout);
-                continue;
-            }
-            fputs(" = ", stdout);
-            fwrite(e->value, 1, e->value_len, stdout);
-            putchar('\n');
-        }
-        return;
-    }
-    printf("{\"tx\":%" PRIu64 ",\"ts\":\"%s\",", t->tx, ts);
-    cli_json_hash(stdout, "hash", t->hash);
-    putchar(',');
-    cli_json_hash(stdout, "prev_hash", t->prev_hash);
-    putchar(',');
-    cli_json_hash(stdout, "entries_root", t->entries_root);
-    printf(",\"entry_count\":%" PRIu32 ",\"entries\":[", t->entry_count);
+    cli_tx_head head = {t->tx, t->ts_ns, t->hash, t->prev_hash, t->entries_root, t->entry_count};
+    cli_out_tx_head(c, &head);
     for (uint32_t i = 0; i < t->entry_count; i++) {
         const tally_client_tx_entry *e = &t->entries[i];
-        printf("%s{\"index\":%" PRIu32 ",\"ns\":%u,", i ? "," : "", i, (unsigned)e->ns);
-        cli_json_bytes(stdout, "key", e->key, e->key_len);
-        putchar(',');
-        cli_json_bytes(stdout, "value", e->value, e->value_len);
-        printf(",\"deleted\":%s,", e->deleted ? "true" : "false");
-        cli_json_hash(stdout, "leaf_hash", e->leaf_hash);
-        putchar('}');
+        cli_tx_item it = {e->ns, e->deleted, e->key, e->value, e->key_len, e->value_len, e->leaf_hash};
+        cli_out_tx_item(c, i, &it);
     }
-    fputs("]}\n", stdout);
+    cli_out_tx_end(c);
 }
 
 static int rcmd_tx(cli_ctx *c, tally_client *cl)

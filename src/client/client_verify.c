@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "client/verify.h"
+#include "util/text.h"
 #include "log/record.h"
 #include "merkle/rfc6962.h"
 #include "util/sha256.h"
@@ -30,26 +31,7 @@ static int bad(char why[TC_WHY_MAX], const char *fmt, ...)
     return TALLY_EBADPROOF;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
 
-int tc_unhex(const char *s, size_t n, uint8_t *out)
-{
-    if (n % 2)
-        return -1;
-    for (size_t i = 0; i < n; i += 2) {
-        int hi = hexval(s[i]), lo = hexval(s[i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i / 2] = (uint8_t)(hi << 4 | lo);
-    }
-    return 0;
-}
 
 void tc_hex(char *out, const uint8_t *in, size_t n)
 {
@@ -579,3 +561,6 @@ char *tc_extract_checkpoint(const char *body, size_t len)
     json_decref(j);
     return s;
 }
+
+/* The shared implementation: src/util/text.c. */
+int tc_unhex(const char *s, size_t n, uint8_t *out) { return tally_hex_decode(s, n, out); }

@@ -1,0 +1,78 @@
+/*
+** cli_out.c — output formats shared by the embedded and the server mode
+** (`tally get`, `tally tx`), so both print byte-identical text and JSON.
+*/
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+void cli_out_version(const cli_ctx *c, const char *key, const void *value, size_t value_len, uint64_t tx,
+                     uint64_t rev, uint64_t ts_ns)
+{
+    if (!c->args->json) {
+        fwrite(value, 1, value_len, stdout);
+        putchar('\n');
+        return;
+    }
+    char ts[CLI_TIME_BUF];
+    cli_fmt_time(ts, ts_ns);
+    putchar('{');
+    cli_json_bytes(stdout, "key", key, strlen(key));
+    putchar(',');
+    cli_json_bytes(stdout, "value", value, value_len);
+    printf(",\"tx\":%" PRIu64 ",\"rev\":%" PRIu64 ",\"ts\":\"%s\"}\n", tx, rev, ts);
+}
+
+void cli_out_tx_head(const cli_ctx *c, const cli_tx_head *t)
+{
+    char ts[CLI_TIME_BUF];
+    cli_fmt_time(ts, t->ts_ns);
+    if (!c->args->json) {
+        printf("tx: %" PRIu64 "\ntime: %s\nhash: ", t->tx, ts);
+        cli_hex(stdout, t->hash, TALLY_HASH_LEN);
+        fputs("\nprev_hash: ", stdout);
+        cli_hex(stdout, t->prev_hash, TALLY_HASH_LEN);
+        fputs("\nentries_root: ", stdout);
+        cli_hex(stdout, t->entries_root, TALLY_HASH_LEN);
+        printf("\nentries: %" PRIu32 "\n", t->entry_count);
+        return;
+    }
+    printf("{\"tx\":%" PRIu64 ",\"ts\":\"%s\",", t->tx, ts);
+    cli_json_hash(stdout, "hash", t->hash);
+    putchar(',');
+    cli_json_hash(stdout, "prev_hash", t->prev_hash);
+    putchar(',');
+    cli_json_hash(stdout, "entries_root", t->entries_root);
+    printf(",\"entry_count\":%" PRIu32 ",\"entries\":[", t->entry_count);
+}
+
+void cli_out_tx_item(const cli_ctx *c, uint32_t i, const cli_tx_item *e)
+{
+    if (!c->args->json) {
+        printf("  [%" PRIu32 "] ", i);
+        fwrite(e->key, 1, e->key_len, stdout);
+        if (e->deleted) {
+            fputs(" (deleted)\n", stdout);
+            return;
+        }
+        fputs(" = ", stdout);
+        fwrite(e->value, 1, e->value_len, stdout);
+        putchar('\n');
+        return;
+    }
+    printf("%s{\"index\":%" PRIu32 ",\"ns\":%u,", i ? "," : "", i, (unsigned)e->ns);
+    cli_json_bytes(stdout, "key", e->key, e->key_len);
+    putchar(',');
+    cli_json_bytes(stdout, "value", e->value, e->value_len);
+    printf(",\"deleted\":%s,", e->deleted ? "true" : "false");
+    cli_json_hash(stdout, "leaf_hash", e->leaf_hash);
+    putchar('}');
+}
+
+void cli_out_tx_end(const cli_ctx *c)
+{
+    if (c->args->json)
+        fputs("]}\n", stdout);
+}
