@@ -86,8 +86,15 @@ test: deps $(B)/tally $(BS)/tally $(B)/tallyd $(BS)/tallyd $(TESTS) $(TESTS_S)
 test-long: deps $(B)/tally $(BS)/tally $(B)/tallyd $(BS)/tallyd $(TESTS) $(TESTS_S)
 	@TALLY_LONG=1 tests/run.sh
 
-bench: deps $(B)/bench $(B)/tally
+$(B)/bench_server: bench/bench_server.c $(LIBS)
+	@echo "  LINK    $@"
+	@$(CC) $(BASE) -O2 -g bench/bench_server.c $(LIBS) $(LDLIBS) -o $@
+
+# The engine against same-run limits and SQLite, then the server over HTTP
+# against PostgreSQL (bench/pg_compare.sh installs and starts it as root).
+bench: deps $(B)/bench $(B)/bench_server $(B)/tally $(B)/tallyd
 	@$(B)/bench
+	@$(B)/bench_server --tallyd $(B)/tallyd
 
 # libFuzzer over the parsers of untrusted bytes (needs clang); `make test`
 # already replays fuzz/corpus and a mutation stream without libFuzzer.
