@@ -170,6 +170,10 @@ void cli_hex(FILE *f, const void *p, size_t n);
 int cli_unhex(const char *s, size_t n, uint8_t *out);
 
 /* ---- cli_time.c ---- */
+/* cli_shell.c, cli_audit.c: commands with their own option parsing */
+int cli_shell_main(int argc, char **argv);
+int cli_audit_main(int argc, char **argv);
+
 /* cli_out.c: output shared by the embedded and the server mode */
 typedef struct cli_tx_head {
     uint64_t tx, ts_ns;

@@ -94,6 +94,11 @@ static void print_help(FILE *f)
             s += n + (s[n] == '\n');
         }
     }
+    fputs("  shell --server URL [--ledger NAME]\n"
+          "      an interactive session (login, use, set/get/history/scan/tx, current, help)\n"
+          "  audit --server URL --ledger NAME [--interval 10s] [--rehash] [--rounds N]\n"
+          "      keep checking that each new checkpoint extends the last trusted one;\n"
+          "      prints ALERT and exits 2 the moment one does not\n", f);
 }
 
 static int cmd_help(cli_ctx *c)
@@ -290,8 +295,41 @@ static int dispatch(cli_args *a, const char *name)
     return run(&c);
 }
 
+/* `shell` and `audit` parse their own options (tools/cli_shell.c,
+** tools/cli_audit.c). They may follow global options (`tally --server URL
+** shell`): the command word is moved to the front of the vector they get. */
+static int run_own_parser(int argc, char **argv, int *rc)
+{
+    static const char *takes_value[] = { "--server", "--ledger", "--server-key", "-D", NULL };
+    for (int i = 1; i < argc; i++) {
+        int is_value = 0;
+        for (int k = 0; takes_value[k]; k++)
+            is_value |= strcmp(argv[i - 1], takes_value[k]) == 0;
+        if (is_value || argv[i][0] == '-')
+            continue;
+        int shell = strcmp(argv[i], "shell") == 0, audit = strcmp(argv[i], "audit") == 0;
+        if (!shell && !audit)
+            return 0;
+        char **v = calloc((size_t)argc + 1, sizeof *v);
+        if (!v)
+            return 0;
+        int n = 0;
+        v[n++] = argv[i];
+        for (int k = 1; k < argc; k++)
+            if (k != i)
+                v[n++] = argv[k];
+        *rc = shell ? cli_shell_main(n, v) : cli_audit_main(n, v);
+        free(v);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    int own_rc;
+    if (run_own_parser(argc, argv, &own_rc))
+        return own_rc;
     cli_args a;
     const char *name;
     memset(&a, 0, sizeof a);

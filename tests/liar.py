@@ -1,0 +1,409 @@
+#!/usr/bin/env python3
+"""liar.py — a lying HTTP proxy in front of tallyd, for tests/t_liar.sh.
+
+    python3 tests/liar.py --listen PORT --upstream http://127.0.0.1:P
+                          [--alt-upstream http://127.0.0.1:Q] [--alt-ledger NAME]
+                          --mode MODE
+
+Forwards every request (method, path and query, headers including
+Authorization, body) to the upstream and returns its response, except that it
+lies according to MODE on the responses that matter: verified/* bundles,
+/checkpoint, proof/*, the ledger description (GET /v1/ledgers/L) and
+/v1/server. Standard library only; loopback only.
+
+Control (never forwarded):
+    POST /__liar/mode   body: the new mode (plain text or {"mode": "..."})
+    POST /__liar/alt    body: a new --alt-upstream URL
+    GET  /__liar/stats  {"mode", "lies", "requests"}: lies = responses changed
+
+MODE (an optional ":ARG" selects a variant):
+  none                    pass through (records responses for rollback/stale)
+  value                   rewrite the value in a bundle (verified/get; every
+                          entry of verified/tx and verified/set)
+  value_hex               replace "value" by a "value_hex" of other bytes
+  value_both              keep "value", add a contradicting "value_hex"
+  tx_header[:OFF]         flip a byte (default offset 10: ts) of tx_header_hex
+  entry_header[:OFF]      flip a byte (default 1: flags -> tombstone bit) of the
+                          entry's header_hex (every entry for verified/tx)
+  drop_proof:WHICH        drop one element of WHICH = tx | entry | consistency
+  reorder_proof:WHICH     swap the first two elements
+  extra_proof:WHICH       append an element
+                          (consistency also applies to GET proof/consistency,
+                          tx also to GET proof/inclusion)
+  tx_index[:only]         claim another tx id (tx+1 and tx_proof.index+1; with
+                          :only just "tx")
+  rollback                replay the first response recorded for the same
+                          request (verified/* and checkpoint; query without
+                          "trusted"): an older, smaller checkpoint
+  fork                    forward everything to --alt-upstream (same key and
+                          ledger id, other history)
+  same_size_other_root    the same as fork (t_liar sets up the alt upstream at
+                          the client's trusted size with another root)
+  swap_key                the same as fork (the alt upstream has its own key)
+  swap_identity           rewrite the ledger id in the description and in
+                          every checkpoint origin (breaks the signature)
+  swap_ledger             serve another ledger (--alt-ledger) of the same
+                          server: validly signed, other origin
+  other_key[:K]           verified/get of key K (default "a") instead of the
+                          requested key; the valid bundle is returned as is
+  wrong_version           verified/get without its tx/at/rev selector: the
+                          (valid) bundle of the latest version instead
+  other_tx                verified/tx/N answered with the bundle of tx N+1
+  bad_signature           flip a byte of every checkpoint signature
+  stale_checkpoint_fresh_proof
+                          put the last checkpoint seen before this mode was
+                          set into fresh bundles (proofs stay at the new size)
+"""
+import argparse
+import base64
+import hashlib
+import http.client
+import http.server
+import json
+import re
+import sys
+import threading
+import urllib.parse
+
+HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
+       "transfer-encoding", "upgrade", "host", "content-length"}
+LEDGER_RE = re.compile(r"^/v1/ledgers/([A-Za-z0-9._-]{1,64})(/.*)?$")
+
+
+class State:
+    def __init__(self, args):
+        self.lock = threading.Lock()
+        self.mode = args.mode
+        self.upstream = args.upstream
+        self.alt = args.alt_upstream
+        self.alt_ledger = args.alt_ledger
+        self.lies = 0
+        self.requests = 0
+        self.first = {}      # request key -> (status, ctype, body) of the first 200 response
+        self.last_cp = {}    # ledger -> last checkpoint note seen (any mode)
+        self.frozen_cp = {}  # ledger -> last_cp when the mode was last set
+
+
+def loopback(url):
+    u = urllib.parse.urlsplit(url)
+    if u.scheme != "http" or not u.hostname or not (u.hostname == "localhost" or u.hostname.startswith("127.")):
+        sys.exit("liar.py: upstream must be http://127.x.x.x:PORT (loopback only): %s" % url)
+    return u.hostname, u.port or 80
+
+
+def flip_hex(h, off):
+    b = bytearray(bytes.fromhex(h))
+    if not b:
+        return h
+    off = min(off, len(b) - 1)
+    b[off] ^= 0x01
+    return b.hex()
+
+
+def bad_sig_note(note):
+    out = []
+    for line in note.split("\n"):
+        if line.startswith("\u2014 "):
+            parts = line.split(" ")
+            raw = bytearray(base64.b64decode(parts[-1]))
+            if len(raw) > 10:
+                raw[10] ^= 0x01
+            parts[-1] = base64.b64encode(bytes(raw)).decode()
+            line = " ".join(parts)
+        out.append(line)
+    return "\n".join(out)
+
+
+def fake_id(i):
+    return hashlib.sha256(("liar" + i).encode()).hexdigest()[:32]
+
+
+def swap_origin(note):
+    lines = note.split("\n")
+    m = re.match(r"^(.*/ledger/)([0-9a-f]{32})$", lines[0]) if lines else None
+    if m:
+        lines[0] = m.group(1) + fake_id(m.group(2))
+    return "\n".join(lines)
+
+
+class Liar:
+    def __init__(self, st):
+        self.st = st
+
+    def proofs(self, kind, path, j, which):
+        """The proof arrays of j that `which` names."""
+        out = []
+        if kind == "bundle":
+            name = {"tx": "tx_proof", "entry": "entry_proof", "consistency": "consistency"}.get(which)
+            if name and isinstance(j.get(name), dict) and isinstance(j[name].get("proof"), list):
+                out.append(j[name]["proof"])
+        elif kind == "proof":
+            if (which == "consistency" and path.endswith("/proof/consistency")) or \
+               (which == "tx" and path.endswith("/proof/inclusion")):
+                if isinstance(j.get("proof"), list):
+                    out.append(j["proof"])
+        return out
+
+    def lie(self, mode, arg, kind, ledger, path, body):
+        """Returns the new body (bytes) or None (unchanged)."""
+        st = self.st
+        if kind == "checkpoint":
+            note = body.decode()
+            if mode == "bad_signature":
+                return bad_sig_note(note).encode()
+            if mode == "swap_identity":
+                return swap_origin(note).encode()
+            return None
+        try:
+            j = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(j, dict):
+            return None
+        before = json.dumps(j, sort_keys=True)
+        if kind == "describe":
+            if mode == "swap_identity" and "id" in j:
+                new = fake_id(j["id"])
+                if isinstance(j.get("origin"), str):
+                    j["origin"] = j["origin"].replace(j["id"], new)
+                j["id"] = new
+            if mode == "swap_ledger" and ledger:
+                j["name"] = ledger
+        elif kind == "server":
+            pass  # swap_key serves /v1/server from the alt upstream
+        elif kind in ("bundle", "proof"):
+            entries = j.get("entries") if isinstance(j.get("entries"), list) else []
+            if kind == "bundle" and mode == "value":
+                targets = [j] if ("value" in j or "value_hex" in j) else entries
+                for t in targets:
+                    if "value" in t:
+                        t["value"] = t["value"] + "LIE" if t["value"] != "LIE" else "TRUTH"
+                    elif "value_hex" in t:
+                        t["value_hex"] = t["value_hex"] + "00"
+            elif kind == "bundle" and mode == "value_hex":
+                targets = [j] if ("value" in j or "value_hex" in j) else entries
+                for t in targets:
+                    if "value" in t:
+                        t["value_hex"] = (t.pop("value").encode() + b"\xff").hex()
+                    elif "value_hex" in t:
+                        t["value_hex"] = t["value_hex"] + "ff"
+            elif kind == "bundle" and mode == "value_both":
+                targets = [j] if "value" in j else entries
+                for t in targets:
+                    if "value" in t:
+                        t["value_hex"] = (b"LIE" + t["value"].encode()).hex()
+            elif kind == "bundle" and mode == "tx_header" and "tx_header_hex" in j:
+                j["tx_header_hex"] = flip_hex(j["tx_header_hex"], int(arg or 10))
+            elif kind == "bundle" and mode == "entry_header":
+                off = int(arg or 1)
+                if isinstance(j.get("entry"), dict) and "header_hex" in j["entry"]:
+                    j["entry"]["header_hex"] = flip_hex(j["entry"]["header_hex"], off)
+                for e in entries:
+                    if "header_hex" in e:
+                        e["header_hex"] = flip_hex(e["header_hex"], off)
+            elif mode in ("drop_proof", "reorder_proof", "extra_proof"):
+                for p in self.proofs(kind, path, j, arg or "tx"):
+                    if mode == "drop_proof" and p:
+                        del p[len(p) // 2]
+                    elif mode == "reorder_proof" and len(p) >= 2:
+                        p[0], p[1] = p[1], p[0]
+                    elif mode == "extra_proof":
+                        p.append(hashlib.sha256(b"extra").hexdigest())
+            elif kind == "bundle" and mode == "tx_index" and isinstance(j.get("tx"), int):
+                j["tx"] += 1
+                if arg != "only" and isinstance(j.get("tx_proof"), dict):
+                    j["tx_proof"]["index"] = j["tx_proof"].get("index", 0) + 1
+            elif kind == "bundle" and mode == "bad_signature" and isinstance(j.get("checkpoint"), str):
+                j["checkpoint"] = bad_sig_note(j["checkpoint"])
+            elif kind == "bundle" and mode == "swap_identity" and isinstance(j.get("checkpoint"), str):
+                j["checkpoint"] = swap_origin(j["checkpoint"])
+            elif kind == "bundle" and mode == "stale_checkpoint_fresh_proof":
+                with st.lock:
+                    old = st.frozen_cp.get(ledger)
+                if old and isinstance(j.get("checkpoint"), str):
+                    j["checkpoint"] = old
+        if json.dumps(j, sort_keys=True) == before:
+            return None
+        return json.dumps(j).encode()
+
+
+def classify(method, path):
+    """(kind, ledger, rest): kind is server, describe, checkpoint, bundle, proof or other."""
+    if path == "/v1/server":
+        return "server", None, ""
+    m = LEDGER_RE.match(path)
+    if not m:
+        return "other", None, ""
+    ledger, rest = m.group(1), m.group(2) or ""
+    if rest == "" and method == "GET":
+        return "describe", ledger, rest
+    if rest == "/checkpoint":
+        return "checkpoint", ledger, rest
+    if rest.startswith("/verified/"):
+        return "bundle", ledger, rest
+    if rest.startswith("/proof/"):
+        return "proof", ledger, rest
+    return "other", ledger, rest
+
+
+def make_handler(st):
+    liar = Liar(st)
+
+    class H(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, fmt, *a):
+            pass
+
+        def read_body(self):
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                out = b""
+                while True:
+                    n = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if n == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass
+                        return out
+                    out += self.rfile.read(n)
+                    self.rfile.readline()
+            n = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(n) if n else b""
+
+        def reply(self, status, ctype, body, extra=()):
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in extra:
+                self.send_header(k, v)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def control(self, body):
+            if self.path.startswith("/__liar/mode") and self.command == "POST":
+                t = body.decode().strip()
+                try:
+                    t = json.loads(t)["mode"]
+                except (ValueError, KeyError, TypeError):
+                    pass
+                with st.lock:
+                    st.mode = t
+                    st.frozen_cp = dict(st.last_cp)
+                return self.reply(200, "application/json", json.dumps({"mode": t}).encode())
+            if self.path.startswith("/__liar/alt") and self.command == "POST":
+                t = body.decode().strip()
+                loopback(t)
+                with st.lock:
+                    st.alt = t
+                return self.reply(200, "application/json", json.dumps({"alt": t}).encode())
+            with st.lock:
+                s = {"mode": st.mode, "lies": st.lies, "requests": st.requests}
+            return self.reply(200, "application/json", json.dumps(s).encode())
+
+        def handle_any(self):
+            body = self.read_body()
+            if self.path.startswith("/__liar/"):
+                return self.control(body)
+            with st.lock:
+                st.requests += 1
+                full = st.mode
+            mode, _, arg = full.partition(":")
+            u = urllib.parse.urlsplit(self.path)
+            path, query = u.path, u.query
+            kind, ledger, rest = classify(self.command, path)
+            upstream = st.alt if mode in ("fork", "same_size_other_root", "swap_key") and st.alt else st.upstream
+            fwd_path = self.path
+            if mode == "swap_ledger" and ledger and st.alt_ledger and kind in ("describe", "checkpoint", "bundle", "proof"):
+                fwd_path = "/v1/ledgers/" + st.alt_ledger + rest + ("?" + query if query else "")
+                with st.lock:
+                    st.lies += 1
+            if kind == "bundle" and mode in ("other_key", "wrong_version", "other_tx"):
+                q = urllib.parse.parse_qsl(query, keep_blank_values=True)
+                if mode == "other_key" and rest == "/verified/get":
+                    q = [(k, (arg or "a") if k == "key" else v) for k, v in q]
+                elif mode == "wrong_version" and rest == "/verified/get":
+                    q = [(k, v) for k, v in q if k not in ("tx", "at", "rev")]
+                nrest = rest
+                m2 = re.match(r"^/verified/tx/(\d+)$", rest)
+                if mode == "other_tx" and m2:
+                    nrest = "/verified/tx/%d" % (int(m2.group(1)) + 1)
+                nq = urllib.parse.urlencode(q)
+                if nq != query or nrest != rest:
+                    fwd_path = "/v1/ledgers/" + ledger + nrest + ("?" + nq if nq else "")
+                    with st.lock:
+                        st.lies += 1
+            host, port = loopback(upstream)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
+            headers["Host"] = "%s:%d" % (host, port)
+            try:
+                c = http.client.HTTPConnection(host, port, timeout=60)
+                c.request(self.command, fwd_path, body=body if body or self.command in ("POST", "PUT") else None,
+                          headers=headers)
+                r = c.getresponse()
+                rbody = r.read()
+                status, ctype = r.status, r.getheader("Content-Type", "application/json")
+                c.close()
+            except OSError as e:
+                return self.reply(502, "application/json",
+                                  json.dumps({"error": {"code": "bad_gateway", "message": str(e)}}).encode())
+            # Record (before lying) what the real server said.
+            rkey = None
+            if status == 200 and kind in ("bundle", "checkpoint"):
+                q = [(k, v) for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True) if k != "trusted"]
+                rkey = (self.command, path, urllib.parse.urlencode(q))
+                note = None
+                if kind == "checkpoint":
+                    note = rbody.decode("utf-8", "replace")
+                else:
+                    try:
+                        note = json.loads(rbody).get("checkpoint")
+                    except (ValueError, AttributeError):
+                        note = None
+                with st.lock:
+                    if mode not in ("rollback",) and upstream == st.upstream and mode != "swap_ledger":
+                        st.first.setdefault(rkey, (status, ctype, rbody))
+                        if note:
+                            st.last_cp[ledger] = note
+            new = None
+            if status == 200 and mode != "none":
+                if mode == "rollback" and rkey is not None:
+                    with st.lock:
+                        rec = st.first.get(rkey)
+                    if rec and rec[2] != rbody:
+                        new = rec[2]
+                elif kind != "other":
+                    new = liar.lie(mode, arg, kind, ledger, path, rbody)
+            if new is not None:
+                with st.lock:
+                    st.lies += 1
+                rbody = new
+            self.reply(status, ctype, rbody)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = handle_any
+
+    return H
+
+
+def main():
+    ap = argparse.ArgumentParser(description="lying proxy for tallyd (tests only)")
+    ap.add_argument("--listen", type=int, required=True, help="port on 127.0.0.1 (0: any; printed)")
+    ap.add_argument("--upstream", required=True)
+    ap.add_argument("--alt-upstream", default=None)
+    ap.add_argument("--alt-ledger", default=None)
+    ap.add_argument("--mode", default="none")
+    args = ap.parse_args()
+    loopback(args.upstream)
+    if args.alt_upstream:
+        loopback(args.alt_upstream)
+    st = State(args)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", args.listen), make_handler(st))
+    srv.daemon_threads = True
+    print("liar listening on http://127.0.0.1:%d mode %s" % (srv.server_address[1], args.mode), flush=True)
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
