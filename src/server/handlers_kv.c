@@ -252,9 +252,15 @@ int h_get(srv_req *r)
 /* ---- history ---- */
 static int history_cb(void *ctx, const void *key, size_t key_len, const tally_version *v)
 {
+    /* {"rev","tx","value","deleted","ts"}: the order of `tally history --json` */
+    char ts[SRV_TIME_BUF];
+    srv_fmt_time(ts, v->ts_ns);
     json_t *o = json_object();
-    if (!o || set_version(o, v) < 0 ||
-        json_object_set_new(o, "deleted", json_boolean(v->deleted)) < 0) {
+    if (!o || json_object_set_new(o, "rev", json_integer((json_int_t)v->rev)) < 0 ||
+        json_object_set_new(o, "tx", json_integer((json_int_t)v->tx)) < 0 ||
+        srv_json_set_bytes(o, "value", v->value, v->deleted ? 0 : v->value_len) < 0 ||
+        json_object_set_new(o, "deleted", json_boolean(v->deleted)) < 0 ||
+        json_object_set_new(o, "ts", json_string(ts)) < 0) {
         json_decref(o);
         return 1;
     }

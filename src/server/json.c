@@ -32,15 +32,16 @@
 
 int srv_name_valid(const char *s)
 {
-    size_t n = 0;
+    size_t n = 0, dots = 0; /* a name of dots only ("..") cannot travel in a URL path */
     for (; s[n]; n++) {
+        dots += s[n] == '.';
         char c = s[n];
         int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                  c == '.' || c == '_' || c == '-';
         if (!ok || n >= SRV_NAME_LEN_MAX)
             return 0;
     }
-    return n >= 1;
+    return n >= 1 && dots < n;
 }
 
 
