@@ -187,12 +187,11 @@ typedef struct cli_tx_item {
     size_t key_len, value_len;
     const uint8_t *leaf_hash;
 } cli_tx_item;
-struct cli_ctx;
-void cli_out_version(const struct cli_ctx *c, const char *key, const void *value, size_t value_len, uint64_t tx,
-                     uint64_t rev, uint64_t ts_ns);
-void cli_out_tx_head(const struct cli_ctx *c, const cli_tx_head *t);
-void cli_out_tx_item(const struct cli_ctx *c, uint32_t i, const cli_tx_item *e);
-void cli_out_tx_end(const struct cli_ctx *c);
+void cli_out_version(int json, const char *key, const void *value, size_t value_len, uint64_t tx, uint64_t rev,
+                     uint64_t ts_ns);
+void cli_out_tx_head(int json, const cli_tx_head *t);
+void cli_out_tx_item(int json, uint32_t i, const cli_tx_item *e);
+void cli_out_tx_end(int json);
 
 #define CLI_TIME_BUF 48
 /* "2026-11-22T10:00:00.000000000Z" */

@@ -59,7 +59,7 @@ int cli_cmd_set(cli_ctx *c)
 /* ---- get KEY [--tx N | --at TIME | --rev R] ---- */
 static void print_version(const cli_ctx *c, const char *key, const tally_version *v)
 {
-    cli_out_version(c, key, v->value, v->value_len, v->tx, v->rev, v->ts_ns);
+    cli_out_version(c->args->json, key, v->value, v->value_len, v->tx, v->rev, v->ts_ns);
 }
 
 /* Resolves --tx / --at into as_of (0 = latest). Returns 0 or an exit code. */

@@ -28,15 +28,15 @@ int cli_cmd_tx(cli_ctx *c)
             return cli_fail(rc, "tx %" PRIu64 " entry %" PRIu32, n, i);
     }
     cli_tx_head head = {t.tx, t.ts_ns, t.hash, t.prev_hash, t.entries_root, t.entry_count};
-    cli_out_tx_head(c, &head);
+    cli_out_tx_head(c->args->json, &head);
     for (uint32_t i = 0; i < t.entry_count; i++) {
         tally_entry_view e;
         if ((rc = tally_tx_entry(c->db, &e, n, i)) != TALLY_OK)
             return cli_fail(rc, "tx %" PRIu64 " entry %" PRIu32, n, i);
         cli_tx_item it = {e.ns, e.deleted, e.key, e.value, e.key_len, e.value_len, e.leaf_hash};
-        cli_out_tx_item(c, i, &it);
+        cli_out_tx_item(c->args->json, i, &it);
     }
-    cli_out_tx_end(c);
+    cli_out_tx_end(c->args->json);
     return CLI_EXIT_OK;
 }
 

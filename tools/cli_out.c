@@ -1,6 +1,6 @@
 /*
 ** cli_out.c — output formats shared by the embedded and the server mode
-** (`tally get`, `tally tx`), so both print byte-identical text and JSON.
+** (`tally get`, `tally tx`) and the shell, so all print the same text and JSON.
 */
 #include <inttypes.h>
 #include <stdio.h>
@@ -8,10 +8,10 @@
 
 #include "cli.h"
 
-void cli_out_version(const cli_ctx *c, const char *key, const void *value, size_t value_len, uint64_t tx,
+void cli_out_version(int json, const char *key, const void *value, size_t value_len, uint64_t tx,
                      uint64_t rev, uint64_t ts_ns)
 {
-    if (!c->args->json) {
+    if (!json) {
         fwrite(value, 1, value_len, stdout);
         putchar('\n');
         return;
@@ -25,11 +25,11 @@ void cli_out_version(const cli_ctx *c, const char *key, const void *value, size_
     printf(",\"tx\":%" PRIu64 ",\"rev\":%" PRIu64 ",\"ts\":\"%s\"}\n", tx, rev, ts);
 }
 
-void cli_out_tx_head(const cli_ctx *c, const cli_tx_head *t)
+void cli_out_tx_head(int json, const cli_tx_head *t)
 {
     char ts[CLI_TIME_BUF];
     cli_fmt_time(ts, t->ts_ns);
-    if (!c->args->json) {
+    if (!json) {
         printf("tx: %" PRIu64 "\ntime: %s\nhash: ", t->tx, ts);
         cli_hex(stdout, t->hash, TALLY_HASH_LEN);
         fputs("\nprev_hash: ", stdout);
@@ -48,9 +48,9 @@ void cli_out_tx_head(const cli_ctx *c, const cli_tx_head *t)
     printf(",\"entry_count\":%" PRIu32 ",\"entries\":[", t->entry_count);
 }
 
-void cli_out_tx_item(const cli_ctx *c, uint32_t i, const cli_tx_item *e)
+void cli_out_tx_item(int json, uint32_t i, const cli_tx_item *e)
 {
-    if (!c->args->json) {
+    if (!json) {
         printf("  [%" PRIu32 "] ", i);
         fwrite(e->key, 1, e->key_len, stdout);
         if (e->deleted) {
@@ -71,8 +71,8 @@ void cli_out_tx_item(const cli_ctx *c, uint32_t i, const cli_tx_item *e)
     putchar('}');
 }
 
-void cli_out_tx_end(const cli_ctx *c)
+void cli_out_tx_end(int json)
 {
-    if (c->args->json)
+    if (json)
         fputs("]}\n", stdout);
 }

@@ -87,7 +87,7 @@ static int read_password(const char *prompt, char *buf, size_t cap)
 
 static void print_value(const cli_ctx *c, const char *key, const tally_client_version *v)
 {
-    cli_out_version(c, key, v->value, v->value_len, v->tx, v->rev, v->ts_ns);
+    cli_out_version(c->args->json, key, v->value, v->value_len, v->tx, v->rev, v->ts_ns);
 }
 
 static void print_hash_line(const char *name, const uint8_t h[TALLY_HASH_LEN])
@@ -412,13 +412,13 @@ static int rcmd_scan(cli_ctx *c, tally_client *cl)
 static void print_tx(const cli_ctx *c, const tally_client_tx *t)
 {
     cli_tx_head head = {t->tx, t->ts_ns, t->hash, t->prev_hash, t->entries_root, t->entry_count};
-    cli_out_tx_head(c, &head);
+    cli_out_tx_head(c->args->json, &head);
     for (uint32_t i = 0; i < t->entry_count; i++) {
         const tally_client_tx_entry *e = &t->entries[i];
         cli_tx_item it = {e->ns, e->deleted, e->key, e->value, e->key_len, e->value_len, e->leaf_hash};
-        cli_out_tx_item(c, i, &it);
+        cli_out_tx_item(c->args->json, i, &it);
     }
-    cli_out_tx_end(c);
+    cli_out_tx_end(c->args->json);
 }
 
 static int rcmd_tx(cli_ctx *c, tally_client *cl)

@@ -667,47 +667,17 @@ static int sh_scan(shell *s, int argc, char **argv)
 
 static void print_tx(shell *s, const tally_client_tx *t)
 {
-    char ts[CLI_TIME_BUF];
-    cli_fmt_time(ts, t->ts_ns);
-    if (s->json) {
-        printf("{\"tx\":%" PRIu64 ",\"ts\":\"%s\",", t->tx, ts);
-        cli_json_hash(stdout, "hash", t->hash);
-        putchar(',');
-        cli_json_hash(stdout, "prev_hash", t->prev_hash);
-        putchar(',');
-        cli_json_hash(stdout, "entries_root", t->entries_root);
-        printf(",\"entry_count\":%" PRIu32 ",\"entries\":[", t->entry_count);
-        for (uint32_t i = 0; i < t->entry_count; i++) {
-            const tally_client_tx_entry *e = &t->entries[i];
-            printf("%s{\"index\":%" PRIu32 ",\"ns\":%u,", i ? "," : "", i, (unsigned)e->ns);
-            cli_json_bytes(stdout, "key", e->key, e->key_len);
-            putchar(',');
-            cli_json_bytes(stdout, "value", e->value, e->value_len);
-            printf(",\"deleted\":%s,", e->deleted ? "true" : "false");
-            cli_json_hash(stdout, "leaf_hash", e->leaf_hash);
-            putchar('}');
-        }
-        fputs("],\"verified\":true}\n", stdout);
-        return;
-    }
-    printf("tx: %" PRIu64 "\ntime: %s\n", t->tx, ts);
-    hash_line("hash: ", t->hash);
-    hash_line("prev_hash: ", t->prev_hash);
-    hash_line("entries_root: ", t->entries_root);
-    printf("entries: %" PRIu32 "\n", t->entry_count);
+    cli_tx_head head = {t->tx, t->ts_ns, t->hash, t->prev_hash, t->entries_root, t->entry_count};
+    cli_out_tx_head(s->json, &head);
     for (uint32_t i = 0; i < t->entry_count; i++) {
         const tally_client_tx_entry *e = &t->entries[i];
-        printf("  [%" PRIu32 "] ", i);
-        fwrite(e->key, 1, e->key_len, stdout);
-        if (e->deleted) {
-            fputs(" (deleted)\n", stdout);
-            continue;
-        }
-        fputs(" = ", stdout);
-        fwrite(e->value, 1, e->value_len, stdout);
-        putchar('\n');
+        cli_tx_item it = {e->ns, e->deleted, e->key, e->value, e->key_len, e->value_len, e->leaf_hash};
+        cli_out_tx_item(s->json, i, &it);
     }
-    puts("  (verified: included in the checkpoint, entries root recomputed)");
+    if (s->json)
+        fputs("],\"verified\":true}\n", stdout);
+    else
+        puts("  (verified: included in the checkpoint, entries root recomputed)");
 }
 
 static int sh_tx(shell *s, int argc, char **argv)
