@@ -183,6 +183,15 @@ void log_close(tlog *log) {
 }
 
 uint64_t log_start_pos(const tlog *log) { (void)log; return LOG_POS(0, LOG_SEG_HDR_LEN); }
+void log_prefault(const tlog *log, uint32_t s) {
+#ifdef MADV_POPULATE_READ
+    const segment *sg = &log->segs[s];
+    if (sg->map && sg->size) (void)madvise(sg->map, sg->size, MADV_POPULATE_READ);
+#else
+    (void)log, (void)s;
+#endif
+}
+
 uint32_t log_segment_count(const tlog *log) { return atomic_load(&log->nseg); }
 uint64_t log_segment_size(const tlog *log, uint32_t s) { return log->segs[s].size; }
 const uint8_t *log_ptr(const tlog *log, uint64_t pos) { return log->segs[LOG_SEG(pos)].map + LOG_OFF(pos); }

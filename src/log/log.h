@@ -76,6 +76,9 @@ int log_writev_at(tlog *log, uint64_t pos, const struct iovec *iov, int iovcnt);
 int log_sync(tlog *log);
 /* Pointer to the byte at pos (a written position). */
 const uint8_t *log_ptr(const tlog *log, uint64_t pos);
+/* Asks the kernel to map every written page of segment s now (one call
+** instead of a page fault per 4 KiB on a full scan). Best effort. */
+void log_prefault(const tlog *log, uint32_t s);
 /* Number of segments. */
 uint32_t log_segment_count(const tlog *log);
 /* Size in bytes of segment s (file length as written). */
