@@ -19,6 +19,8 @@
 **       id must be 32 lowercase hex, names are escaped.
 */
 #include <errno.h>
+#include <signal.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -108,9 +110,38 @@ static int fsync_dir_of(const char *path)
     return rc;
 }
 
+/* Removes "<path>.tmp.<pid>" files left by processes that died mid-write
+** (kill -9 between open and rename). A live pid's file is left alone. */
+static void sweep_stale_tmp(const char *path)
+{
+    char dir[TC_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return;
+    *slash = '\0';
+    const char *base = path + (slash - dir) + 1;
+    size_t bl = strlen(base);
+    DIR *d = opendir(dir);
+    for (struct dirent *de; d && (de = readdir(d));) {
+        if (strncmp(de->d_name, base, bl) != 0 || strncmp(de->d_name + bl, ".tmp.", 5) != 0)
+            continue;
+        char *end;
+        long pid = strtol(de->d_name + bl + 5, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char stale[TC_PATH_MAX + 300];
+        snprintf(stale, sizeof stale, "%s/%s", dir, de->d_name);
+        unlink(stale);
+    }
+    if (d)
+        closedir(d);
+}
+
 int tc_write_atomic(const char *path, const void *data, size_t len, unsigned mode, int excl)
 {
     char tmp[TC_PATH_MAX + 32];
+    sweep_stale_tmp(path);
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
     if (fd < 0)
