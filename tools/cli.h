@@ -192,6 +192,11 @@ void cli_out_version(int json, const char *key, const void *value, size_t value_
 void cli_out_tx_head(int json, const cli_tx_head *t);
 void cli_out_tx_item(int json, uint32_t i, const cli_tx_item *e);
 void cli_out_tx_end(int json);
+/* One revision of `history` (first: no leading comma in JSON). */
+void cli_out_revision(int json, int first, uint64_t rev, uint64_t tx, uint64_t ts_ns, int deleted, const void *value,
+                      size_t value_len);
+/* `state`: {"tx":N,"root":"hex"} or two lines. */
+void cli_out_state(int json, uint64_t size, const uint8_t root[TALLY_HASH_LEN]);
 
 #define CLI_TIME_BUF 48
 /* "2026-11-22T10:00:00.000000000Z" */

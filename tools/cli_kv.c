@@ -178,20 +178,7 @@ static int collect(void *ctx, const void *key, size_t key_len, const tally_versi
 
 static void print_revision(const cli_ctx *c, const tally_version *v, int first)
 {
-    char ts[CLI_TIME_BUF];
-    cli_fmt_time(ts, v->ts_ns);
-    if (!c->args->json) {
-        printf("rev=%" PRIu64 " tx=%" PRIu64 " ts=%s ", v->rev, v->tx, ts);
-        if (v->deleted)
-            fputs("(deleted)", stdout);
-        else
-            fwrite(v->value, 1, v->value_len, stdout);
-        putchar('\n');
-        return;
-    }
-    printf("%s{\"rev\":%" PRIu64 ",\"tx\":%" PRIu64 ",", first ? "" : ",", v->rev, v->tx);
-    cli_json_bytes(stdout, "value", v->value, v->deleted ? 0 : v->value_len);
-    printf(",\"deleted\":%s,\"ts\":\"%s\"}", v->deleted ? "true" : "false", ts);
+    cli_out_revision(c->args->json, first, v->rev, v->tx, v->ts_ns, v->deleted, v->value, v->value_len);
 }
 
 int cli_cmd_history(cli_ctx *c)

@@ -48,15 +48,7 @@ int cli_cmd_state(cli_ctx *c)
     int rc = tally_state(c->db, &size, root);
     if (rc != TALLY_OK)
         return cli_fail(rc, "reading state");
-    if (c->args->json) {
-        printf("{\"tx\":%" PRIu64 ",", size);
-        cli_json_hash(stdout, "root", root);
-        fputs("}\n", stdout);
-    } else {
-        printf("tx: %" PRIu64 "\nroot: ", size);
-        cli_hex(stdout, root, TALLY_HASH_LEN);
-        putchar('\n');
-    }
+    cli_out_state(c->args->json, size, root);
     return CLI_EXIT_OK;
 }
 

@@ -76,3 +76,35 @@ void cli_out_tx_end(int json)
     if (json)
         fputs("]}\n", stdout);
 }
+
+void cli_out_revision(int json, int first, uint64_t rev, uint64_t tx, uint64_t ts_ns, int deleted, const void *value,
+                      size_t value_len)
+{
+    char ts[CLI_TIME_BUF];
+    cli_fmt_time(ts, ts_ns);
+    if (!json) {
+        printf("rev=%" PRIu64 " tx=%" PRIu64 " ts=%s ", rev, tx, ts);
+        if (deleted)
+            fputs("(deleted)", stdout);
+        else
+            fwrite(value, 1, value_len, stdout);
+        putchar('\n');
+        return;
+    }
+    printf("%s{\"rev\":%" PRIu64 ",\"tx\":%" PRIu64 ",", first ? "" : ",", rev, tx);
+    cli_json_bytes(stdout, "value", value, deleted ? 0 : value_len);
+    printf(",\"deleted\":%s,\"ts\":\"%s\"}", deleted ? "true" : "false", ts);
+}
+
+void cli_out_state(int json, uint64_t size, const uint8_t root[TALLY_HASH_LEN])
+{
+    if (json) {
+        printf("{\"tx\":%" PRIu64 ",", size);
+        cli_json_hash(stdout, "root", root);
+        fputs("}\n", stdout);
+        return;
+    }
+    printf("tx: %" PRIu64 "\nroot: ", size);
+    cli_hex(stdout, root, TALLY_HASH_LEN);
+    putchar('\n');
+}

@@ -306,20 +306,7 @@ typedef struct rlist {
 static int print_rev(void *ctx, const tally_client_version *v)
 {
     rlist *l = ctx;
-    char ts[CLI_TIME_BUF];
-    cli_fmt_time(ts, v->ts_ns);
-    if (!l->c->args->json) {
-        printf("rev=%" PRIu64 " tx=%" PRIu64 " ts=%s ", v->rev, v->tx, ts);
-        if (v->deleted)
-            fputs("(deleted)", stdout);
-        else
-            fwrite(v->value, 1, v->value_len, stdout);
-        putchar('\n');
-    } else {
-        printf("%s{\"rev\":%" PRIu64 ",\"tx\":%" PRIu64 ",", l->n ? "," : "", v->rev, v->tx);
-        cli_json_bytes(stdout, "value", v->value, v->deleted ? 0 : v->value_len);
-        printf(",\"deleted\":%s,\"ts\":\"%s\"}", v->deleted ? "true" : "false", ts);
-    }
+    cli_out_revision(l->c->args->json, l->n == 0, v->rev, v->tx, v->ts_ns, v->deleted, v->value, v->value_len);
     l->n++;
     return 0;
 }
@@ -446,14 +433,7 @@ static int rcmd_state(cli_ctx *c, tally_client *cl)
     int rc = tally_client_verified_state(cl, &size, root, NULL);
     if (rc != TALLY_OK)
         return cli_fail(rc, "reading state");
-    if (c->args->json) {
-        printf("{\"tx\":%" PRIu64 ",", size);
-        cli_json_hash(stdout, "root", root);
-        fputs("}\n", stdout);
-    } else {
-        printf("tx: %" PRIu64 "\n", size);
-        print_hash_line("root", root);
-    }
+    cli_out_state(c->args->json, size, root);
     return CLI_EXIT_OK;
 }
 

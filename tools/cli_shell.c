@@ -571,20 +571,7 @@ typedef struct shell_list {
 static int print_rev(void *ctx, const tally_client_version *v)
 {
     shell_list *l = ctx;
-    char ts[CLI_TIME_BUF];
-    cli_fmt_time(ts, v->ts_ns);
-    if (l->s->json) {
-        printf("%s{\"rev\":%" PRIu64 ",\"tx\":%" PRIu64 ",", l->n ? "," : "", v->rev, v->tx);
-        cli_json_bytes(stdout, "value", v->value, v->deleted ? 0 : v->value_len);
-        printf(",\"deleted\":%s,\"ts\":\"%s\"}", v->deleted ? "true" : "false", ts);
-    } else {
-        printf("rev=%" PRIu64 " tx=%" PRIu64 " ts=%s ", v->rev, v->tx, ts);
-        if (v->deleted)
-            fputs("(deleted)", stdout);
-        else
-            fwrite(v->value, 1, v->value_len, stdout);
-        putchar('\n');
-    }
+    cli_out_revision(l->s->json, l->n == 0, v->rev, v->tx, v->ts_ns, v->deleted, v->value, v->value_len);
     l->n++;
     return 0;
 }
