@@ -170,6 +170,15 @@ void cli_hex(FILE *f, const void *p, size_t n);
 int cli_unhex(const char *s, size_t n, uint8_t *out);
 
 /* ---- cli_time.c ---- */
+/* cli_remote.c: the server mode's connection, shared with the shell and the
+** auditor. ledger NULL/empty: $TALLY_LEDGER, else "default"; timeout_ms 0:
+** the client's default; with_creds: TALLY_USER/TALLY_PASSWORD if set.
+** Returns a TALLY_E* code (the caller words the failure). */
+struct tally_client;
+const char *cli_ledger_or_default(const char *given);
+int cli_client_open(struct tally_client **out, const char *url, const char *ledger, const char *vkey,
+                    long timeout_ms, int with_creds);
+
 /* cli_shell.c, cli_audit.c: commands with their own option parsing */
 int cli_shell_main(int argc, char **argv);
 int cli_audit_main(int argc, char **argv);

@@ -417,26 +417,12 @@ int cli_audit_main(int argc, char **argv)
         return audit_usage("--interval needs a duration like 500ms, 10s, 1m");
     if (rounds_s && (cli_parse_u64(rounds_s, &rounds) < 0 || rounds == 0))
         return audit_usage("--rounds needs a number >= 1");
-    if (!ledger || !*ledger)
-        ledger = getenv("TALLY_LEDGER");
-    if (!ledger || !*ledger)
-        ledger = "default";
-
-    tally_client_options o;
-    tally_client_options_init(&o);
-    o.ledger = ledger;
-    o.server_vkey = vkey;
-    o.timeout_ms = AUDIT_TIMEOUT_MS;
-    const char *u = getenv("TALLY_USER"), *p = getenv("TALLY_PASSWORD");
-    if (u && *u && p) {
-        o.user = u;
-        o.password = p;
-    }
+    ledger = cli_ledger_or_default(ledger);
     auditor a;
     memset(&a, 0, sizeof a);
     a.ledger = ledger;
     a.rehash = rehash;
-    int rc = tally_client_connect(&a.cl, server, &o);
+    int rc = cli_client_open(&a.cl, server, ledger, vkey, AUDIT_TIMEOUT_MS, 1);
     if (rc != TALLY_OK)
         return is_integrity(rc) ? audit_alert(&a, "connecting to %s: %s", server, tally_errmsg())
                                 : cli_fail(rc, "connecting to %s", server);

@@ -29,27 +29,37 @@ static int rcmd_help(cli_ctx *c);
 
 /* ---- connecting ---- */
 
-static const char *ledger_name(const cli_args *a)
+const char *cli_ledger_or_default(const char *given)
 {
-    const char *l = a->ledger;
+    const char *l = given;
     if (!l || !*l)
         l = getenv("TALLY_LEDGER");
     return l && *l ? l : "default";
 }
 
-/* Connects with the command line's and the environment's settings. */
-static int rconnect(cli_ctx *c, tally_client **out, int with_creds)
+static const char *ledger_name(const cli_args *a) { return cli_ledger_or_default(a->ledger); }
+
+int cli_client_open(tally_client **out, const char *url, const char *ledger, const char *vkey, long timeout_ms,
+                    int with_creds)
 {
     tally_client_options o;
     tally_client_options_init(&o);
-    o.ledger = ledger_name(c->args);
-    o.server_vkey = c->args->server_key;
+    o.ledger = cli_ledger_or_default(ledger);
+    o.server_vkey = vkey;
+    if (timeout_ms > 0)
+        o.timeout_ms = timeout_ms;
     const char *u = getenv("TALLY_USER"), *p = getenv("TALLY_PASSWORD");
     if (with_creds && u && *u && p) {
         o.user = u;
         o.password = p;
     }
-    int rc = tally_client_connect(out, c->args->server, &o);
+    return tally_client_connect(out, url, &o);
+}
+
+/* Connects with the command line's and the environment's settings. */
+static int rconnect(cli_ctx *c, tally_client **out, int with_creds)
+{
+    int rc = cli_client_open(out, c->args->server, c->args->ledger, c->args->server_key, 0, with_creds);
     if (rc != TALLY_OK)
         return cli_fail(rc, "connecting to %s", c->args->server);
     return 0;

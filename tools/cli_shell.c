@@ -883,22 +883,8 @@ int cli_shell_main(int argc, char **argv)
     }
     if (!server)
         return main_usage("shell needs --server URL");
-    if (!ledger || !*ledger)
-        ledger = getenv("TALLY_LEDGER");
-    if (!ledger || !*ledger)
-        ledger = "default";
-
-    tally_client_options o;
-    tally_client_options_init(&o);
-    o.ledger = ledger;
-    o.server_vkey = vkey;
-    o.timeout_ms = 60000;
-    const char *u = getenv("TALLY_USER"), *p = getenv("TALLY_PASSWORD");
-    if (u && *u && p) {
-        o.user = u;
-        o.password = p;
-    }
-    int rc = tally_client_connect(&s.cl, server, &o);
+    ledger = cli_ledger_or_default(ledger);
+    int rc = cli_client_open(&s.cl, server, ledger, vkey, 60000, 1);
     if (rc != TALLY_OK)
         return cli_fail(rc, "connecting to %s", server);
     snprintf(s.ledger, sizeof s.ledger, "%s", ledger);
