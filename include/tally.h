@@ -273,6 +273,10 @@ typedef struct tally_stats {
     uint64_t syncs;          /* fdatasync calls on the log */
     uint64_t sync_ns_total;  /* time spent in those calls */
     uint64_t checkpoints;    /* index checkpoints written */
+    int checkpoint_error;    /* 0, or the TALLY_E* that paused background
+                                checkpoints (the log is intact; the in-memory
+                                index grows until tally_db_checkpoint()
+                                succeeds, which resumes them) */
 } tally_stats;
 void tally_db_stats(tally_db *db, tally_stats *out);
 

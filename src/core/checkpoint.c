@@ -168,6 +168,12 @@ int tally_db_checkpoint(tally_db *db) {
         if (rc == 0 && have) rc = ckpt_run_once(db, 0);
     }
     pthread_mutex_unlock(&db->ckpt_mu);
+    if (rc == 0) { /* a paused background checkpointer may resume */
+        pthread_mutex_lock(&db->mu);
+        db->ckpt_error = 0;
+        pthread_cond_broadcast(&db->ckpt_cond);
+        pthread_mutex_unlock(&db->mu);
+    }
     return rc;
 }
 

@@ -344,4 +344,7 @@ void tally_db_stats(tally_db *db, tally_stats *out) {
     out->syncs = atomic_load(&db->st_syncs);
     out->sync_ns_total = atomic_load(&db->st_sync_ns);
     out->checkpoints = atomic_load(&db->st_checkpoints);
+    pthread_mutex_lock(&db->mu);
+    out->checkpoint_error = db->ckpt_error;
+    pthread_mutex_unlock(&db->mu);
 }

@@ -195,7 +195,6 @@ void log_prefault(const tlog *log, uint32_t s) {
 uint32_t log_segment_count(const tlog *log) { return atomic_load(&log->nseg); }
 uint64_t log_segment_size(const tlog *log, uint32_t s) { return log->segs[s].size; }
 const uint8_t *log_ptr(const tlog *log, uint64_t pos) { return log->segs[LOG_SEG(pos)].map + LOG_OFF(pos); }
-uint64_t log_end_pos(const tlog *log) { return log->reserve_pos; }
 
 /* After an invalid record that should be tx bad_tx at offset `from`, is there
 ** evidence that bad_tx had been acknowledged? A later record header with a

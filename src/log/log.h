@@ -61,8 +61,6 @@ int log_recover(tlog *log, uint64_t pos, uint64_t expect_tx, log_record_fn fn, l
 ** new segment when the current one cannot hold it. Called in commit order
 ** under the commit lock. */
 uint64_t log_reserve(tlog *log, uint32_t len);
-/* Position just after the last reserved record. */
-uint64_t log_end_pos(const tlog *log);
 
 /* Writes a record whose parts are iov (iovcnt parts) at pos (from
 ** log_reserve, in order). Creates the next segment when pos is in it (after
