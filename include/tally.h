@@ -147,6 +147,22 @@ typedef struct tally_entry {
 int tally_commit(tally_db *db, uint64_t *out_tx, const tally_entry *entries, size_t n,
                  const void *tx_meta, size_t tx_meta_len);
 
+/* Completion of tally_commit_async. rc is 0 (the transaction is durable and
+** visible to readers; tx is its id) or the error it failed with (TALLY_EIO,
+** TALLY_ENOSPC, TALLY_EFATAL; tx is 0). */
+typedef void (*tally_commit_fn)(void *ctx, int rc, uint64_t tx);
+/* tally_commit without waiting: validates, checks preconditions and queues
+** the transaction like tally_commit, then returns. On 0, done(ctx, ...) is
+** called exactly once, on the log writer thread, once the transaction's group
+** is durable or has failed; it must be short, must not block, and must not
+** commit to or close db (tally_db_close waits for every completion first).
+** On an error (the same codes as tally_commit before its wait: TALLY_EINVAL,
+** TALLY_ETOOBIG, TALLY_ECONFLICT, TALLY_ENOMEM, TALLY_EFATAL) nothing was
+** queued and done is never called. Entries are copied before it returns. */
+int tally_commit_async(tally_db *db, const tally_entry *entries, size_t n,
+                       const void *tx_meta, size_t tx_meta_len, tally_commit_fn done,
+                       void *ctx);
+
 /* ---- Reading the key-value model ---- */
 typedef struct tally_version {
     uint64_t tx;         /* transaction that wrote this version */

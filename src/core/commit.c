@@ -13,6 +13,10 @@
 ** threads, the hand-off cost more than the fsync.
 ** A failed write or fsync fails the handle (invariant 4 of db_int.h): the
 ** queued transactions get the error, none is acknowledged.
+** tally_commit_async queues the same record without a waiting thread: the
+** writer calls its completion after the group's fdatasync (or failure), with
+** mu dropped, then frees it. An event-driven server thus keeps thousands of
+** transactions in flight without a thread for each.
 */
 #include <errno.h>
 #include <stdio.h>
@@ -112,15 +116,17 @@ static void buf_put(uint8_t *p, size_t len) {
     if (len > TLS_BUF_BYTES_MAX) free(p);
 }
 
-/* Encodes the record (all but tx id, time and prev hash) and hashes it. */
-static int prepare(pending *p, const tally_entry *e, size_t n, const void *meta, size_t meta_len) {
+/* Encodes the record (all but tx id, time and prev hash) and hashes it.
+** own: the buffer is malloc'd for this record alone (tally_commit_async: it
+** outlives the call), else it is the thread's reusable buffer. */
+static int prepare(pending *p, const tally_entry *e, size_t n, const void *meta, size_t meta_len, int own) {
     size_t rec_len = 0;
     int rc = validate(e, n, meta_len, &rec_len);
     if (rc) return rc;
     size_t scratch = (n + (n + 1) / 2) * 32;
     size_t rec_room = (rec_len + 63) & ~(size_t)63; /* scratch arrays start aligned */
     p->mem_len = rec_room + scratch + n * 8 + n * sizeof(mt_key *);
-    uint8_t *mem = buf_get(p->mem_len);
+    uint8_t *mem = own ? malloc(p->mem_len) : buf_get(p->mem_len);
     if (!mem) return tally_seterr(TALLY_ENOMEM, "out of memory for a %zu-byte transaction", rec_len);
     uint8_t (*leaves)[32] = (uint8_t (*)[32])(mem + rec_room);
     p->rec = mem;
@@ -242,6 +248,40 @@ static void batch_wait(tally_db *db, pending *p) {
     }
 }
 
+/* Ends every record of list with rc (0: acknowledged): marks the waiting
+** ones done (each may vanish at once, so next is read first) and chains the
+** asynchronous ones onto *async_tail for complete_async. */
+static void end_records(pending *list, int rc, pending ***async_tail) {
+    pending *next;
+    for (pending *p = list; p; p = next) {
+        next = p->next;
+        p->rc = rc;
+        if (p->done_fn) {
+            **async_tail = p;
+            *async_tail = &p->next;
+        } else {
+            atomic_store_explicit(&p->done, 1, memory_order_release);
+        }
+    }
+    **async_tail = NULL;
+}
+
+/* Calls the completion of each record of the async list, then frees it.
+** Runs with mu dropped (a completion may take its own locks); called by the
+** writer with mu held. */
+static void complete_async(tally_db *db, pending *async) {
+    if (!async) return;
+    pthread_mutex_unlock(&db->mu);
+    pending *next;
+    for (pending *p = async; p; p = next) {
+        next = p->next;
+        p->done_fn(p->done_ctx, p->rc, p->rc ? 0 : p->tx);
+        free(p->rec);
+        free(p);
+    }
+    pthread_mutex_lock(&db->mu);
+}
+
 /* Writes, syncs and publishes one batch (possibly empty: a sync request).
 ** Called by the writer with mu held; drops it meanwhile. */
 static void run_batch(tally_db *db) {
@@ -305,19 +345,11 @@ static void run_batch(tally_db *db) {
         db->sync_request = 0;
         pthread_cond_broadcast(&db->synced_cond);
     }
-    pending *next;
+    pending *async = NULL, **async_tail = &async;
     if (err) {
         db->failed = err;
-        for (pending *p = batch; p; p = next) {
-            next = p->next; /* p may be gone once done is set */
-            p->rc = err;
-            atomic_store_explicit(&p->done, 1, memory_order_release);
-        }
-        for (pending *p = db->q_head; p; p = next) {
-            next = p->next;
-            p->rc = err;
-            atomic_store_explicit(&p->done, 1, memory_order_release);
-        }
+        end_records(batch, err, &async_tail);
+        end_records(db->q_head, err, &async_tail); /* queued behind the batch */
         db->q_head = db->q_tail = NULL;
         batch_wake(db, g);
         batch_wake(db, g + 1); /* the queued ones were waiting for the next batch */
@@ -326,12 +358,10 @@ static void run_batch(tally_db *db) {
         if (last_tx) atomic_store_explicit(&db->visible_tx, last_tx, memory_order_release);
         if (db->frozen && last_tx >= db->freeze_tx) pthread_cond_broadcast(&db->ckpt_cond);
         atomic_fetch_add(&db->st_commits, count);
-        for (pending *p = batch; p; p = next) {
-            next = p->next;
-            atomic_store_explicit(&p->done, 1, memory_order_release);
-        }
+        end_records(batch, 0, &async_tail);
         batch_wake(db, g);
     }
+    complete_async(db, async);
 }
 
 static void *writer_main(void *arg) {
@@ -378,40 +408,57 @@ int writer_sync(tally_db *db) {
     return rc;
 }
 
-int tally_commit(tally_db *db, uint64_t *out_tx, const tally_entry *entries, size_t n, const void *tx_meta,
-                 size_t tx_meta_len) {
-    if (!db) return tally_seterr(TALLY_EINVAL, "NULL handle");
-    if (db->opt.read_only) return tally_seterr(TALLY_EINVAL, "handle is read-only");
-    if (tx_meta_len && !tx_meta) return tally_seterr(TALLY_EINVAL, "NULL transaction metadata");
-    pending p;
-    memset(&p, 0, sizeof p);
-    int rc = prepare(&p, entries, n, tx_meta, tx_meta_len);
-    if (rc) return rc;
-
+/* Checks preconditions, assigns the id and queues p (prepared) for the
+** writer. Returns 0 (queued: p now belongs to the writer until done) or an
+** error (nothing queued). */
+static int submit(tally_db *db, pending *p) {
+    int rc;
     pthread_mutex_lock(&db->mu);
     if (db->failed) {
         rc = tally_seterr(TALLY_EFATAL, "handle failed earlier (%s); reopen to recover", tally_strerror(db->failed));
     } else {
         pthread_rwlock_wrlock(&db->ixlock);
-        rc = check_entries(db, &p);
-        if (rc == 0) rc = assign(db, &p);
+        rc = check_entries(db, p);
+        if (rc == 0) rc = assign(db, p);
         if (rc == 0 && ix_checkpoint_due(db) && ix_freeze(db) == 0) pthread_cond_signal(&db->ckpt_cond);
         pthread_rwlock_unlock(&db->ixlock);
     }
     if (rc) {
         pthread_mutex_unlock(&db->mu);
-        buf_put(p.rec, p.mem_len);
         return rc;
     }
     if (db->q_tail) {
-        db->q_tail->next = &p;
+        db->q_tail->next = p;
     } else {
-        db->q_head = &p;
+        db->q_head = p;
         pthread_cond_signal(&db->queue_cond);
     }
-    db->q_tail = &p;
-    p.batch = db->batch_seq;
+    db->q_tail = p;
+    p->batch = db->batch_seq;
     pthread_mutex_unlock(&db->mu);
+    return 0;
+}
+
+static int commit_args_check(tally_db *db, const void *tx_meta, size_t tx_meta_len) {
+    if (!db) return tally_seterr(TALLY_EINVAL, "NULL handle");
+    if (db->opt.read_only) return tally_seterr(TALLY_EINVAL, "handle is read-only");
+    if (tx_meta_len && !tx_meta) return tally_seterr(TALLY_EINVAL, "NULL transaction metadata");
+    return 0;
+}
+
+int tally_commit(tally_db *db, uint64_t *out_tx, const tally_entry *entries, size_t n, const void *tx_meta,
+                 size_t tx_meta_len) {
+    int rc = commit_args_check(db, tx_meta, tx_meta_len);
+    if (rc) return rc;
+    pending p;
+    memset(&p, 0, sizeof p);
+    rc = prepare(&p, entries, n, tx_meta, tx_meta_len, 0);
+    if (rc) return rc;
+    rc = submit(db, &p);
+    if (rc) {
+        buf_put(p.rec, p.mem_len);
+        return rc;
+    }
     batch_wait(db, &p);
     rc = p.rc;
     buf_put(p.rec, p.mem_len);
@@ -419,4 +466,24 @@ int tally_commit(tally_db *db, uint64_t *out_tx, const tally_entry *entries, siz
                                 (unsigned long long)p.tx);
     if (out_tx) *out_tx = p.tx;
     return 0;
+}
+
+int tally_commit_async(tally_db *db, const tally_entry *entries, size_t n, const void *tx_meta,
+                       size_t tx_meta_len, tally_commit_fn done, void *ctx) {
+    int rc = commit_args_check(db, tx_meta, tx_meta_len);
+    if (rc) return rc;
+    if (!done) return tally_seterr(TALLY_EINVAL, "NULL completion function");
+    pending *p = calloc(1, sizeof *p);
+    if (!p) return tally_seterr(TALLY_ENOMEM, "out of memory for a transaction");
+    rc = prepare(p, entries, n, tx_meta, tx_meta_len, 1);
+    if (rc == 0) {
+        p->done_fn = done;
+        p->done_ctx = ctx;
+        rc = submit(db, p);
+    }
+    if (rc) {
+        free(p->rec);
+        free(p);
+    }
+    return rc;
 }

@@ -54,6 +54,9 @@ typedef struct pending {
     int rc;
     _Atomic int done;      /* set (release) by the writer; rc is valid after */
     uint64_t batch;        /* the batch number this record is written in */
+    tally_commit_fn done_fn; /* tally_commit_async: called by the writer, then
+                              ** the writer frees rec and this pending */
+    void *done_ctx;
     struct pending *next;
 } pending;
 
