@@ -25,7 +25,8 @@
 
 static const char usage_text[] =
     "usage: tallyd --data DIR --listen HOST:PORT [--tls-cert F --tls-key F]\n"
-    "              [--name NAME] [--token-ttl SECONDS] [--verbose]\n";
+    "              [--name NAME] [--token-ttl SECONDS] [--threads N] [--verbose]\n"
+    "  --threads N   HTTP event-loop threads (default: one per CPU, at most 64)\n";
 
 static int usage(const char *msg)
 {
@@ -76,6 +77,11 @@ static int parse_args(int argc, char **argv, tallyd_config *cfg)
             if (srv_parse_u64(v, &cfg->token_ttl_s) < 0 || cfg->token_ttl_s == 0 ||
                 cfg->token_ttl_s > TOKEN_TTL_S_MAX)
                 return usage("--token-ttl needs 1..31622400 seconds");
+        } else if (!strcmp(a, "--threads")) {
+            uint64_t n;
+            if (srv_parse_u64(v, &n) < 0 || n == 0 || n > SRV_EVENT_THREADS_MAX)
+                return usage("--threads needs 1..64");
+            cfg->threads = (unsigned)n;
         } else if (!strcmp(a, "--verbose")) { cfg->verbose = 1; continue; }
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(usage_text, stdout); exit(0); }
         else return usage("unknown flag");

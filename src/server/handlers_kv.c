@@ -92,6 +92,18 @@ int set_parse(srv_set *ss, srv_err *e, json_t *j)
     return 0;
 }
 
+/* set's continuation: the transaction is durable (or failed). */
+static int set_done(srv_req *r)
+{
+    if (r->commit_rc != TALLY_OK)
+        return http_commit_failed(r);
+    char *out = malloc(40);
+    if (!out)
+        return http_errorf(r, 500, "internal", "out of memory");
+    int n = snprintf(out, 40, "{\"tx\":%" PRIu64 "}\n", r->commit_tx);
+    return http_raw(r, 200, "application/json", out, (size_t)n);
+}
+
 int h_set(srv_req *r)
 {
     int res;
@@ -100,19 +112,12 @@ int h_set(srv_req *r)
         return res;
     srv_set ss;
     srv_err e;
-    uint64_t tx = 0;
-    int st = set_parse(&ss, &e, j), rc = TALLY_OK;
-    if (st == 0 && (rc = tally_commit(r->db, &tx, ss.e, ss.n, ss.meta, ss.meta_len)) != TALLY_OK)
-        st = srv_fail_engine(&e, rc);
+    int st = set_parse(&ss, &e, j);
+    if (st == 0) /* the entries are copied before it returns */
+        res = http_commit_async(r, ss.e, ss.n, ss.meta, ss.meta_len, set_done);
     set_free(&ss);
     json_decref(j);
-    if (st)
-        return http_error(r, &e);
-    char *out = malloc(40);
-    if (!out)
-        return http_errorf(r, 500, "internal", "out of memory");
-    int n = snprintf(out, 40, "{\"tx\":%" PRIu64 "}\n", tx);
-    return http_raw(r, 200, "application/json", out, (size_t)n);
+    return st ? http_error(r, &e) : res;
 }
 
 /* ---- del ---- */

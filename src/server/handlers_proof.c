@@ -241,33 +241,53 @@ int h_verified_get(srv_req *r)
 }
 
 /* ---- verified/set ---- */
-/* Parses, checks trusted, commits, builds the bundle. Returns 0 or a status. */
-static int verified_set(srv_req *r, srv_err *e, json_t *j, json_t *o)
+/* verified/set's continuation: the transaction is durable; bundle it. */
+static int verified_set_done(srv_req *r)
+{
+    if (r->commit_rc != TALLY_OK)
+        return http_commit_failed(r);
+    uint64_t trusted = *(const uint64_t *)r->ctx, tx = r->commit_tx;
+    srv_checkpoint cp;
+    srv_err e;
+    json_t *o = json_object();
+    int st = !o ? srv_fail(&e, 500, "internal", "out of memory")
+                : checkpoint_covering(r, &e, tx, &cp);
+    if (st == 0 && json_object_set_new(o, "tx", json_integer((json_int_t)tx)) < 0)
+        st = srv_fail(&e, 500, "internal", "out of memory");
+    if (st == 0)
+        st = bundle_tx(r, &e, o, tx, trusted, &cp);
+    if (st) {
+        json_decref(o);
+        return http_error(r, &e);
+    }
+    return http_json(r, 200, o);
+}
+
+/* Parses, checks trusted, queues the commit. Returns 0 (queued: *res is
+** MHD's result) or an HTTP status (e). */
+static int verified_set(srv_req *r, srv_err *e, json_t *j, int *res)
 {
     srv_set ss;
-    srv_checkpoint cp;
-    uint64_t tx = 0, size;
+    uint64_t size;
     uint8_t root[TALLY_HASH_LEN];
     json_t *jt = json_object_get(j, "trusted");
     if (jt && (!json_is_integer(jt) || json_integer_value(jt) < 0))
         return srv_fail(e, 400, "bad_request", "\"trusted\" must be a tree size");
-    uint64_t trusted = jt ? (uint64_t)json_integer_value(jt) : 0;
+    uint64_t *trusted = malloc(sizeof *trusted);
+    if (!trusted)
+        return srv_fail(e, 500, "internal", "out of memory");
+    *trusted = jt ? (uint64_t)json_integer_value(jt) : 0;
+    r->ctx = trusted;
+    r->ctx_free = free;
     int rc = tally_state(r->db, &size, root), st;
     if (rc != TALLY_OK)
         return srv_fail_engine(e, rc);
-    if ((st = trusted_check(e, trusted, size)))
+    if ((st = trusted_check(e, *trusted, size)))
         return st;
-    if ((st = set_parse(&ss, e, j)) == 0 &&
-        (rc = tally_commit(r->db, &tx, ss.e, ss.n, ss.meta, ss.meta_len)) != TALLY_OK)
-        st = srv_fail_engine(e, rc);
+    if ((st = set_parse(&ss, e, j)) == 0) /* the entries are copied before it returns */
+        *res = http_commit_async(r, ss.e, ss.n, ss.meta, ss.meta_len, verified_set_done);
     set_free(&ss);
-    if (st)
-        return st;
-    if ((st = checkpoint_covering(r, e, tx, &cp)))
-        return st;
-    if (json_object_set_new(o, "tx", json_integer((json_int_t)tx)) < 0)
-        return srv_fail(e, 500, "internal", "out of memory");
-    return bundle_tx(r, e, o, tx, trusted, &cp);
+    return st;
 }
 
 int h_verified_set(srv_req *r)
@@ -277,14 +297,9 @@ int h_verified_set(srv_req *r)
     if (!j)
         return res;
     srv_err e;
-    json_t *o = json_object();
-    int st = o ? verified_set(r, &e, j, o) : srv_fail(&e, 500, "internal", "out of memory");
+    int st = verified_set(r, &e, j, &res);
     json_decref(j);
-    if (st) {
-        json_decref(o);
-        return http_error(r, &e);
-    }
-    return http_json(r, 200, o);
+    return st ? http_error(r, &e) : res;
 }
 
 /* ---- verified/tx/N ---- */

@@ -58,6 +58,9 @@
 #define SRV_SALT_BYTES          16u
 #define SRV_HASH_BYTES          32u
 #define SRV_NOTE_MAX            1024u        /* one signed checkpoint note */
+#define SRV_EVENT_THREADS_MAX   64u          /* --threads: HTTP event loops */
+#define SRV_WORKERS             8u           /* threads for slow requests (scrypt, admin, del) */
+#define SRV_DRAIN_MS_MAX        30000u       /* shutdown: wait for suspended requests */
 
 /* ---- strmap.c: open addressing, linear probing, backward-shift delete ---- */
 typedef struct strmap_slot {
@@ -157,6 +160,7 @@ typedef struct tallyd_config {
     const char *name;        /* NULL: from server.key, else "tally.local" */
     uint64_t token_ttl_s;
     int verbose;             /* a log line per request on stderr */
+    unsigned threads;        /* HTTP event-loop threads; 0: one per CPU */
 } tallyd_config;
 
 typedef struct tallyd {
@@ -183,6 +187,15 @@ typedef struct tallyd {
 
     struct MHD_Daemon *mhd;
     char *tls_cert, *tls_key;    /* PEM text, owned */
+    /* Suspended requests (http.c): waiting for a commit or on the worker pool */
+    atomic_int stopping;         /* set by http_stop: new requests get 503 */
+    atomic_int inflight;         /* suspended requests not yet resumed */
+    pthread_mutex_t pool_mu;
+    pthread_cond_t pool_cond;
+    struct srv_req *pool_head, *pool_tail;
+    int pool_stop;
+    unsigned pool_started;
+    pthread_t pool[SRV_WORKERS];
 } tallyd;
 
 /* ---- Errors: an HTTP status, an API error code and a message ---- */
@@ -280,9 +293,25 @@ typedef struct srv_req {
     char *body;                 /* request body (NUL-terminated), owned */
     size_t body_len, body_cap;
     int body_too_big;
+    /* Suspension (http.c). While the connection is suspended no event thread
+    ** touches r; exactly one party resumes it (a commit completion or a pool
+    ** worker), after setting cont. */
+    int (*cont)(struct srv_req *r); /* run on the event thread once resumed */
+    int defer;                  /* off the event thread: responses are stored in d_* */
+    unsigned d_status;
+    const char *d_ctype;
+    char *d_buf;                /* stored response body, owned */
+    size_t d_len;
+    int commit_rc;              /* http_commit_async: the outcome... */
+    uint64_t commit_tx;         /* ...and the transaction id */
+    void *ctx;                  /* a handler's state across a suspension... */
+    void (*ctx_free)(void *ctx);/* ...freed with r */
+    struct srv_req *pool_next;
 } srv_req;
 
-/* A handler queues exactly one response and returns MHD's result (as int). */
+/* A handler queues exactly one response and returns MHD's result (as int),
+** or suspends the request (http_commit_async) and leaves the response to its
+** continuation. Handlers of routes marked slow run on the worker pool. */
 typedef int (*srv_handler)(srv_req *r);
 
 /* Responses. Each queues the response and returns MHD's result. */
@@ -300,6 +329,15 @@ int http_arg_u64(srv_req *r, const char *name, uint64_t *out);
 ** *owned (caller frees) holds decoded hex, NULL otherwise. */
 int http_arg_bytes(srv_req *r, const char *name, const uint8_t **p, size_t *len,
                    uint8_t **owned);
+/* Suspends r, queues the transaction with tally_commit_async and returns
+** MHD's result. Once it is durable (or failed, or refused at once), the
+** event thread runs cont(r) with r->commit_rc (a TALLY_E* code) and
+** r->commit_tx set; cont queues the response. The entries are copied before
+** this returns. Only from a handler on the event thread (not a slow route). */
+int http_commit_async(srv_req *r, const tally_entry *e, size_t n, const void *meta,
+                      size_t meta_len, int (*cont)(srv_req *r));
+/* In a continuation: the error response for a failed r->commit_rc. */
+int http_commit_failed(srv_req *r);
 /* The body parsed as a JSON object, or NULL after queueing a 400. */
 struct json_t *http_body_json(srv_req *r, int *mhd_result);
 
