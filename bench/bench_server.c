@@ -458,7 +458,7 @@ static void perf_report(const char *tag)
 /* ------------------------------------------------------------------ */
 /* Workers.                                                            */
 
-enum { W_SET1, W_SETN, W_VGET, W_GET };
+enum { W_SET1, W_SETN, W_SETBIN, W_VGET, W_GET };
 
 typedef struct worker {
     int id, kind;
@@ -499,6 +499,41 @@ static void key_prefix(char out[17], int phase, int w)
     snprintf(t, sizeof t, "p%dw%03d................", phase, w);
     memcpy(out, t, 16);
     out[16] = '\0';
+}
+
+static void put32(char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (char)(v >> (8 * i));
+}
+
+/* The same entries as a binary batch (docs/API.md "Binary batches"). */
+static void build_body_binary(worker *w, int phase, size_t n)
+{
+    size_t per = 20 + KEY_LEN + VAL_LEN;
+    w->body = calloc(1, 12 + n * per);
+    w->koff = malloc(n * sizeof *w->koff);
+    if (!w->body || !w->koff)
+        die("out of memory");
+    char pre[17];
+    key_prefix(pre, phase, w->id);
+    memcpy(w->body, "TB01", 4);
+    put32(w->body + 4, (uint32_t)n);
+    char *p = w->body + 12;
+    for (size_t i = 0; i < n; i++) {
+        p[2] = KEY_LEN; /* cond 0, reserved 0, key length (u16), value length, meta 0, if_rev 0 */
+        put32(p + 4, VAL_LEN);
+        p += 20;
+        memcpy(p, pre, 16);
+        w->koff[i] = (size_t)(p + 16 - w->body);
+        memset(p + 16, '0', 16);
+        p += KEY_LEN;
+        for (int k = 0; k < VAL_LEN; k++)
+            p[k] = "abcdefghijklmnopqrstuvwxyz0123456789"[rng_next(&w->rng) % 36];
+        p += VAL_LEN;
+    }
+    w->body_len = (size_t)(p - w->body);
+    w->nkeys = n;
 }
 
 static void build_body(worker *w, int phase, size_t n)
@@ -802,7 +837,7 @@ static result run(worker *ws, int nw, double secs, double items_per_op, const ch
     atomic_store(&g_ready, 0);
     atomic_store(&g_go, 0);
     g_deadline_ns = UINT64_MAX;
-    int evented = ws[0].kind == W_SET1 || ws[0].kind == W_SETN;
+    int evented = ws[0].kind == W_SET1 || ws[0].kind == W_SETN || ws[0].kind == W_SETBIN;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int nloops = ncpu < 1 ? 1 : ncpu > EV_THREADS_MAX ? EV_THREADS_MAX : (int)ncpu;
     if (nloops > nw)
@@ -906,13 +941,18 @@ static void init_http_worker(worker *w, int id, int kind, int phase, size_t n)
     w->kind = kind;
     w->fd = -1;
     w->rng = 0x5eed0000u + (uint64_t)id * 7919u + (uint64_t)phase * 104729u;
-    build_body(w, phase, n);
+    if (kind == W_SETBIN)
+        build_body_binary(w, phase, n);
+    else
+        build_body(w, phase, n);
     char hdr[1024];
     int hl = snprintf(hdr, sizeof hdr,
                       "POST /v1/ledgers/" LEDGER "/set HTTP/1.1\r\nHost: %s\r\n"
-                      "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                      "Authorization: Bearer %s\r\nContent-Type: %s\r\n"
                       "Content-Length: %zu\r\n\r\n",
-                      g_url + 7, g_token, w->body_len);
+                      g_url + 7, g_token,
+                      kind == W_SETBIN ? "application/vnd.tally.batch" : "application/json",
+                      w->body_len);
     if (hl < 0 || (size_t)hl >= sizeof hdr || !(w->req = malloc((size_t)hl + w->body_len)))
         die("building a request");
     memcpy(w->req, hdr, (size_t)hl);
@@ -1124,16 +1164,21 @@ int main(int argc, char **argv)
         printf("2. Batched writes, %d entries per POST /set (~%zu KB body), one durable "
                "transaction each\n",
                BATCH, (size_t)(BATCH * (32 + KEY_LEN + VAL_LEN)) / 1024);
-        for (size_t c = 0; c < sizeof nconn / sizeof nconn[0]; c++) {
-            int n = nconn[c];
-            progress("phase 2: %d connections x %d entries, %.0f s", n, BATCH, secs);
+        for (size_t c = 0; c < 2 * sizeof nconn / sizeof nconn[0]; c++) {
+            int n = nconn[c % 3], bin = c >= 3;
+            if (c == 3)
+                printf("  The same entries as binary batches (Content-Type: "
+                       "application/vnd.tally.batch, ~%zu KB body):\n",
+                       (size_t)(BATCH * (20 + KEY_LEN + VAL_LEN)) / 1024);
+            progress("phase 2: %d connections x %d entries (%s), %.0f s", n, BATCH,
+                     bin ? "binary" : "JSON", secs);
             worker *ws = calloc((size_t)n, sizeof *ws);
             if (!ws)
                 die("out of memory");
             for (int i = 0; i < n; i++)
-                init_http_worker(&ws[i], i, W_SETN, 20 + n, BATCH);
+                init_http_worker(&ws[i], i, bin ? W_SETBIN : W_SETN, 20 + n + 10 * bin, BATCH);
             char tag[32];
-            snprintf(tag, sizeof tag, "batch-%dconn", n);
+            snprintf(tag, sizeof tag, "batch-%s-%dconn", bin ? "bin" : "json", n);
             result r = run(ws, n, secs, BATCH, tag);
             printf("  %d connections: %s entries/s (%.0f requests/s, %" PRIu64 " entries in "
                    "%.1f s); request latency p50 %s, p99 %s; %.2f tx per fdatasync, "
@@ -1144,8 +1189,8 @@ int main(int argc, char **argv)
             snprintf(line, sizeof line, "**%s entries/s**, p50 %s per request",
                      si(b1, sizeof b1, r.items_s), ms(b2, sizeof b2, r.p50));
             char what[120];
-            snprintf(what, sizeof what, "Batched writes, 1000 entries/request, %d connections",
-                     n);
+            snprintf(what, sizeof what, "Batched writes, 1000 entries/request (%s), %d connections",
+                     bin ? "binary batch" : "JSON", n);
             add_row(what, line, "≥ 1M entries/s", r.items_s >= 1e6 ? "yes" : "no");
             for (int i = 0; i < n; i++)
                 free_http_worker(&ws[i], 0);

@@ -17,6 +17,10 @@
 #     after a restart every acknowledged tx holds its key and the ledger's
 #     size equals the highest acknowledged tx or more (an unacknowledged tail
 #     may be durable), and verify passes.
+#   * binary batches (Content-Type application/vnd.tally.batch): a good one
+#     commits its entries (non-UTF-8 value, tx metadata, conditions); 12 kinds
+#     of malformed body get 400, oversize fields 413, broken preconditions
+#     409, and none of them writes anything.
 # Prints "FAIL: ..." per failed assertion and a summary line.
 set -u
 cd "$(dirname "$0")/.." || exit 2
@@ -141,6 +145,75 @@ done
 check_eq "keys read back from the tx their set returned" 0 "$BAD"
 req GET "$U/v1/ledgers/L/get?key=d03" "" "$TOK"
 check_eq "deleted key is gone" 404 "$CODE"
+
+section "binary batches"
+cat >"$W/bin.py" <<'PYEOF'
+# bin.py URL TOKEN: posts binary batches (docs/API.md "Binary batches"), prints
+# one JSON line per case: [name, status, body].
+import http.client, json, struct, sys, urllib.parse
+url, tok = sys.argv[1:3]
+u = urllib.parse.urlparse(url)
+def entry(key, value, cond=0, rev=0, meta=b"", reserved=0, klen=None):
+    k = key.encode() if isinstance(key, str) else key
+    return struct.pack("<BBHIIQ", cond, reserved, len(k) if klen is None else klen, len(value), len(meta), rev) + k + meta + value
+def batch(entries, meta=b"", n=None, magic=b"TB01"):
+    return magic + struct.pack("<II", len(entries) if n is None else n, len(meta)) + meta + b"".join(entries)
+def post(body, ctype="application/vnd.tally.batch"):
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    c.request("POST", "/v1/ledgers/L/set", body, {"Authorization": "Bearer " + tok, "Content-Type": ctype})
+    r = c.getresponse()
+    return r.status, r.read().decode("utf-8", "replace")
+cases = [
+    ("ok", batch([entry("b1", b"one"), entry("b2", b"\x00\xffbin", meta=b"em"), entry("b3", b"three", cond=1)], meta=b"txmeta")),
+    ("ok-rev", None),
+    ("bad magic", batch([entry("x", b"v")], magic=b"TB02")),
+    ("short header", b"TB01\x01\x00"),
+    ("zero entries", batch([], n=0)),
+    ("count beyond the body", batch([entry("x", b"v")], n=2)),
+    ("truncated entry", batch([entry("x", b"value")])[:-2]),
+    ("trailing byte", batch([entry("x", b"v")]) + b"!"),
+    ("reserved byte", batch([entry("x", b"v", reserved=1)])),
+    ("unknown condition", batch([entry("x", b"v", cond=3)])),
+    ("if_rev 0", batch([entry("x", b"v", cond=2, rev=0)])),
+    ("rev without condition", batch([entry("x", b"v", rev=5)])),
+    ("empty key", batch([entry("", b"v")])),
+    ("key too long", batch([entry("k" * 1025, b"v")])),
+    ("same key twice", batch([entry("x", b"1"), entry("x", b"2")])),
+    ("if_absent on an existing key", batch([entry("b1", b"v", cond=1)])),
+    ("if_rev mismatch", batch([entry("b1", b"v", cond=2, rev=7)])),
+    ("meta too long", batch([entry("x", b"v")], meta=b"m" * 4097)),
+]
+for name, body in cases:
+    if name == "ok-rev":
+        body = batch([entry("b1", b"uno", cond=2, rev=1)])
+    st, b = post(body)
+    print(json.dumps([name, st, b]))
+PYEOF
+req GET "$U/v1/ledgers/L/state" "" "$TOK"
+S0=$(jq_py 'j["tx"]')
+python3 "$W/bin.py" "$U" "$TOK" >"$W/bin.out" 2>&1
+binq() { BODY="$(grep -F "[\"$1\"," "$W/bin.out")" jq_py "$2"; }
+check_eq "binary batch: 200" 200 "$(binq ok 'j[1]')"
+TXB=$(binq ok 'json.loads(j[2])["tx"]')
+check_eq "binary batch: tx is the next one" $((S0 + 1)) "$TXB"
+req GET "$U/v1/ledgers/L/get?key=b2" "" "$TOK"
+check_eq "binary batch: non-UTF-8 value reads back (hex)" "$TXB 00ff62696e" "$(jq_py 'str(j["tx"]) + " " + j.get("value_hex", "")')"
+req GET "$U/v1/ledgers/L/tx/$TXB" "" "$TOK"
+check_eq "binary batch: 3 entries in the tx" 3 "$(jq_py 'len(j["entries"])')"
+req GET "$U/v1/ledgers/L/verified/tx/$TXB" "" "$TOK"
+check_eq "binary batch: tx metadata at the end of the tx header (FORMAT.md)" 74786d657461 "$(jq_py 'j["tx_header_hex"][186:]')"
+check_eq "binary batch with if_rev 1: 200" 200 "$(binq ok-rev 'j[1]')"
+for c in "bad magic" "short header" "zero entries" "count beyond the body" "truncated entry" \
+    "trailing byte" "reserved byte" "unknown condition" "if_rev 0" "rev without condition" "empty key" \
+    "same key twice"; do
+    check_eq "binary batch: $c -> 400 bad_request" "400 bad_request" "$(binq "$c" 'str(j[1]) + " " + json.loads(j[2])["error"]["code"]')"
+done
+check_eq "binary batch: key too long -> 413" 413 "$(binq "key too long" 'j[1]')"
+check_eq "binary batch: meta too long -> 413" 413 "$(binq "meta too long" 'j[1]')"
+check_eq "binary batch: if_absent on an existing key -> 409" 409 "$(binq "if_absent on an existing key" 'j[1]')"
+check_eq "binary batch: if_rev mismatch -> 409" 409 "$(binq "if_rev mismatch" 'j[1]')"
+req GET "$U/v1/ledgers/L/state" "" "$TOK"
+check_eq "binary batch: the refused batches wrote nothing" $((S0 + 2)) "$(jq_py 'j["tx"]')"
 
 section "slow logins on the worker pool"
 python3 "$W/load.py" "$U" "$ADMIN_PW" logins "$W/logins.json"

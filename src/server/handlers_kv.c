@@ -104,9 +104,81 @@ static int set_done(srv_req *r)
     return http_raw(r, 200, "application/json", out, (size_t)n);
 }
 
+/* The binary batch body (docs/API.md "Binary batches"): fixed little-endian
+** headers, keys, metadata and values in place. Fills ss with entries that
+** point into body (zero copy). Returns 0 or an HTTP status (e). */
+#define BIN_MAGIC "TB01"
+#define BIN_HDR_LEN 12u
+#define BIN_ENTRY_HDR_LEN 20u
+static uint32_t rd32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
+static uint64_t rd64(const uint8_t *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
+
+int set_parse_binary(srv_set *ss, srv_err *e, const uint8_t *body, size_t len)
+{
+    memset(ss, 0, sizeof *ss);
+    if (len < BIN_HDR_LEN || memcmp(body, BIN_MAGIC, 4) != 0)
+        return srv_fail(e, 400, "bad_request", "a binary batch starts with \"" BIN_MAGIC "\", "
+                        "the entry count and the metadata length (%u bytes)", BIN_HDR_LEN);
+    uint32_t n = rd32(body + 4), mlen = rd32(body + 8);
+    if (n == 0)
+        return srv_fail(e, 400, "bad_request", "a binary batch needs at least one entry");
+    if (n > TALLY_TX_ENTRIES_MAX)
+        return srv_fail(e, 413, "too_large", "more than %u entries", TALLY_TX_ENTRIES_MAX);
+    if (mlen > TALLY_META_BYTES_MAX)
+        return srv_fail(e, 413, "too_large", "transaction metadata over %u bytes", TALLY_META_BYTES_MAX);
+    size_t off = BIN_HDR_LEN;
+    if (len - off < mlen)
+        return srv_fail(e, 400, "bad_request", "binary batch truncated in the metadata");
+    ss->meta = body + off;
+    ss->meta_len = mlen;
+    off += mlen;
+    if (!(ss->e = calloc(n, sizeof *ss->e)))
+        return srv_fail(e, 500, "internal", "out of memory");
+    ss->n = n;
+    for (uint32_t i = 0; i < n; i++) {
+        if (len - off < BIN_ENTRY_HDR_LEN)
+            return srv_fail(e, 400, "bad_request", "binary batch truncated at entry %u (byte %zu)", i, off);
+        const uint8_t *h = body + off;
+        uint32_t klen = (uint32_t)h[2] | (uint32_t)h[3] << 8, vlen = rd32(h + 4), emlen = rd32(h + 8);
+        uint64_t rev = rd64(h + 12);
+        tally_entry *t = &ss->e[i];
+        t->ns = TALLY_NS_KV;
+        if (h[0] > TALLY_COND_REV || h[1] != 0 || (h[0] != TALLY_COND_REV && rev != 0) ||
+            (h[0] == TALLY_COND_REV && rev == 0))
+            return srv_fail(e, 400, "bad_request", "entry %u (byte %zu): bad condition byte, "
+                            "reserved byte or if_rev", i, off);
+        if (klen == 0)
+            return srv_fail(e, 400, "bad_request", "entry %u: empty key", i);
+        if (klen > TALLY_KEY_BYTES_MAX || vlen > TALLY_VALUE_BYTES_MAX || emlen > TALLY_META_BYTES_MAX)
+            return srv_fail(e, 413, "too_large", "entry %u: key, value or metadata over its limit", i);
+        off += BIN_ENTRY_HDR_LEN;
+        if (len - off < (uint64_t)klen + emlen + vlen)
+            return srv_fail(e, 400, "bad_request", "binary batch truncated in entry %u", i);
+        t->cond = h[0];
+        t->cond_rev = rev;
+        t->key = body + off, t->key_len = klen;
+        t->meta = body + off + klen, t->meta_len = emlen;
+        t->value = body + off + klen + emlen, t->value_len = vlen;
+        off += (size_t)klen + emlen + vlen;
+    }
+    if (off != len)
+        return srv_fail(e, 400, "bad_request", "%zu bytes after the last entry of the binary batch",
+                        len - off);
+    return 0;
+}
+
 int h_set(srv_req *r)
 {
     int res;
+    if (http_body_is_binary(r)) {
+        srv_set ss;
+        srv_err e;
+        int st = set_parse_binary(&ss, &e, (const uint8_t *)(r->body ? r->body : ""), r->body_len);
+        if (st == 0) /* the entries are copied before it returns */
+            res = http_commit_async(r, ss.e, ss.n, ss.meta, ss.meta_len, set_done);
+        set_free(&ss);
+        return st ? http_error(r, &e) : res;
+    }
     json_t *j = http_body_json(r, &res);
     if (!j)
         return res;

@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -254,6 +255,14 @@ int http_arg_bytes(srv_req *r, const char *name, const uint8_t **p, size_t *len,
     *p = *owned = buf;
     *len = hlen / 2;
     return 1;
+}
+
+int http_body_is_binary(srv_req *r)
+{
+    const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_TYPE);
+    size_t n = strlen(SRV_BINARY_CTYPE);
+    return ct && strncasecmp(ct, SRV_BINARY_CTYPE, n) == 0 && (ct[n] == '\0' || ct[n] == ';');
 }
 
 json_t *http_body_json(srv_req *r, int *mhd_result)
@@ -480,6 +489,8 @@ static int first_call(srv_req *r, const char *method, const char *url)
     uint64_t n;
     if (cl && srv_parse_u64(cl, &n) == 0 && n > SRV_BODY_BYTES_MAX)
         return http_errorf(r, 413, "too_large", "body over %u bytes", SRV_BODY_BYTES_MAX);
+    if (cl && srv_parse_u64(cl, &n) == 0 && n > 0 && (r->body = malloc(n + 1)))
+        r->body_cap = n + 1; /* one buffer of the announced size: no regrowth copies */
     return MHD_YES;
 }
 

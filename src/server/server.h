@@ -338,6 +338,9 @@ int http_commit_async(srv_req *r, const tally_entry *e, size_t n, const void *me
                       size_t meta_len, int (*cont)(srv_req *r));
 /* In a continuation: the error response for a failed r->commit_rc. */
 int http_commit_failed(srv_req *r);
+/* 1 if the request's Content-Type is SRV_BINARY_CTYPE (a binary batch). */
+int http_body_is_binary(srv_req *r);
+#define SRV_BINARY_CTYPE "application/vnd.tally.batch"
 /* The body parsed as a JSON object, or NULL after queueing a 400. */
 struct json_t *http_body_json(srv_req *r, int *mhd_result);
 
@@ -353,6 +356,9 @@ typedef struct srv_set {
 /* Parses {"entries":[...],"meta"?} of body j (which must outlive ss).
 ** Returns 0 or an HTTP status (e). */
 int set_parse(srv_set *ss, srv_err *e, struct json_t *j);
+/* Parses a binary batch body (docs/API.md); the entries point into body.
+** Returns 0 or an HTTP status (e). */
+int set_parse_binary(srv_set *ss, srv_err *e, const uint8_t *body, size_t len);
 void set_free(srv_set *ss);
 /* Looks up key per get's query (tx= | at= | rev=; none: as of latest_as_of,
 ** 0 = latest). Returns 0 or an HTTP status (e). *owned is freed by the caller. */
