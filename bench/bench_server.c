@@ -17,6 +17,7 @@
 **                  Tally run and print the top symbols (perturbs the numbers)
 ** Env: TMPDIR — where the temporary data directory goes (default /tmp; it
 ** should be on the disk you care about: the commits fdatasync there).
+**      BENCH_ONLY_BIN=1 — phase 2 runs the binary batches only.
 **
 ** tallyd and this load generator run on the same machine and share its cores;
 ** the CPU each used during every run is printed beside the result. So that
@@ -1161,11 +1162,14 @@ int main(int argc, char **argv)
     /* ---- 2: 1000-entry writes over a few connections ---- */
     if (ph[2]) {
         static const int nconn[] = { 2, 4, 8 };
+        const char *only_bin = getenv("BENCH_ONLY_BIN");
         printf("2. Batched writes, %d entries per POST /set (~%zu KB body), one durable "
                "transaction each\n",
                BATCH, (size_t)(BATCH * (32 + KEY_LEN + VAL_LEN)) / 1024);
         for (size_t c = 0; c < 2 * sizeof nconn / sizeof nconn[0]; c++) {
             int n = nconn[c % 3], bin = c >= 3;
+            if (only_bin && !bin)
+                continue;
             if (c == 3)
                 printf("  The same entries as binary batches (Content-Type: "
                        "application/vnd.tally.batch, ~%zu KB body):\n",
