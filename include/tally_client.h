@@ -20,9 +20,11 @@
 **
 ** Thread rules: a tally_client (one libcurl easy handle, kept alive) must be
 ** used by one thread at a time; use one client per thread. Different clients,
-** also in different processes, may share a state directory: each verified
-** call holds an exclusive lock (flock) on its ledger's trusted state while
-** it runs, so the state only ever moves forward.
+** also in different processes, may share a state directory: a verified call
+** that moves its ledger's trusted state forward takes an exclusive lock
+** (flock) on it, re-reads it and checks that the new state extends whatever
+** another call stored meanwhile, so the state only ever moves forward along
+** one history. Calls that do not move it take no lock.
 */
 #ifndef TALLY_CLIENT_H
 #define TALLY_CLIENT_H

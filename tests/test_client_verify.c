@@ -9,16 +9,29 @@
 ** elements; wrong origin; another key's signature; a smaller size than
 ** trusted; the same size with another root; a forked history; a replayed
 ** transaction for a write; duplicate JSON keys.
+**
+** Also: the client's own JSON reader (src/client/jtok.c) against jansson on
+** edge cases and mutated bundles (same accept/reject, same values), and the
+** shared trusted state (src/client/client.c) through a real tally_client
+** against an in-process fake server: handles sharing a state directory see
+** each other's states, and a state stored by "another call" in the middle
+** of a request is reconciled (consistent: kept or moved forward; a fork:
+** TALLY_EBADPROOF, the stored state untouched).
 */
 #include <inttypes.h>
 #include <jansson.h>
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "client/jtok.h"
 #include "client/verify.h"
 #include "note/note.h"
+#include "tally_client.h"
 #include "tally.h"
 #include "testutil.h"
 
@@ -518,6 +531,424 @@ static void test_checkpoint(tally_db *db, tally_db *fork)
     free(note);
 }
 
+/* ---- the client's JSON reader against jansson ---- */
+
+/* 1 if jt token i holds exactly what jansson parsed into v. */
+static int same_tree(json_t *v, const jt_doc *d, int i)
+{
+    int t = jt_type(d, i);
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        if (t != JT_OBJECT || json_object_size(v) != jt_count(d, i))
+            return 0;
+        int m = i + 1;
+        for (size_t k = 0; k < jt_count(d, i); k++, m = jt_next(d, m + 1)) {
+            char *key = malloc(jt_str_rawlen(d, m) + 1);
+            size_t kl;
+            int ok = jt_str_decode(d, m, key, &kl) == 0 && strlen(key) == kl &&
+                     json_object_get(v, key) && same_tree(json_object_get(v, key), d, m + 1) &&
+                     jt_get(d, i, key) == m + 1;
+            free(key);
+            if (!ok)
+                return 0;
+        }
+        return 1;
+    }
+    case JSON_ARRAY: {
+        if (t != JT_ARRAY || json_array_size(v) != jt_count(d, i))
+            return 0;
+        int e = jt_first(d, i);
+        for (size_t k = 0; k < json_array_size(v); k++, e = jt_next(d, e))
+            if (!same_tree(json_array_get(v, k), d, e))
+                return 0;
+        return 1;
+    }
+    case JSON_STRING: {
+        if (t != JT_STRING)
+            return 0;
+        uint8_t *b;
+        size_t n;
+        if (jt_str_dup(d, i, &b, &n) != 0)
+            return 0;
+        int ok = n == json_string_length(v) && memcmp(b, json_string_value(v), n) == 0;
+        free(b);
+        return ok;
+    }
+    case JSON_INTEGER: {
+        int64_t x;
+        return jt_int(d, i, &x) == 0 && x == (int64_t)json_integer_value(v);
+    }
+    case JSON_REAL: return t == JT_REAL;
+    case JSON_TRUE: return t == JT_TRUE;
+    case JSON_FALSE: return t == JT_FALSE;
+    case JSON_NULL: return t == JT_NULL;
+    }
+    return 0;
+}
+
+/* Both parsers on s[0..n): same verdict, same values. Returns 1 if accepted. */
+static int jt_vs_jansson(const char *s, size_t n)
+{
+    json_error_t err;
+    json_t *v = json_loadb(s, n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
+    jt_doc d;
+    int rc = jt_parse(&d, s, n);
+    int agree = (v != NULL) == (rc == 0) && (!v || same_tree(v, &d, 0));
+    CHECK(agree);
+    if (!agree)
+        fprintf(stderr, "  jtok %s (%s), jansson %s (%s) on: %.*s\n", rc ? "rejects" : "accepts",
+                d.err, v ? "accepts" : "rejects", v ? "" : err.text, (int)(n > 300 ? 300 : n),
+                s);
+    jt_free(&d);
+    json_decref(v);
+    return rc == 0;
+}
+
+static void test_jtok(tally_db *db)
+{
+    static const char *const cases[] = {
+        "{\"a\":\"\\u00e9\\ud83d\\ude00\\n\\\"\\\\\\/\\b\\f\\r\\t\",\"b\":[1,-0,"
+        "-9223372036854775808,9223372036854775807,1.5e3,-2E-2,0.0,1e-400],\"c\":{\"d\":null,"
+        "\"e\":true,\"f\":false},\"g\":\"\xc3\xa9\xf0\x9f\x98\x80\",\"h\":\"\\u0000x\",\"\":[]}",
+        "[]", "{}", " [ ] ", "\t{ \"a\" : [ { } , [ ] ] }\r\n", "\"str\"", "1", "null", "",
+        "{\"a\":1,\"a\":2}", "{\"a\":1,\"\\u0061\":2}", "{\"ab\":1,\"a\\u0062\":2}",
+        "{\"k\\u0000\":1}", "{\"a\":9223372036854775808}", "{\"a\":-9223372036854775809}",
+        "{\"a\":1e400}", "{\"a\":-1e400}", "{\"a\":\"\\ud800\"}", "{\"a\":\"\\udc00\"}",
+        "{\"a\":\"\\ud800\\u0041\"}", "{\"a\":\"\\ud800\\\\\"}", "{\"a\":01}", "{\"a\":1.}",
+        "{\"a\":.5}", "{\"a\":-}", "{\"a\":tru}", "{\"a\":truex}", "{\"a\":\"x\x01\"}",
+        "{\"a\":\"\xc0\x80\"}", "{\"a\":\"\xed\xa0\x80\"}", "{\"a\":\"\xf4\x90\x80\x80\"}",
+        "{\"a\":\"\xe2\x82\"}", "{} x", "{},", "{\"a\" 1}", "{\"a\":1,}", "[1,]", "[1 2]",
+        "{\"a\":\"\\x\"}", "{\"a\":\"\\u12\"}", "{\"a\":\"\\u12G4\"}", "[\"unterminated",
+        "{\"a\":[1,{\"b\":[2,{\"c\":3}]}]}", "[-0.0e+0,1E+2,1e-2]", "{1:2}", "[1e]", "[--1]",
+        "\xef\xbb\xbf{}", "[\"\\/\"]",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        jt_vs_jansson(cases[i], strlen(cases[i]));
+    CHECK(jt_vs_jansson("[\"a\\u0000b\",\"\0\"]", 13) == 0); /* raw NUL: a control byte */
+
+    /* Deep nesting and big objects: refused beyond the limits. */
+    char deep[2 * JT_DEPTH_MAX + 8];
+    jt_doc d;
+    for (int depth = JT_DEPTH_MAX - 1; depth <= JT_DEPTH_MAX + 1; depth++) {
+        memset(deep, '[', (size_t)depth);
+        memset(deep + depth, ']', (size_t)depth);
+        CHECK_EQ_INT(jt_parse(&d, deep, 2 * (size_t)depth) == 0, depth <= JT_DEPTH_MAX);
+        jt_free(&d);
+    }
+    json_t *big = json_object();
+    for (int i = 0; i <= JT_MEMBERS_MAX; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%d", i);
+        json_object_set_new(big, k, json_integer(i));
+        if (i == JT_MEMBERS_MAX - 1 || i == JT_MEMBERS_MAX) {
+            char *t = json_dumps(big, JSON_COMPACT);
+            CHECK_EQ_INT(jt_parse(&d, t, strlen(t)) == 0, i < JT_MEMBERS_MAX);
+            CHECK(i < JT_MEMBERS_MAX ? jt_get(&d, 0, "k1000") > 0 && d.t != d.inl : 1);
+            jt_free(&d);
+            free(t);
+        }
+    }
+    json_decref(big);
+
+    /* Mutated bundles: both parsers must agree on every one. */
+    char *seeds[4];
+    json_t *b = get_bundle(db, 11, 1, 13, 20);
+    json_object_set_new(b, "value_hex", json_string("c3a9\\u0041"));
+    json_object_set_new(b, "note", json_string("\xc3\xa9\xf0\x9f\x98\x80\n\"\\\x01"));
+    seeds[0] = json_dumps(b, JSON_COMPACT);
+    seeds[1] = json_dumps(b, JSON_INDENT(1) | JSON_ENSURE_ASCII);
+    json_decref(b);
+    b = tx_bundle(db, 14, 10, 20);
+    seeds[2] = json_dumps(b, JSON_COMPACT | JSON_ENSURE_ASCII);
+    json_decref(b);
+    seeds[3] = strdup(cases[0]);
+    static const char alphabet[] = "{}[]\",:\\u0123456789abcdefABCDEFe.-+ tfnrl\x01\x80\xc3\xed";
+    uint64_t rng = 0x9e3779b97f4a7c15u;
+    int accepted = 0, total = 0;
+    for (int si = 0; si < 4; si++) {
+        size_t sl = strlen(seeds[si]);
+        char *m = malloc(sl + 64);
+        for (int round = 0; round < 3000; round++) {
+            memcpy(m, seeds[si], sl);
+            size_t ml = sl;
+            int nmut = 1 + (int)(round % 3);
+            for (int k = 0; k < nmut && ml > 1; k++) {
+                rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+                size_t at = (size_t)(rng >> 8) % ml;
+                char c = (rng & 1) ? alphabet[(rng >> 40) % (sizeof alphabet - 1)]
+                                   : (char)(rng >> 48);
+                switch ((rng >> 4) % 4) {
+                case 0: m[at] = c; break;                                 /* replace */
+                case 1: memmove(m + at, m + at + 1, ml - at - 1); ml--; break; /* delete */
+                case 2: memmove(m + at + 1, m + at, ml - at); m[at] = c; ml++; break;
+                default: ml = at + 1; break;                              /* truncate */
+                }
+            }
+            accepted += jt_vs_jansson(m, ml);
+            total++;
+        }
+        free(m);
+        free(seeds[si]);
+    }
+    CHECK(accepted > total / 20); /* the mutations also produce valid documents */
+}
+
+/* ---- the shared trusted state, through a client and a fake server ---- */
+
+static struct {
+    tally_db *db;          /* the history the server answers from */
+    uint64_t size;         /* its size */
+    uint64_t last_trusted; /* trusted= of the last verified/get */
+    void (*hook)(void);    /* runs once inside the next verified/get */
+    int gets, cons;        /* requests served */
+} fs;
+static char g_state_dir[128], g_trust_file[512];
+static tally_db *g_store_db;
+static uint64_t g_store_size;
+
+/* Replaces the trusted state file as another process would (temp, rename). */
+static void store_note(tally_db *db, uint64_t size)
+{
+    char *note = checkpoint(db, size, ORIGIN, KEYNAME, g_priv), tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.other", g_trust_file);
+    FILE *f = fopen(tmp, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fputs(note, f);
+        fclose(f);
+        CHECK_EQ_INT(rename(tmp, g_trust_file), 0);
+    }
+    free(note);
+}
+
+static void store_hook(void) { store_note(g_store_db, g_store_size); }
+
+static enum MHD_Result fs_answer(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload,
+                                 size_t *upload_len, void **con_cls)
+{
+    (void)cls, (void)method, (void)version, (void)upload, (void)upload_len, (void)con_cls;
+    json_t *j = NULL;
+    unsigned status = 200;
+    const char *a1 = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "key");
+    const char *tr = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "trusted");
+    const char *old = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "old");
+    const char *sz = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "size");
+    if (strcmp(url, "/v1/ledgers/L") == 0) {
+        j = json_pack("{s:s, s:s, s:s}", "id", LEDGER_ID, "name", "L", "origin", ORIGIN);
+    } else if (strcmp(url, "/v1/ledgers/L/verified/get") == 0 && a1 && tr) {
+        uint64_t trusted = strtoull(tr, NULL, 10);
+        fs.last_trusted = trusted;
+        if (getenv("TEST_VERBOSE")) fprintf(stderr, "  fake: get %s trusted=%s size=%" PRIu64 "\n", a1, tr, fs.size);
+        fs.gets++;
+        if (fs.hook) {
+            void (*h)(void) = fs.hook;
+            fs.hook = NULL;
+            h();
+        }
+        if (trusted > fs.size)
+            status = 400;
+        else
+            j = get_bundle(fs.db, strtoull(a1 + 3, NULL, 10), 0,
+                           trusted < fs.size ? trusted : 0, fs.size);
+    } else if (strcmp(url, "/v1/ledgers/L/proof/consistency") == 0 && old && sz) {
+        uint64_t o = strtoull(old, NULL, 10), n = strtoull(sz, NULL, 10);
+        tally_proof p;
+        uint8_t r1[32], r2[32];
+        fs.cons++;
+        if (getenv("TEST_VERBOSE")) fprintf(stderr, "  fake: cons %s %s\n", old, sz);
+        /* Up to the whole ledger: the tests store states beyond fs.size. */
+        if (o == 0 || o > n || tally_proof_consistency(fs.db, &p, o, n) != 0) {
+            status = 400;
+        } else {
+            j = jproof("old", o, &p);
+            CHECK_EQ_INT(tally_root_at(fs.db, r1, o), 0);
+            CHECK_EQ_INT(tally_root_at(fs.db, r2, n), 0);
+            json_object_set_new(j, "old_root", jhex(r1, 32));
+            json_object_set_new(j, "root", jhex(r2, 32));
+        }
+    } else {
+        status = 404;
+    }
+    if (!j)
+        j = json_pack("{s:{s:s, s:s}}", "error", "code", status == 404 ? "not_found" :
+                      "bad_request", "message", "refused");
+    char *body = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    enum MHD_Result ret = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static uint64_t trusted_size(tally_client *c, uint8_t root[32])
+{
+    uint64_t size = 0;
+    uint8_t r[32];
+    CHECK_EQ_INT(tally_client_trusted_state(c, &size, root ? root : r), 0);
+    return size;
+}
+
+static void get_ok(tally_client *c, int k)
+{
+    char key[16], want[32];
+    snprintf(key, sizeof key, "key%d", k);
+    snprintf(want, sizeof want, "value%d", k);
+    tally_client_version v;
+    int rc = tally_client_verified_get(c, &v, key, strlen(key), TALLY_CLIENT_LATEST, 0);
+    CHECK_EQ_INT(rc, 0);
+    if (rc != 0) {
+        fprintf(stderr, "  %s\n", tally_errmsg());
+        return;
+    }
+    CHECK(v.value_len == strlen(want) && memcmp(v.value, want, v.value_len) == 0);
+    tally_client_version_free(&v);
+}
+
+static int count_evidence(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "ls %s/evidence 2>/dev/null | wc -l", g_state_dir);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p) {
+        if (fscanf(p, "%d", &n) != 1)
+            n = -1;
+        pclose(p);
+    }
+    return n;
+}
+
+static void test_shared_state(tally_db *db, tally_db *fork)
+{
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL,
+                                            fs_answer, NULL, MHD_OPTION_SOCK_ADDR, &sa,
+                                            MHD_OPTION_END);
+    CHECK(d != NULL);
+    if (!d)
+        return;
+    char url[64], vk[NOTE_VKEY_MAX], cmd[300];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u",
+             (unsigned)MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port);
+    CHECK(note_vkey_format(vk, sizeof vk, KEYNAME, g_pub) > 0);
+    snprintf(g_state_dir, sizeof g_state_dir, "/tmp/tally-tcv-state-%ld", (long)getpid());
+    snprintf(g_trust_file, sizeof g_trust_file, "%s/trust/%s+%08x/%s", g_state_dir, KEYNAME,
+             (unsigned)note_key_id(KEYNAME, g_pub), LEDGER_ID);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_state_dir);
+    CHECK_EQ_INT(system(cmd), 0);
+    tally_client_options o;
+    tally_client_options_init(&o);
+    o.ledger = "L";
+    o.server_vkey = vk;
+    o.state_dir = g_state_dir;
+    o.token = "t";
+    o.timeout_ms = 20000;
+    tally_client *a = NULL, *b = NULL;
+    CHECK_EQ_INT(tally_client_connect(&a, url, &o), 0);
+    CHECK_EQ_INT(tally_client_connect(&b, url, &o), 0);
+    if (!a || !b)
+        goto out;
+    uint8_t root[32], want[32];
+
+    /* First contact, then a second handle on the same directory builds on it. */
+    fs.db = db;
+    fs.size = 10;
+    get_ok(a, 5);
+    CHECK_EQ_INT(trusted_size(a, NULL), 10);
+    get_ok(b, 6);
+    CHECK_EQ_INT(fs.last_trusted, 10);
+    /* A moves to 15; B notices the new file; then keeps using it unchanged. */
+    fs.size = 15;
+    get_ok(a, 7);
+    CHECK_EQ_INT(trusted_size(a, NULL), 15);
+    get_ok(b, 8);
+    CHECK_EQ_INT(fs.last_trusted, 15);
+    get_ok(b, 8);
+    CHECK_EQ_INT(fs.last_trusted, 15);
+    int cons0 = fs.cons;
+    /* Another call stores 20 while B's request (answered at 18) is in flight:
+    ** 18 is checked against 20 (a consistency proof), 20 stays. */
+    fs.size = 18;
+    g_store_db = db, g_store_size = 20, fs.hook = store_hook;
+    get_ok(b, 9);
+    CHECK_EQ_INT(fs.cons, cons0 + 1);
+    CHECK_EQ_INT(trusted_size(b, NULL), 20);
+    CHECK_EQ_INT(trusted_size(a, NULL), 20);
+    /* ... stores 17 while A's request (answered at 21, from 16) is in flight:
+    ** 17 -> 21 checked, 21 stored. */
+    store_note(db, 16);
+    fs.size = 21;
+    g_store_db = db, g_store_size = 17, fs.hook = store_hook;
+    get_ok(a, 3);
+    CHECK_EQ_INT(fs.last_trusted, 16);
+    CHECK_EQ_INT(fs.cons, cons0 + 2);
+    CHECK_EQ_INT(trusted_size(b, root), 21);
+    CHECK_EQ_INT(tally_root_at(db, want, 21), 0);
+    CHECK(memcmp(root, want, 32) == 0);
+    /* A file replaced by hand with one of the same history is noticed. */
+    store_note(db, 19);
+    get_ok(b, 4);
+    CHECK_EQ_INT(fs.last_trusted, 19);
+    get_ok(a, 4);
+    CHECK_EQ_INT(fs.last_trusted, 21); /* B moved it to 21 */
+
+    /* A fork stored meanwhile (larger than the answer): refused, kept. */
+    int ev0 = count_evidence();
+    tally_client_version v;
+    store_note(db, 12);
+    fs.size = 15;
+    g_store_db = fork, g_store_size = 20, fs.hook = store_hook;
+    CHECK_EQ_INT(tally_client_verified_get(a, &v, "key2", 4, TALLY_CLIENT_LATEST, 0),
+                 TALLY_EBADPROOF);
+    CHECK_EQ_INT(trusted_size(a, root), 20);
+    CHECK_EQ_INT(tally_root_at(fork, want, 20), 0);
+    CHECK(memcmp(root, want, 32) == 0);
+    CHECK_EQ_INT(count_evidence(), ev0 + 1);
+    /* ... smaller than the answer: refused, kept. */
+    store_note(db, 12);
+    g_store_db = fork, g_store_size = 13, fs.hook = store_hook;
+    CHECK_EQ_INT(tally_client_verified_get(b, &v, "key2", 4, TALLY_CLIENT_LATEST, 0),
+                 TALLY_EBADPROOF);
+    CHECK_EQ_INT(trusted_size(b, root), 13);
+    CHECK_EQ_INT(tally_root_at(fork, want, 13), 0);
+    CHECK(memcmp(root, want, 32) == 0);
+    /* ... the same size with another root: refused, kept. */
+    store_note(db, 12);
+    g_store_db = fork, g_store_size = 15, fs.hook = store_hook;
+    CHECK_EQ_INT(tally_client_verified_get(a, &v, "key2", 4, TALLY_CLIENT_LATEST, 0),
+                 TALLY_EBADPROOF);
+    CHECK_EQ_INT(trusted_size(a, root), 15);
+    CHECK_EQ_INT(tally_root_at(fork, want, 15), 0);
+    CHECK(memcmp(root, want, 32) == 0);
+    CHECK_EQ_INT(count_evidence(), ev0 + 3);
+
+    /* First contact of two handles at once: the later one checks its answer
+    ** against what the earlier stored. */
+    CHECK_EQ_INT(unlink(g_trust_file), 0);
+    fs.size = 12;
+    g_store_db = db, g_store_size = 10, fs.hook = store_hook;
+    cons0 = fs.cons;
+    get_ok(b, 2);
+    CHECK_EQ_INT(fs.last_trusted, 0);
+    CHECK_EQ_INT(fs.cons, cons0 + 1);
+    CHECK_EQ_INT(trusted_size(a, NULL), 12);
+    /* No temp files left next to the state. */
+    snprintf(cmd, sizeof cmd, "ls %s/trust/*/ | grep -q tmp", g_state_dir);
+    CHECK(system(cmd) != 0);
+out:
+    tally_client_close(a);
+    tally_client_close(b);
+    MHD_stop_daemon(d);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_state_dir);
+    CHECK_EQ_INT(system(cmd), 0);
+}
+
 int main(void)
 {
     char dir[64], dir2[64];
@@ -530,6 +961,8 @@ int main(void)
     test_tx(db);
     test_checkpoint(db, fork);
     test_set(db);
+    test_jtok(db);
+    test_shared_state(db, fork);
     tally_db_close(db);
     tally_db_close(fork);
     char cmd[200];

@@ -110,11 +110,35 @@ int tc_utf8_valid(const void *p, size_t n)
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
+static size_t on_data(char *p, size_t size, size_t nmemb, void *ctx);
+
+/* Options that never change are set once here, not per request. */
 int tc_http_init(tally_client *c)
 {
     pthread_once(&curl_once, curl_init_once);
-    c->curl = curl_easy_init();
-    return c->curl ? 0 : tally_seterr(TALLY_ENOMEM, "curl_easy_init failed");
+    CURL *h = c->curl = curl_easy_init();
+    if (!h)
+        return tally_seterr(TALLY_ENOMEM, "curl_easy_init failed");
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
+    return 0;
+}
+
+static void free_hdrs(tally_client *c, int auth)
+{
+    for (int b = 0; b < 2; b++) {
+        curl_slist_free_all(c->hdrs[auth][b]);
+        c->hdrs[auth][b] = NULL;
+    }
+    if (auth) {
+        free(c->hdrs_token);
+        c->hdrs_token = NULL;
+    }
 }
 
 void tc_http_free(tally_client *c)
@@ -122,8 +146,43 @@ void tc_http_free(tally_client *c)
     if (c->curl)
         curl_easy_cleanup(c->curl);
     c->curl = NULL;
+    free_hdrs(c, 0);
+    free_hdrs(c, 1);
+    free(c->url_buf);
+    c->url_buf = NULL;
+    c->url_cap = 0;
     free(c->body);
     c->body = NULL;
+}
+
+/* The request headers for (auth, has body), built once per token. */
+static struct curl_slist *headers(tally_client *c, int auth, int has_body)
+{
+    auth = auth && c->token;
+    if (auth && (!c->hdrs_token || strcmp(c->hdrs_token, c->token) != 0)) {
+        free_hdrs(c, 1);
+        if (!(c->hdrs_token = strdup(c->token)))
+            return NULL;
+    }
+    struct curl_slist **l = (struct curl_slist **)&c->hdrs[auth][has_body];
+    if (*l)
+        return *l;
+    char authz[4200];
+    struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json, text/plain");
+    struct curl_slist *t = h;
+    if (t)
+        t = curl_slist_append(h, "Expect:");
+    if (t && has_body)
+        t = curl_slist_append(h, "Content-Type: application/json");
+    if (t && auth) {
+        snprintf(authz, sizeof authz, "Authorization: Bearer %s", c->token);
+        t = curl_slist_append(h, authz);
+    }
+    if (!t) {
+        curl_slist_free_all(h);
+        return NULL;
+    }
+    return *l = h;
 }
 
 static size_t on_data(char *p, size_t size, size_t nmemb, void *ctx)
@@ -186,36 +245,27 @@ static int perform(tally_client *c, const char *method, const char *path, const 
                    size_t body_len, int auth)
 {
     CURL *h = c->curl;
-    tc_buf url = { 0 };
-    tc_buf_puts(&url, c->url);
-    tc_buf_puts(&url, path);
-    if (url.oom)
-        return tally_seterr(TALLY_ENOMEM, "building the URL");
-    snprintf(c->last_request, sizeof c->last_request, "%s %s", method, path);
-    struct curl_slist *hdrs = NULL;
-    char authz[4200];
-    hdrs = curl_slist_append(hdrs, "Accept: application/json, text/plain");
-    hdrs = curl_slist_append(hdrs, "Expect:");
-    if (body)
-        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-    if (auth && c->token) {
-        snprintf(authz, sizeof authz, "Authorization: Bearer %s", c->token);
-        hdrs = curl_slist_append(hdrs, authz);
+    size_t ul = strlen(c->url), pl = strlen(path);
+    if (ul + pl + 1 > c->url_cap) {
+        char *nu = realloc(c->url_buf, ul + pl + 64);
+        if (!nu)
+            return tally_seterr(TALLY_ENOMEM, "building the URL");
+        c->url_buf = nu;
+        c->url_cap = ul + pl + 64;
     }
+    memcpy(c->url_buf, c->url, ul);
+    memcpy(c->url_buf + ul, path, pl + 1);
+    snprintf(c->last_request, sizeof c->last_request, "%s %s", method, path);
+    struct curl_slist *hdrs = headers(c, auth, body != NULL);
+    if (!hdrs)
+        return tally_seterr(TALLY_ENOMEM, "building the request headers");
     c->body_len = 0;
     if (c->body)
         c->body[0] = '\0';
     c->status = 0;
     c->err_code[0] = '\0';
-    curl_easy_setopt(h, CURLOPT_URL, url.p);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+    curl_easy_setopt(h, CURLOPT_URL, c->url_buf);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
     if (body) {
         curl_easy_setopt(h, CURLOPT_POST, 1L);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
@@ -226,9 +276,6 @@ static int perform(tally_client *c, const char *method, const char *path, const 
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, strcmp(method, "GET") ? method : NULL);
     }
     CURLcode cc = curl_easy_perform(h);
-    curl_slist_free_all(hdrs);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-    free(url.p);
     if (!c->body && (c->body = malloc(1)) != NULL) {
         c->body[0] = '\0';
         c->body_cap = 1;

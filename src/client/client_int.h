@@ -18,8 +18,26 @@
 #define TC_BODY_MAX ((size_t)512 << 20) /* largest response accepted */
 #define TC_PATH_MAX 4096
 
+/* The trusted state of one ledger as this handle last read or wrote it
+** (client.c, "Caches"). fd stays open on that very file while cached, so its
+** inode number cannot be given to another file meanwhile. */
+typedef struct tc_state_cache {
+    char id[33];                /* ledger id; "" when empty */
+    int fd;                     /* -1 when empty */
+    uint64_t dev, ino, fsize;   /* identity of the file read (fstat of fd) */
+    int64_t mtime_s, mtime_ns, ctime_s, ctime_ns;
+    char *note;                 /* its bytes (NUL-terminated), verified on read */
+    size_t note_len;
+    uint64_t size;              /* size and root of that note */
+    uint8_t root[32];
+} tc_state_cache;
+
 struct tally_client {
     void *curl;                 /* CURL * */
+    void *hdrs[2][2];           /* struct curl_slist *, [auth][has body]; built once */
+    char *hdrs_token;           /* the token hdrs[1][*] hold (NULL: not built) */
+    char *url_buf;              /* scratch for the request URL */
+    size_t url_cap;
     char *url;                  /* without trailing '/' */
     char *url_esc;              /* url escaped for a file name */
     char *state_dir;
@@ -38,6 +56,9 @@ struct tally_client {
     char *body;
     size_t body_len, body_cap;
     char last_request[512];     /* "GET /v1/..." for evidence */
+    /* Caches (client.c, "Caches"). */
+    char pin_name[65], pin_id[33]; /* the last ledger name -> pinned id looked up */
+    tc_state_cache sc;
 };
 
 /* ---- client_http.c ---- */
@@ -78,6 +99,10 @@ int tc_read_file(const char *path, char **out, size_t *out_len, size_t max);
 /* Atomic write: temp file, fsync, rename (or, with excl, link: fails with
 ** TALLY_ECONFLICT if path exists), fsync of the directory. */
 int tc_write_atomic(const char *path, const void *data, size_t len, unsigned mode, int excl);
+/* The same with rename, but on success *keep_fd is the written file, left
+** open (the caller closes it): the file now at path. */
+int tc_write_atomic_keep(const char *path, const void *data, size_t len, unsigned mode,
+                         int *keep_fd);
 /* Escapes s for use as one file name: [A-Za-z0-9._-] kept, others %XX;
 ** a leading '.' is escaped too. */
 void tc_escape_name(char *out, size_t cap, const char *s);

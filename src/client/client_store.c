@@ -8,18 +8,21 @@
 **       names/<ledger name>                     pinned ledger id (32 hex)
 **       <ledger id>                             trusted state: the last verified
 **                                               signed checkpoint note
-**       <ledger id>.lock                        flock held during a verified call
+**       <ledger id>.lock                        flock held while a verified call
+**                                               re-reads and replaces the state
 **   <state>/evidence/<UTC time>-<ledger id>/    what a failed verification saw
 **
 ** Invariants:
-**   (1) every file is written atomically: temp file, fsync, rename (or link
-**       for pins, which are never replaced), fsync of the directory;
+**   (1) every file is written atomically: temp file (a name unique to the
+**       process and the write), fsync, rename (or link for pins, which are
+**       never replaced), fsync of the directory;
 **   (2) pins are created once and never overwritten by this code;
 **   (3) nothing in a path comes from a server response unchecked: the ledger
 **       id must be 32 lowercase hex, names are escaped.
 */
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -110,8 +113,9 @@ static int fsync_dir_of(const char *path)
     return rc;
 }
 
-/* Removes "<path>.tmp.<pid>" files left by processes that died mid-write
-** (kill -9 between open and rename). A live pid's file is left alone. */
+/* Removes "<path>.tmp.<pid>[.<n>]" files left by processes that died
+** mid-write (kill -9 between open and rename). A live pid's file is left
+** alone. */
 static void sweep_stale_tmp(const char *path)
 {
     char dir[TC_PATH_MAX];
@@ -128,6 +132,8 @@ static void sweep_stale_tmp(const char *path)
             continue;
         char *end;
         long pid = strtol(de->d_name + bl + 5, &end, 10);
+        if (*end == '.' && end[1] >= '0' && end[1] <= '9')
+            strtoul(end + 1, &end, 10);
         if (*end || pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
             continue;
         char stale[TC_PATH_MAX + 300];
@@ -138,12 +144,18 @@ static void sweep_stale_tmp(const char *path)
         closedir(d);
 }
 
-int tc_write_atomic(const char *path, const void *data, size_t len, unsigned mode, int excl)
+/* Writes to a fresh "<path>.tmp.<pid>.<n>" (n unique in this process: threads
+** of one process may write the same path at once, e.g. first-contact pins),
+** then link (excl) or rename; keep_fd: leave the file open for the caller. */
+static int write_atomic(const char *path, const void *data, size_t len, unsigned mode, int excl,
+                        int *keep_fd)
 {
-    char tmp[TC_PATH_MAX + 32];
+    static atomic_uint seq;
+    char tmp[TC_PATH_MAX + 48];
     sweep_stale_tmp(path);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%u", path, (long)getpid(),
+             atomic_fetch_add(&seq, 1));
+    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
     if (fd < 0)
         return tally_seterr(TALLY_EIO, "%s: %s", tmp, strerror(errno));
     const char *p = data;
@@ -157,14 +169,21 @@ int tc_write_atomic(const char *path, const void *data, size_t len, unsigned mod
         done += (size_t)w;
     }
     int ok = done == len && fsync(fd) == 0;
-    ok = close(fd) == 0 && ok;
+    if (!keep_fd) {
+        ok = close(fd) == 0 && ok;
+        fd = -1;
+    }
     if (ok) {
         if (excl) {
             ok = link(tmp, path) == 0;
             int e = errno;
             unlink(tmp);
-            if (!ok && e == EEXIST)
+            if (!ok && e == EEXIST) {
+                if (fd >= 0)
+                    close(fd);
                 return TALLY_ECONFLICT;
+            }
+            errno = e;
         } else {
             ok = rename(tmp, path) == 0;
         }
@@ -172,12 +191,31 @@ int tc_write_atomic(const char *path, const void *data, size_t len, unsigned mod
     if (!ok) {
         int e = errno;
         unlink(tmp);
+        if (fd >= 0)
+            close(fd);
         return tally_seterr(e == ENOSPC ? TALLY_ENOSPC : TALLY_EIO, "writing %s: %s", path,
                             strerror(e));
     }
-    if (fsync_dir_of(path) != 0)
-        return tally_seterr(TALLY_EIO, "fsync of the directory of %s: %s", path, strerror(errno));
+    if (fsync_dir_of(path) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return tally_seterr(TALLY_EIO, "fsync of the directory of %s: %s", path, strerror(e));
+    }
+    if (keep_fd)
+        *keep_fd = fd;
     return 0;
+}
+
+int tc_write_atomic(const char *path, const void *data, size_t len, unsigned mode, int excl)
+{
+    return write_atomic(path, data, len, mode, excl, NULL);
+}
+
+int tc_write_atomic_keep(const char *path, const void *data, size_t len, unsigned mode,
+                         int *keep_fd)
+{
+    return write_atomic(path, data, len, mode, 0, keep_fd);
 }
 
 void tc_escape_name(char *out, size_t cap, const char *s)
