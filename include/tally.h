@@ -293,6 +293,7 @@ typedef struct tally_stats {
                                 checkpoints (the log is intact; the in-memory
                                 index grows until tally_db_checkpoint()
                                 succeeds, which resumes them) */
+    char checkpoint_message[256]; /* its message ("" when checkpoint_error is 0) */
 } tally_stats;
 void tally_db_stats(tally_db *db, tally_stats *out);
 

@@ -42,6 +42,12 @@
 **     queued after the failure), no commit succeeds after a thread saw an
 **     error, the acknowledged txs are exactly 1..state size, and after
 **     reopen each holds its thread's entries; verify ok.
+** (h) the background checkpoint's own fsync fails (checkpoint_entries_min
+**     100, the 67th commit freezes): tally_db_stats reports checkpoint_error
+**     TALLY_EIO with a message and no checkpoint; 30 more commits and
+**     every read still work; after tally_fault_remove, tally_db_checkpoint()
+**     succeeds and clears the error, and background checkpoints run again;
+**     reopen keeps every tx; verify ok.
 ** (f) a write or sync failure during the final checkpoint of
 **     tally_db_close: close returns an error; reopen replays the log and
 **     keeps every tx; verify ok.
@@ -579,6 +585,74 @@ static void close_fault(int sync) {
     rm_rf(dir);
 }
 
+/* ---- (h): a background checkpoint fails: paused, reported, resumed ---- */
+
+static void background_checkpoint_fault(void) {
+    char dir[64];
+    new_dir(dir, sizeof dir);
+    tally_options o;
+    tally_options_init(&o);
+    o.checkpoint_entries_min = 100;
+    tally_db *h;
+    CHECK_EQ_INT(tally_db_open(&h, dir, &o, NULL), 0);
+    uint64_t a = 1, tx = 0;
+    /* commit a holds 1 entry (even a) or 2: after 66 commits the index has 99
+    ** versions, so commit 67 freezes the memtable. The checkpoint thread
+    ** starts once tx 67 is durable, i.e. after fdatasync #1: #2 is its own. */
+    for (; a <= 66; a++) CHECK_EQ_INT(do_commit(h, a, &tx), 0);
+    tally_stats st;
+    tally_db_stats(h, &st);
+    CHECK_EQ_INT(st.checkpoints, 0);
+    tally_fault_plan plan = {0};
+    plan.fail_sync_after = 2;
+    plan.sync_errno = EIO;
+    tally_fault_install(&plan);
+    CHECK_EQ_INT(do_commit(h, a++, &tx), 0);
+    for (int ms = 0; ms < 20000; ms++) { /* bounded wait for the background thread */
+        tally_db_stats(h, &st);
+        if (st.checkpoint_error) break;
+        usleep(1000);
+    }
+    CHECK_EQ_INT(tally_fault_fired(), 1);
+    CHECK_EQ_INT(st.checkpoint_error, TALLY_EIO);
+    CHECK(st.checkpoint_message[0] != '\0');
+    CHECK_EQ_INT(st.checkpoints, 0);
+    /* the log is intact: commits and reads go on */
+    for (int i = 0; i < 30; i++, a++) CHECK_EQ_INT(do_commit(h, a, &tx), 0);
+    int bad = 0;
+    for (uint64_t t = 1; t < a; t++)
+        if (!tx_is(h, t, t)) bad++;
+    CHECK_EQ_INT(bad, 0);
+    tally_fault_remove();
+    /* an explicit checkpoint succeeds and resumes the background ones */
+    CHECK_EQ_INT(tally_db_checkpoint(h), 0);
+    tally_db_stats(h, &st);
+    CHECK_EQ_INT(st.checkpoint_error, 0);
+    CHECK_EQ_INT(st.checkpoint_message[0], '\0');
+    CHECK(st.checkpoints >= 1);
+    for (int i = 0; i < 60; i++, a++) CHECK_EQ_INT(do_commit(h, a, &tx), 0);
+    for (int ms = 0; ms < 20000; ms++) { /* a background one runs again */
+        tally_db_stats(h, &st);
+        if (st.checkpoints >= 2) break;
+        usleep(1000);
+    }
+    CHECK(st.checkpoints >= 2);
+    CHECK_EQ_INT(st.checkpoint_error, 0);
+    CHECK_EQ_INT(tally_db_close(h), 0);
+    tally_open_report rep;
+    CHECK_EQ_INT(tally_db_open(&h, dir, &o, &rep), 0);
+    CHECK_EQ_INT(rep.tx_count, a - 1);
+    bad = 0;
+    for (uint64_t t = 1; t < a; t++)
+        if (!tx_is(h, t, t)) bad++;
+    CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_INT(tally_db_close(h), 0);
+    tally_verify_result vr;
+    CHECK_EQ_INT(tally_verify_dir(dir, &vr, NULL, NULL), 0);
+    CHECK_EQ_INT(vr.ok, 1);
+    rm_rf(dir);
+}
+
 int main(void) {
     const char *lg = getenv("TALLY_LONG");
     int long_run = lg && *lg && strcmp(lg, "0") != 0;
@@ -622,5 +696,8 @@ int main(void) {
     /* (f) */
     close_fault(0);
     close_fault(1);
+    /* (h) */
+    background_checkpoint_fault();
+    printf("background checkpoint faults: done\n");
     TEST_END("test_faults");
 }

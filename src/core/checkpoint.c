@@ -135,8 +135,9 @@ static void *ckpt_main(void *arg) {
         pthread_mutex_unlock(&db->ckpt_mu);
         pthread_mutex_lock(&db->mu);
         if (rc) {
+            /* reported through tally_db_stats (a library does not print) */
             db->ckpt_error = rc;
-            fprintf(stderr, "tally: %s (checkpoints paused; the log is intact)\n", tally_errmsg());
+            snprintf(db->ckpt_errmsg, sizeof db->ckpt_errmsg, "%s", tally_errmsg());
         }
     }
     pthread_mutex_unlock(&db->mu);

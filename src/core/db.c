@@ -346,5 +346,7 @@ void tally_db_stats(tally_db *db, tally_stats *out) {
     out->checkpoints = atomic_load(&db->st_checkpoints);
     pthread_mutex_lock(&db->mu);
     out->checkpoint_error = db->ckpt_error;
+    snprintf(out->checkpoint_message, sizeof out->checkpoint_message, "%s",
+             db->ckpt_error ? db->ckpt_errmsg : "");
     pthread_mutex_unlock(&db->mu);
 }

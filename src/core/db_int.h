@@ -91,6 +91,7 @@ struct tally_db {
     pthread_mutex_t ckpt_mu;    /* one checkpoint at a time (thread or API) */
     pthread_t ckpt_thread;
     int ckpt_started, ckpt_stop, ckpt_error;
+    char ckpt_errmsg[256];      /* the message of ckpt_error (under mu) */
     pthread_cond_t ckpt_cond;
 
     _Atomic(uint64_t) *checked[TXCHECK_CHUNKS]; /* txcheck.c */

@@ -99,6 +99,10 @@ char *metrics_render(tallyd *s, size_t *len)
     put(&b, "# HELP tally_group_size_mean Mean transactions per fdatasync (group commit).\n"
             "# TYPE tally_group_size_mean gauge\ntally_group_size_mean %.3f\n",
         st.syncs ? (double)st.commits / (double)st.syncs : 0.0);
+    put(&b, "# HELP tally_checkpoints_paused Open ledgers whose index checkpoints are paused "
+            "by an error (the log is intact; the in-memory index grows).\n"
+            "# TYPE tally_checkpoints_paused gauge\ntally_checkpoints_paused %d\n",
+        st.checkpoint_error);
     put(&b, "# HELP tally_ledgers_open Ledgers with an open handle.\n"
             "# TYPE tally_ledgers_open gauge\ntally_ledgers_open %" PRIu64 "\n",
         (uint64_t)atomic_load(&s->ledgers_open));

@@ -288,6 +288,11 @@ void reg_stats(tallyd *s, tally_stats *sum)
         sum->syncs += st.syncs;
         sum->sync_ns_total += st.sync_ns_total;
         sum->checkpoints += st.checkpoints;
+        if (st.checkpoint_error) { /* summed as a count of ledgers with paused checkpoints */
+            sum->checkpoint_error++;
+            snprintf(sum->checkpoint_message, sizeof sum->checkpoint_message, "%s",
+                     st.checkpoint_message);
+        }
     }
     pthread_rwlock_unlock(&s->reg_lock);
 }

@@ -234,7 +234,8 @@ int reg_create(tallyd *s, const char *actor, const char *name, srv_ledger **out)
 int reg_checkpoint(tallyd *s, srv_ledger *lg, tally_db *db, srv_checkpoint *out);
 /* A malloc'd array of every ledger (caller frees the array only). */
 size_t reg_snapshot(tallyd *s, srv_ledger ***out);
-/* Sums tally_db_stats over open ledgers. */
+/* Sums tally_db_stats over open ledgers; checkpoint_error becomes the number
+** of ledgers whose background checkpoints are paused (message: the last). */
 void reg_stats(tallyd *s, tally_stats *sum);
 /* Closes every ledger and the system ledger; frees the registry. */
 void reg_close_all(tallyd *s);
