@@ -153,9 +153,11 @@ int tally_commit(tally_db *db, uint64_t *out_tx, const tally_entry *entries, siz
 typedef void (*tally_commit_fn)(void *ctx, int rc, uint64_t tx);
 /* tally_commit without waiting: validates, checks preconditions and queues
 ** the transaction like tally_commit, then returns. On 0, done(ctx, ...) is
-** called exactly once, on the log writer thread, once the transaction's group
-** is durable or has failed; it must be short, must not block, and must not
-** commit to or close db (tally_db_close waits for every completion first).
+** called exactly once, in commit order, on the handle's completion thread
+** (started by the first async commit), once the transaction's group is
+** durable or has failed; it should be short (it delays the completions
+** behind it), must not block, and must not commit to or close db
+** (tally_db_close waits for every completion first).
 ** On an error (the same codes as tally_commit before its wait: TALLY_EINVAL,
 ** TALLY_ETOOBIG, TALLY_ECONFLICT, TALLY_ENOMEM, TALLY_EFATAL) nothing was
 ** queued and done is never called. Entries are copied before it returns. */

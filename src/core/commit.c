@@ -13,9 +13,10 @@
 ** threads, the hand-off cost more than the fsync.
 ** A failed write or fsync fails the handle (invariant 4 of db_int.h): the
 ** queued transactions get the error, none is acknowledged.
-** tally_commit_async queues the same record without a waiting thread: the
-** writer calls its completion after the group's fdatasync (or failure), with
-** mu dropped, then frees it. An event-driven server thus keeps thousands of
+** tally_commit_async queues the same record without a waiting thread: after
+** the group's fdatasync (or failure) the writer hands it to the completion
+** thread, which calls its completion and frees it (the writer itself goes
+** straight on to the next group). An event-driven server thus keeps thousands of
 ** transactions in flight without a thread for each.
 */
 #include <errno.h>
@@ -266,20 +267,68 @@ static void end_records(pending *list, int rc, pending ***async_tail) {
     **async_tail = NULL;
 }
 
-/* Calls the completion of each record of the async list, then frees it.
-** Runs with mu dropped (a completion may take its own locks); called by the
-** writer with mu held. */
+/* Hands the async list to the completion thread (one signal per batch), so
+** the writer goes straight on to the next group. Called by the writer with
+** mu held (lock order: mu, then cq_mu). */
 static void complete_async(tally_db *db, pending *async) {
     if (!async) return;
-    pthread_mutex_unlock(&db->mu);
-    pending *next;
-    for (pending *p = async; p; p = next) {
-        next = p->next;
-        p->done_fn(p->done_ctx, p->rc, p->rc ? 0 : p->tx);
-        free(p->rec);
-        free(p);
+    pending *last = async;
+    while (last->next) last = last->next;
+    pthread_mutex_lock(&db->cq_mu);
+    if (db->cq_tail) {
+        db->cq_tail->next = async;
+    } else {
+        db->cq_head = async;
+        pthread_cond_signal(&db->cq_cond);
     }
-    pthread_mutex_lock(&db->mu);
+    db->cq_tail = last;
+    pthread_mutex_unlock(&db->cq_mu);
+}
+
+/* The completion thread: calls each completion in commit order, then frees
+** the record. Exits when stopped and nothing is queued. */
+static void *completer_main(void *arg) {
+    tally_db *db = arg;
+    pthread_mutex_lock(&db->cq_mu);
+    for (;;) {
+        while (!db->cq_head && !db->cq_stop) pthread_cond_wait(&db->cq_cond, &db->cq_mu);
+        pending *list = db->cq_head, *next;
+        if (!list) break;
+        db->cq_head = db->cq_tail = NULL;
+        pthread_mutex_unlock(&db->cq_mu);
+        for (pending *p = list; p; p = next) {
+            next = p->next;
+            p->done_fn(p->done_ctx, p->rc, p->rc ? 0 : p->tx);
+            free(p->rec);
+            free(p);
+        }
+        pthread_mutex_lock(&db->cq_mu);
+    }
+    pthread_mutex_unlock(&db->cq_mu);
+    return NULL;
+}
+
+static int completer_start(tally_db *db) {
+    int rc = 0;
+    pthread_mutex_lock(&db->cq_mu);
+    if (!atomic_load(&db->cq_started)) {
+        if (pthread_create(&db->cq_thread, NULL, completer_main, db) != 0)
+            rc = tally_seterr(TALLY_ENOMEM, "cannot start the completion thread");
+        else
+            atomic_store(&db->cq_started, 1);
+    }
+    pthread_mutex_unlock(&db->cq_mu);
+    return rc;
+}
+
+void completer_stop(tally_db *db) {
+    if (!atomic_load(&db->cq_started)) return;
+    pthread_mutex_lock(&db->cq_mu);
+    db->cq_stop = 1;
+    pthread_cond_signal(&db->cq_cond);
+    pthread_mutex_unlock(&db->cq_mu);
+    pthread_join(db->cq_thread, NULL);
+    atomic_store(&db->cq_started, 0);
 }
 
 /* Writes, syncs and publishes one batch (possibly empty: a sync request).
@@ -473,6 +522,7 @@ int tally_commit_async(tally_db *db, const tally_entry *entries, size_t n, const
     int rc = commit_args_check(db, tx_meta, tx_meta_len);
     if (rc) return rc;
     if (!done) return tally_seterr(TALLY_EINVAL, "NULL completion function");
+    if (!atomic_load(&db->cq_started) && (rc = completer_start(db)) != 0) return rc;
     pending *p = calloc(1, sizeof *p);
     if (!p) return tally_seterr(TALLY_ENOMEM, "out of memory for a transaction");
     rc = prepare(p, entries, n, tx_meta, tx_meta_len, 1);

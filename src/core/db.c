@@ -238,6 +238,7 @@ static int db_recover(tally_db *db, tally_open_report *rep) {
 static void db_free(tally_db *db) {
     ckpt_stop(db);
     writer_stop(db);
+    completer_stop(db);
     db_tx_check_free(db);
     mt_free(db->active);
     mt_free(db->frozen);
@@ -248,6 +249,8 @@ static void db_free(tally_db *db) {
     if (db->lock_fd >= 0) close(db->lock_fd);
     pthread_mutex_destroy(&db->mu);
     pthread_cond_destroy(&db->queue_cond);
+    pthread_mutex_destroy(&db->cq_mu);
+    pthread_cond_destroy(&db->cq_cond);
     pthread_cond_destroy(&db->synced_cond);
     pthread_cond_destroy(&db->ckpt_cond);
     pthread_rwlock_destroy(&db->ixlock);
@@ -272,6 +275,8 @@ int tally_db_open(tally_db **out, const char *dir, const tally_options *opts, ta
     db->lock_fd = -1;
     pthread_mutex_init(&db->mu, NULL);
     pthread_cond_init(&db->queue_cond, NULL);
+    pthread_mutex_init(&db->cq_mu, NULL);
+    pthread_cond_init(&db->cq_cond, NULL);
     pthread_cond_init(&db->synced_cond, NULL);
     pthread_cond_init(&db->ckpt_cond, NULL);
     pthread_rwlock_init(&db->ixlock, NULL);

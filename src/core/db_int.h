@@ -84,6 +84,14 @@ struct tally_db {
     _Atomic uint32_t done_word[2]; /* futex words: batch g's committers wait on [g & 1] */
     pthread_t writer_thread;
     int writer_started, writer_stop;
+    /* tally_commit_async's completions run on their own thread (started by
+    ** the first async commit), off the writer's path between two fsyncs */
+    pthread_mutex_t cq_mu;      /* guards cq_*; taken after mu, never before */
+    pthread_cond_t cq_cond;
+    struct pending *cq_head, *cq_tail;
+    pthread_t cq_thread;
+    _Atomic int cq_started;
+    int cq_stop;
     int sync_request;           /* checkpoint asks the writer for an fdatasync */
     int failed;                 /* 0 or the TALLY_E* that failed the handle */
     _Atomic uint64_t visible_tx;
@@ -123,6 +131,7 @@ int ix_checkpoint_due(const tally_db *db);
 /* commit.c: the log writer thread. */
 int writer_start(tally_db *db);
 void writer_stop(tally_db *db);
+void completer_stop(tally_db *db); /* after writer_stop: runs what is queued */
 /* Makes the writer fdatasync the log now (durability NONE checkpoints). */
 int writer_sync(tally_db *db);
 
