@@ -40,6 +40,17 @@ ex POST /v1/ledgers/books/set '{"entries":[{"key":"acct:1","value":"0","if_rev":
 ex POST /v1/ledgers/books/set '{"entries":[{"key":"acct:3","value_hex":"ff00"}]}'
 ex POST /v1/ledgers/books/set '{"entries":[{"key":"x"'
 ex POST /v1/ledgers/books/del '{"key":"acct:2"}'
+# a binary batch (docs/API.md "Binary batches"): two entries, no metadata
+python3 -c 'import struct,sys
+e=lambda k,v: struct.pack("<BBHIIQ",0,0,len(k),len(v),0,0)+k+v
+sys.stdout.buffer.write(b"TB01"+struct.pack("<II",2,0)+e(b"bulk:1",b"10")+e(b"bulk:2",b"20"))' >"$DIR/batch.bin"
+echo '```'
+echo "POST /v1/ledgers/books/set   (Content-Type: application/vnd.tally.batch)"
+echo "body, hex: $(od -An -tx1 -v "$DIR/batch.bin" | tr -d ' \n')"
+echo
+curl -s -w '\n[HTTP %{http_code}]\n' -X POST -H "Authorization: Bearer ${TOKEN:-}" \
+    -H 'Content-Type: application/vnd.tally.batch' --data-binary @"$DIR/batch.bin" "$U/v1/ledgers/books/set"
+echo '```'
 echo "### Reads"; ex GET '/v1/ledgers/books/get?key=acct:1'; ex GET '/v1/ledgers/books/get?key=acct:1&tx=1'; ex GET '/v1/ledgers/books/get?key=acct:1&rev=1'
 ex GET '/v1/ledgers/books/get?key=acct:2'; ex GET '/v1/ledgers/books/history?key=acct:2'; ex GET '/v1/ledgers/books/scan?prefix=acct:'; ex GET /v1/ledgers/books/tx/1; ex GET /v1/ledgers/books/state
 echo "### Proofs and checkpoints"; ex GET '/v1/ledgers/books/proof/inclusion?tx=1&size=4'; ex GET '/v1/ledgers/books/proof/consistency?old=1&size=4'; ex GET /v1/ledgers/books/checkpoint
