@@ -18,8 +18,9 @@
 ** Unverified reads (get, history, scan, tx, proofs, checkpoint) return what
 ** the server says.
 **
-** Thread rules: a tally_client (one libcurl easy handle, kept alive) must be
-** used by one thread at a time; use one client per thread. Different clients,
+** Thread rules: a tally_client (one kept-alive connection: HTTP/1.1 of its
+** own for http://, libcurl for https:// or through a proxy) must be used by
+** one thread at a time; use one client per thread. Different clients,
 ** also in different processes, may share a state directory: a verified call
 ** that moves its ledger's trusted state forward takes an exclusive lock
 ** (flock) on it, re-reads it and checks that the new state extends whatever

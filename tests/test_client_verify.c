@@ -16,13 +16,18 @@
 ** against an in-process fake server: handles sharing a state directory see
 ** each other's states, and a state stored by "another call" in the middle
 ** of a request is reconciled (consistent: kept or moved forward; a fork:
-** TALLY_EBADPROOF, the stored state untouched).
+** TALLY_EBADPROOF, the stored state untouched); and the client's direct
+** HTTP/1.1 transport against hand-written responses (chunked, 1xx, EOF
+** bodies, a closed keep-alive connection, refusals, the timeout).
 */
 #include <inttypes.h>
 #include <jansson.h>
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -931,6 +936,10 @@ static void test_shared_state(tally_db *db, tally_db *fork)
     /* First contact of two handles at once: the later one checks its answer
     ** against what the earlier stored. */
     CHECK_EQ_INT(unlink(g_trust_file), 0);
+    /* (and temp files of writers killed mid-write, both name forms, go) */
+    snprintf(cmd, sizeof cmd, "touch %s.tmp.4194303 %s.tmp.4194303.7", g_trust_file,
+             g_trust_file);
+    CHECK_EQ_INT(system(cmd), 0);
     fs.size = 12;
     g_store_db = db, g_store_size = 10, fs.hook = store_hook;
     cons0 = fs.cons;
@@ -949,6 +958,205 @@ out:
     CHECK_EQ_INT(system(cmd), 0);
 }
 
+/* ---- the direct HTTP/1.1 transport against hand-written responses ---- */
+
+static struct {
+    int lfd;
+    const char *resp;  /* the next response(s), sent for each request */
+    int close_after;   /* close the connection after responding */
+    int silent;        /* read requests, never answer */
+    int trickle;       /* send the response one byte at a time */
+    int accepts, requests;
+    char last_req[2048];
+} raw;
+
+static void *raw_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int fd = accept(raw.lfd, NULL, NULL);
+        if (fd < 0)
+            return NULL;
+        raw.accepts++;
+        for (;;) {
+            char buf[4096];
+            size_t have = 0;
+            ssize_t r = 0;
+            while (have < sizeof buf - 1 &&
+                   (r = recv(fd, buf + have, sizeof buf - 1 - have, 0)) > 0) {
+                have += (size_t)r;
+                buf[have] = '\0';
+                if (strstr(buf, "\r\n\r\n"))
+                    break;
+            }
+            if (r <= 0)
+                break;
+            raw.requests++;
+            snprintf(raw.last_req, sizeof raw.last_req, "%s", buf);
+            if (raw.silent)
+                continue;
+            size_t n = strlen(raw.resp);
+            for (size_t i = 0; i < n; i += raw.trickle ? 1 : n) {
+                if (send(fd, raw.resp + i, raw.trickle ? 1 : n, MSG_NOSIGNAL) < 0)
+                    break;
+                if (raw.trickle)
+                    usleep(200);
+            }
+            if (raw.close_after)
+                break;
+        }
+        close(fd);
+    }
+}
+
+/* GET .../checkpoint through a fresh or given client; the body or NULL. */
+static char *raw_get(tally_client *c, int *rc)
+{
+    char *out = NULL;
+    *rc = tally_client_checkpoint(c, &out);
+    if (getenv("TEST_VERBOSE") && *rc)
+        fprintf(stderr, "  raw: rc=%d %s\n", *rc, tally_errmsg());
+    return out;
+}
+
+/* curl: the same through libcurl (chosen when a proxy is configured; the
+** proxy is bypassed again with no_proxy), without the refusal cases. */
+static void test_transport(int curl)
+{
+    memset(&raw, 0, sizeof raw);
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    raw.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(raw.lfd >= 0 && bind(raw.lfd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+          listen(raw.lfd, 8) == 0 && getsockname(raw.lfd, (struct sockaddr *)&sa, &sl) == 0);
+    pthread_t th;
+    CHECK_EQ_INT(pthread_create(&th, NULL, raw_main, NULL), 0);
+    char url[64], vk[NOTE_VKEY_MAX], dir[96], cmd[200];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+    snprintf(dir, sizeof dir, "/tmp/tally-tcv-raw-%ld", (long)getpid());
+    CHECK(note_vkey_format(vk, sizeof vk, KEYNAME, g_pub) > 0);
+    tally_client_options o;
+    tally_client_options_init(&o);
+    o.ledger = "L";
+    o.server_vkey = vk;
+    o.state_dir = dir;
+    o.token = "tok";
+    o.timeout_ms = 400;
+    tally_client *c = NULL;
+    if (curl) {
+        setenv("http_proxy", "http://192.0.2.1:9", 1);
+        setenv("no_proxy", "127.0.0.1", 1);
+    }
+    CHECK_EQ_INT(tally_client_connect(&c, url, &o), 0);
+    unsetenv("http_proxy");
+    unsetenv("no_proxy");
+    if (!c)
+        goto out;
+    int rc;
+    char *b;
+
+    /* Content-Length, kept alive: two requests, one connection. */
+    raw.resp = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
+    b = raw_get(c, &rc);
+    CHECK(rc == 0 && b && strcmp(b, "hello") == 0);
+    free(b);
+    b = raw_get(c, &rc);
+    CHECK(rc == 0 && b && strcmp(b, "hello") == 0);
+    free(b);
+    CHECK_EQ_INT(raw.accepts, 1);
+    CHECK(strncmp(raw.last_req, "GET /v1/ledgers/L/checkpoint HTTP/1.1\r\n", 39) == 0);
+    CHECK(strstr(raw.last_req, "\r\nAuthorization: Bearer tok\r\n") != NULL);
+    CHECK(strstr(raw.last_req, "\r\nHost: 127.0.0.1:") != NULL);
+    /* Chunked, with an extension and a trailer; byte by byte. */
+    raw.resp = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n"
+               "2;x=y\r\nlo\r\nA\r\n, chunked!\r\n0\r\nX-Trailer: 1\r\n\r\n";
+    raw.trickle = 1;
+    b = raw_get(c, &rc);
+    CHECK(rc == 0 && b && strcmp(b, "hello, chunked!") == 0);
+    free(b);
+    raw.trickle = 0;
+    b = raw_get(c, &rc);
+    CHECK(rc == 0 && b && strcmp(b, "hello, chunked!") == 0);
+    free(b);
+    CHECK_EQ_INT(raw.accepts, 1);
+    /* 1xx first; then an error status with tallyd's JSON error. */
+    raw.resp = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 48\r\n"
+               "\r\n{\"error\":{\"code\":\"not_found\",\"message\":\"nope\"}} ";
+    b = raw_get(c, &rc);
+    CHECK(rc == TALLY_ENOTFOUND && b == NULL && tally_client_http_status(c) == 404 &&
+          strcmp(tally_client_error_code(c), "not_found") == 0);
+    /* The server closes a kept-alive connection unannounced: sent again. */
+    raw.resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    raw.close_after = 1;
+    b = raw_get(c, &rc);
+    CHECK(rc == 0 && b && strcmp(b, "ok") == 0);
+    free(b);
+    int acc = raw.accepts, req = raw.requests;
+    b = raw_get(c, &rc);
+    CHECK(rc == 0 && b && strcmp(b, "ok") == 0);
+    free(b);
+    CHECK_EQ_INT(raw.accepts, acc + 1);
+    CHECK_EQ_INT(raw.requests, req + 1);
+    /* HTTP/1.0, the body up to EOF. */
+    raw.resp = "HTTP/1.0 200 OK\r\n\r\nup to eof";
+    b = raw_get(c, &rc);
+    CHECK(rc == 0 && b && strcmp(b, "up to eof") == 0);
+    free(b);
+    raw.close_after = 0;
+    raw.close_after = 0;
+    if (curl)
+        goto timeout;
+    /* Refusals: too large, not HTTP, a truncated body, bad chunks. */
+    static const char *const bad_resp[] = {
+        "HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\nx",
+        "SMTP ready\r\n\r\n",
+        "HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\nx",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nx",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n -5\r\nabc",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFF\r\n",
+    };
+    for (size_t i = 0; i < sizeof bad_resp / sizeof bad_resp[0]; i++) {
+        raw.resp = bad_resp[i];
+        raw.close_after = 1;
+        b = raw_get(c, &rc);
+        CHECK(b == NULL && (rc == (i == 0 || i == 8 ? TALLY_ETOOBIG : TALLY_EIO)));
+        free(b);
+    }
+    raw.resp = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"; /* then EOF */
+    b = raw_get(c, &rc);
+    CHECK(b == NULL && rc == TALLY_EIO);
+    raw.close_after = 0;
+timeout:
+    /* No answer: the whole-request timeout. */
+    raw.silent = 1;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    b = raw_get(c, &rc);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    CHECK(b == NULL && rc == TALLY_EIO && (strstr(tally_errmsg(), "timed out") ||
+                                            strstr(tally_errmsg(), "Timeout was reached")));
+    CHECK(secs >= 0.35 && secs < 1.5);
+    raw.silent = 0;
+    raw.resp = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nagain";
+    b = raw_get(c, &rc);
+    CHECK(rc == 0 && b && strcmp(b, "again") == 0);
+    free(b);
+out:
+    tally_client_close(c);
+    shutdown(raw.lfd, SHUT_RDWR);
+    close(raw.lfd);
+    pthread_join(th, NULL);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_EQ_INT(system(cmd), 0);
+}
+
 int main(void)
 {
     char dir[64], dir2[64];
@@ -963,6 +1171,8 @@ int main(void)
     test_set(db);
     test_jtok(db);
     test_shared_state(db, fork);
+    test_transport(0);
+    test_transport(1);
     tally_db_close(db);
     tally_db_close(fork);
     char cmd[200];

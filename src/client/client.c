@@ -45,7 +45,11 @@
 **       never written in place, only replaced — and the cached note is used
 **       without reading and re-verifying it. Any difference re-reads and
 **       re-verifies the file. v_commit always re-checks under the lock.
-**   Signature checks of notes are memoized too (client_verify.c).
+**   (3) a checkpoint byte-identical to the trusted note (the usual answer to
+**       a read) is taken without checking its signature again
+**       (tc_trust.note): those exact bytes were verified under the same key
+**       and origin when read from the file or before being written.
+**   Other signature checks are memoized (client_verify.c).
 */
 #include <errno.h>
 #include <inttypes.h>
@@ -128,6 +132,7 @@ int tally_client_connect(tally_client **out, const char *url, const tally_client
     if (!c)
         return TALLY_ENOMEM;
     c->sc.fd = -1;
+    c->sock = -1;
     int rc = TALLY_ENOMEM;
     c->url = strdup(url);
     c->state_dir = opts->state_dir ? strdup(opts->state_dir) : default_state_dir();
@@ -912,6 +917,8 @@ static int load_state(tally_client *c, vctx *v)
     free(v->trusted);
     v->trusted = NULL;
     v->trusted_len = 0;
+    v->t.note = NULL;
+    v->t.note_len = 0;
     v->have_file = 0;
     v->t.size = 0;
     memset(v->t.root, 0, 32);
@@ -935,6 +942,8 @@ static int load_state(tally_client *c, vctx *v)
         return TALLY_ENOMEM;
     memcpy(v->trusted, k->note, k->note_len + 1);
     v->trusted_len = k->note_len;
+    v->t.note = v->trusted;
+    v->t.note_len = v->trusted_len;
     v->have_file = 1;
     v->t.size = k->size;
     memcpy(v->t.root, k->root, 32);
@@ -995,6 +1004,7 @@ static int reconcile(tally_client *c, vctx *v, const tc_checkpoint *cp)
     if (!up) {
         lo.size = cp->size;
         memcpy(lo.root, cp->root, 32);
+        lo.note = NULL;
     }
     const char *hi = up ? cp->note : v->trusted;
     size_t hi_len = up ? cp->note_len : v->trusted_len;
@@ -1070,6 +1080,8 @@ static int v_commit(tally_client *c, vctx *v, const tc_checkpoint *cp)
     free(v->trusted);
     v->trusted = copy;
     v->trusted_len = cp->note_len;
+    v->t.note = v->trusted;
+    v->t.note_len = v->trusted_len;
     v->have_file = 1;
     v->t.size = cp->size;
     memcpy(v->t.root, cp->root, 32);

@@ -256,6 +256,13 @@ int tc_check_note(const tc_trust *t, const char *note, size_t note_len, uint64_t
     char origin[NOTE_NAME_MAX + 1];
     if (note_len > NOTE_TEXT_MAX)
         return bad(why, "checkpoint note longer than %d bytes", NOTE_TEXT_MAX);
+    if (t->note && t->size > 0 && note_len == t->note_len &&
+        memcmp(note, t->note, note_len) == 0) {
+        /* The very note already trusted (the common case of a read). */
+        *size = t->size;
+        memcpy(root, t->root, 32);
+        return 0;
+    }
     if (note_verify_cached(t, note, note_len, &text_len) != 0)
         return bad(why, "checkpoint signature does not verify under the pinned key %s",
                    t->key_name);

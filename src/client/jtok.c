@@ -76,6 +76,18 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
     return len;
 }
 
+/* 1 for the bytes a string may hold as they are: printable ASCII but '"'
+** and '\\' (control bytes, escapes and UTF-8 take the slow path). */
+static const unsigned char plain[256] = {
+#define R16(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
+    R16(0), R16(0),
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  /* 0x20: '"' is 0x22 */
+    R16(1), R16(1),
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,  /* 0x50: '\\' is 0x5c */
+    R16(1), R16(1),
+#undef R16
+};
+
 /* At the opening quote. Checks the string and records its raw content.
 ** nul_out (may be NULL): set if it decodes to a NUL byte. */
 static int string(jt_doc *d, size_t *p, int *nul_out)
@@ -84,6 +96,8 @@ static int string(jt_doc *d, size_t *p, int *nul_out)
     int esc = 0, nul = 0;
     const unsigned char *s = (const unsigned char *)d->s;
     for (;;) {
+        while (i < d->len && plain[s[i]])
+            i++;
         if (i >= d->len)
             return fail(d, i, "unterminated string");
         unsigned char c = s[i];

@@ -47,6 +47,11 @@ typedef struct tc_trust {
     char origin[TC_ORIGIN_MAX];       /* "<key name>/ledger/<pinned ledger id>" */
     uint64_t size;                    /* trusted size; 0: nothing trusted yet */
     uint8_t root[32];                 /* trusted root (unused when size == 0) */
+    /* The trusted note's bytes, already verified under this key and origin
+    ** (size and root are its own), or NULL. A note byte-identical to it is
+    ** accepted without checking its signature again. */
+    const char *note;
+    size_t note_len;
 } tc_trust;
 
 /* A verified checkpoint. note is malloc'ed (NUL-terminated); free with
