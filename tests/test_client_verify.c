@@ -1131,6 +1131,19 @@ static void test_transport(int curl)
     raw.resp = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"; /* then EOF */
     b = raw_get(c, &rc);
     CHECK(b == NULL && rc == TALLY_EIO);
+    /* An answer before the whole request body was read, then a close. */
+    raw.resp = "HTTP/1.1 413 Too Large\r\nConnection: close\r\nContent-Length: 49\r\n\r\n"
+               "{\"error\":{\"code\":\"too_large\",\"message\":\"big\"}}   ";
+    size_t bigl = (size_t)16 << 20;
+    char *big = malloc(bigl);
+    memset(big, 'v', bigl);
+    tally_client_entry be = { .key = "k", .key_len = 1, .value = big, .value_len = bigl };
+    uint64_t btx = 0;
+    rc = tally_client_set(c, &btx, &be, 1, NULL);
+    CHECK(rc == TALLY_ETOOBIG && tally_client_http_status(c) == 413);
+    if (getenv("TEST_VERBOSE"))
+        fprintf(stderr, "  early answer: rc=%d %s\n", rc, tally_errmsg());
+    free(big);
     raw.close_after = 0;
 timeout:
     /* No answer: the whole-request timeout. */

@@ -13,9 +13,11 @@
 **            Responses: Content-Length, chunked, or up to EOF; 1xx skipped.
 **            A request on a reused connection that fails before any
 **            response byte arrived (the server closed it meanwhile) is sent
-**            again once on a new connection, as libcurl does. The timeout is
-**            for the whole request (SO_RCVTIMEO/SO_SNDTIMEO, poll for what
-**            remains after the first wait).
+**            again once on a new connection, as libcurl does; an answer sent
+**            before the whole request was read (413, then a close) is still
+**            read after the send fails. The timeout is for the whole request
+**            (SO_RCVTIMEO/SO_SNDTIMEO, poll for what remains after the first
+**            wait).
 **   libcurl  for everything else (https, proxies, URLs with a path or user).
 */
 #include <curl/curl.h>
@@ -346,7 +348,7 @@ static int wait_fd(int fd, short events, dreq *q)
                 q->timed_out = 1;
                 return -1;
             }
-            ms = (int)(q->deadline - now);
+            ms = q->deadline - now > 1000000000u ? 1000000000 : (int)(q->deadline - now);
         }
         struct pollfd p = { fd, events, 0 };
         int r = poll(&p, 1, ms);
@@ -816,11 +818,20 @@ static int direct_perform(tally_client *c, const char *method, const char *path,
             break;
         struct iovec iov[2] = { { c->req, n }, { (void *)body, body ? body_len : 0 } };
         int keep = 0, got_any = 0;
-        if (send_all(c, iov, body && body_len ? 2 : 1, &q) == 0 &&
-            read_response(c, &keep, &got_any, &q) == 0) {
-            if (!keep)
+        if (send_all(c, iov, body && body_len ? 2 : 1, &q) == 0) {
+            if (read_response(c, &keep, &got_any, &q) == 0) {
+                if (!keep)
+                    direct_close(c);
+                return 0;
+            }
+        } else if (!q.timed_out && (q.err == EPIPE || q.err == ECONNRESET)) {
+            /* The server may have answered early (413 before the whole
+            ** body) and closed: that answer may still be readable. */
+            dreq q2 = q;
+            if (read_response(c, &keep, &got_any, &q2) == 0) {
                 direct_close(c);
-            return 0;
+                return 0;
+            }
         }
         direct_close(c);
         /* A reused connection the server had closed: once more, anew. */
