@@ -827,6 +827,7 @@ typedef struct result {
     double secs, srv_cpu, cli_cpu;
     double group;            /* commits per fdatasync during the run (writes) */
     double sync_ms;          /* mean fdatasync time */
+    double syncs_s;          /* fdatasyncs per second (group-commit cycles) */
     char err[300];
 } result;
 
@@ -920,6 +921,7 @@ static result run(worker *ws, int nw, double secs, double items_per_op, const ch
     double dc = m1.commits - m0.commits, ds = m1.syncs - m0.syncs;
     r.group = ds > 0 ? dc / ds : 0;
     r.sync_ms = ds > 0 ? (m1.sync_s - m0.sync_s) / ds * 1e3 : 0;
+    r.syncs_s = r.secs > 0 ? ds / r.secs : 0;
     perf_report(tag);
     return r;
 }
@@ -1146,8 +1148,9 @@ int main(int argc, char **argv)
                si(b1, sizeof b1, r.items_s), r.ops, ms(b2, sizeof b2, r.p50),
                ms(b3, sizeof b3, r.p99), ms(b4, sizeof b4, r.mean));
         printf("  server group commit: %.1f tx per fdatasync (tally_commits_total / "
-               "tally_fdatasync_total over the run), mean fdatasync %.2f ms\n",
-               r.group, r.sync_ms);
+               "tally_fdatasync_total over the run), mean fdatasync %.2f ms, %.0f group "
+               "commits/s: a request's mean latency is %.1f group-commit cycles\n",
+               r.group, r.sync_ms, r.syncs_s, r.syncs_s > 0 ? r.mean / 1e9 * r.syncs_s : 0);
         print_cpu(&r);
         printf("\n");
         snprintf(line, sizeof line, "**%s tx/s**, p50 %s, p99 %s; %.1f tx per fdatasync",

@@ -112,15 +112,20 @@ static tally_db *open_dir(const char *dir) {
     return h;
 }
 
+/* A fresh directory and handle, the completion records cleared. */
+static tally_db *scenario_begin(char *dir, size_t dir_len, done_rec *d, size_t d_bytes) {
+    new_dir(dir, dir_len);
+    memset(d, 0, d_bytes);
+    atomic_store(&g_done, 0);
+    return open_dir(dir);
+}
+
 /* ---- (a) ---- */
 #define A_N 5000
 static void scenario_order(void) {
     char dir[64];
-    new_dir(dir, sizeof dir);
-    tally_db *h = open_dir(dir);
     static done_rec d[A_N];
-    memset(d, 0, sizeof d);
-    atomic_store(&g_done, 0);
+    tally_db *h = scenario_begin(dir, sizeof dir, d, sizeof d);
     int refused = 0;
     for (int i = 0; i < A_N; i++)
         if (submit(h, &d[i], 0, i, 1) != 0) refused++;
@@ -262,11 +267,8 @@ static void scenario_refusals(void) {
 #define D_N 3000
 static void scenario_close(void) {
     char dir[64];
-    new_dir(dir, sizeof dir);
-    tally_db *h = open_dir(dir);
     static done_rec d[D_N];
-    memset(d, 0, sizeof d);
-    atomic_store(&g_done, 0);
+    tally_db *h = scenario_begin(dir, sizeof dir, d, sizeof d);
     int refused = 0;
     for (int i = 0; i < D_N; i++)
         if (submit(h, &d[i], 1, i, 0) != 0) refused++;
@@ -290,11 +292,8 @@ static void scenario_close(void) {
 #define E_N 2000
 static void scenario_sync_fault(void) {
     char dir[64];
-    new_dir(dir, sizeof dir);
-    tally_db *h = open_dir(dir);
     static done_rec d[E_N];
-    memset(d, 0, sizeof d);
-    atomic_store(&g_done, 0);
+    tally_db *h = scenario_begin(dir, sizeof dir, d, sizeof d);
     tally_fault_plan plan = {0};
     plan.fail_sync_after = 2;
     plan.sync_errno = EIO;

@@ -477,6 +477,15 @@ static void power_loss(const char *name, const tally_options *o, int ncommit, in
     rm_rf(dir);
 }
 
+/* Closes h, checks that tally_verify_dir passes on dir, removes dir. */
+static void close_verify_remove(tally_db *h, const char *dir) {
+    CHECK_EQ_INT(tally_db_close(h), 0);
+    tally_verify_result vr;
+    CHECK_EQ_INT(tally_verify_dir(dir, &vr, NULL, NULL), 0);
+    CHECK_EQ_INT(vr.ok, 1);
+    rm_rf(dir);
+}
+
 /* ---- (g): a write fault while 4 threads commit (group commit) ---- */
 
 #define GT_THREADS 4
@@ -551,11 +560,7 @@ static void group_fault(int64_t nth) {
         for (int i = 0; i < g[t].nacked; i++)
             if (!tx_is(h, g[t].tx[i], g[t].a[i])) bad++;
     CHECK_EQ_INT(bad, 0);
-    CHECK_EQ_INT(tally_db_close(h), 0);
-    tally_verify_result vr;
-    CHECK_EQ_INT(tally_verify_dir(dir, &vr, NULL, NULL), 0);
-    CHECK_EQ_INT(vr.ok, 1);
-    rm_rf(dir);
+    close_verify_remove(h, dir);
 }
 
 /* ---- (f): failure in an explicit checkpoint (tally_db_checkpoint), then close ---- */
@@ -646,11 +651,7 @@ static void background_checkpoint_fault(void) {
     for (uint64_t t = 1; t < a; t++)
         if (!tx_is(h, t, t)) bad++;
     CHECK_EQ_INT(bad, 0);
-    CHECK_EQ_INT(tally_db_close(h), 0);
-    tally_verify_result vr;
-    CHECK_EQ_INT(tally_verify_dir(dir, &vr, NULL, NULL), 0);
-    CHECK_EQ_INT(vr.ok, 1);
-    rm_rf(dir);
+    close_verify_remove(h, dir);
 }
 
 int main(void) {
