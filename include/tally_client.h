@@ -18,14 +18,14 @@
 ** Unverified reads (get, history, scan, tx, proofs, checkpoint) return what
 ** the server says.
 **
-** Thread rules: a tally_client (one kept-alive connection: HTTP/1.1 of its
-** own for http://, libcurl for https:// or through a proxy) must be used by
-** one thread at a time; use one client per thread. Different clients,
-** also in different processes, may share a state directory: a verified call
-** that moves its ledger's trusted state forward takes an exclusive lock
-** (flock) on it, re-reads it and checks that the new state extends whatever
-** another call stored meanwhile, so the state only ever moves forward along
-** one history. Calls that do not move it take no lock.
+** Thread rules: a tally_client (one libcurl easy handle, its connection kept
+** alive) must be used by one thread at a time; use one client per thread.
+** Different clients, also in different processes, may share a state
+** directory: a verified call that moves its ledger's trusted state forward
+** takes an exclusive lock (flock) on it, re-reads it and checks that the new
+** state extends whatever another call stored meanwhile, so the state only
+** ever moves forward along one history. Calls that do not move it take no
+** lock.
 */
 #ifndef TALLY_CLIENT_H
 #define TALLY_CLIENT_H

@@ -63,7 +63,6 @@
 #include <unistd.h>
 
 #include "client/client_int.h"
-#include "client/jtok.h"
 #include "merkle/rfc6962.h"
 #include "util/err.h"
 
@@ -132,7 +131,6 @@ int tally_client_connect(tally_client **out, const char *url, const tally_client
     if (!c)
         return TALLY_ENOMEM;
     c->sc.fd = -1;
-    c->sock = -1;
     int rc = TALLY_ENOMEM;
     c->url = strdup(url);
     c->state_dir = opts->state_dir ? strdup(opts->state_dir) : default_state_dir();
@@ -504,35 +502,6 @@ static int version_from(json_t *o, tally_client_version *v)
     return v->value ? 0 : TALLY_ENOMEM;
 }
 
-/* jtok.h versions of json_bytes / json_u64 / version_from for the get path. */
-static int jt_bytes(const jt_doc *d, int o, const char *name, uint8_t **out, size_t *out_len)
-{
-    char hn[64];
-    snprintf(hn, sizeof hn, "%s_hex", name);
-    int t = jt_get(d, o, name), v = t >= 0 ? t : jt_get(d, o, hn);
-    uint8_t *b = NULL;
-    size_t n = 0;
-    if (jt_str_dup(d, v, &b, &n) != 0)
-        return -1;
-    if (t < 0) {
-        if (tc_unhex((const char *)b, n, b) < 0) {
-            free(b);
-            return -1;
-        }
-        n /= 2;
-        b[n] = 0;
-    }
-    *out = b;
-    *out_len = n;
-    return 0;
-}
-
-static uint64_t jt_u64(const jt_doc *d, int o, const char *name)
-{
-    int64_t v = 0;
-    return jt_int(d, jt_get(d, o, name), &v) == 0 && v > 0 ? (uint64_t)v : 0;
-}
-
 int tally_client_get(tally_client *c, tally_client_version *out, const void *key, size_t key_len,
                      int sel, uint64_t arg)
 {
@@ -544,31 +513,13 @@ int tally_client_get(tally_client *c, tally_client_version *out, const void *key
     int rc = req_json(c, "GET", &p, NULL);
     if (rc != 0)
         return rc;
-    jt_doc d;
-    if (jt_parse(&d, c->body, c->body_len) != 0 || jt_type(&d, 0) != JT_OBJECT) {
-        rc = tally_seterr(TALLY_EIO, "%s: malformed response: %s", c->last_request,
-                          d.err[0] ? d.err : "not an object");
-        jt_free(&d);
-        return rc;
-    }
-    if (jt_bytes(&d, 0, "value", &out->value, &out->value_len) != 0) {
-        out->value = calloc(1, 1);
-        out->value_len = 0;
-    }
-    out->tx = jt_u64(&d, 0, "tx");
-    out->rev = jt_u64(&d, 0, "rev");
-    char ts[64];
-    size_t tl;
-    int tsi = jt_get(&d, 0, "ts");
-    if (jt_type(&d, tsi) == JT_STRING && jt_str_rawlen(&d, tsi) < sizeof ts &&
-        jt_str_decode(&d, tsi, ts, &tl) == 0 && strlen(ts) == tl)
-        out->ts_ns = parse_ts(ts);
-    out->deleted = jt_type(&d, jt_get(&d, 0, "deleted")) == JT_TRUE;
-    if (!out->value)
-        rc = TALLY_ENOMEM;
-    else if (jt_bytes(&d, 0, "key", &out->key, &out->key_len) != 0)
+    json_t *j = parse_body(c);
+    if (!j)
+        return TALLY_EIO;
+    rc = version_from(j, out);
+    if (rc == 0 && json_bytes(j, "key", &out->key, &out->key_len) != 0)
         rc = tally_seterr(TALLY_EIO, "get: response has no key");
-    jt_free(&d);
+    json_decref(j);
     if (rc)
         tally_client_version_free(out);
     return rc;

@@ -1,8 +1,7 @@
 /*
 ** client_int.h — internals of the verifying client shared by its files:
-**   client_http.c    the transport (HTTP/1.1 on one kept-alive socket for
-**             http://, libcurl for https:// or a proxy), status -> TALLY_E*
-**             mapping, URL building
+**   client_http.c    the transport (libcurl, one kept-alive easy handle per
+**             client), status -> TALLY_E* mapping, URL building
 **   client_store.c   the state directory: pins, trusted states, tokens, evidence;
 **             atomic writes (temp, fsync, rename or link, fsync dir), locks
 **   client.c  the public API (include/tally_client.h)
@@ -34,14 +33,8 @@ typedef struct tc_state_cache {
 } tc_state_cache;
 
 struct tally_client {
-    /* The direct transport (client_http.c) for plain http://host[:port]. */
-    int direct;                 /* 1: used instead of libcurl */
-    int sock;                   /* its keep-alive connection, -1: none */
-    char host[256], port[8];    /* host without brackets, port digits */
-    char hosthdr[280];          /* "Host:" value as in the URL */
-    char *req;                  /* request head scratch */
-    size_t req_cap;
-    void *curl;                 /* CURL * (https, proxies) */
+    void *curl;                 /* CURL *, options set once (client_http.c) */
+    void *multi;                /* CURLM * it runs in (keeps its connection) */
     void *hdrs[2][2];           /* struct curl_slist *, [auth][has body]; built once */
     char *hdrs_token;           /* the token hdrs[1][*] hold (NULL: not built) */
     char *url_buf;              /* scratch for the request URL */
@@ -61,7 +54,7 @@ struct tally_client {
     /* The last response. */
     int status;
     char err_code[64];
-    char *body;
+    char *body;                 /* allocated once by tc_http_init, reused */
     size_t body_len, body_cap;
     char last_request[512];     /* "GET /v1/..." for evidence */
     /* Caches (client.c, "Caches"). */

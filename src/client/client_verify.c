@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client/jtok.h"
 #include "client/verify.h"
 #include "util/text.h"
 #include "log/record.h"
@@ -65,74 +64,44 @@ void tc_bundle_free(tc_bundle *b)
     memset(b, 0, sizeof *b);
 }
 
-/* ---- strict JSON field access (jtok.h) ---- */
+/* ---- strict JSON field access (jansson) ---- */
 
-static int get_u64(const jt_doc *j, int o, const char *name, uint64_t *out, char why[TC_WHY_MAX])
+static int get_u64(json_t *o, const char *name, uint64_t *out, char why[TC_WHY_MAX])
 {
-    int64_t v;
-    if (jt_int(j, jt_get(j, o, name), &v) != 0 || v < 0)
+    json_t *v = json_object_get(o, name);
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
         return bad(why, "field \"%s\" missing or not a non-negative integer", name);
-    *out = (uint64_t)v;
-    return 0;
-}
-
-/* The decoded bytes of string v: its raw bytes when it has no escapes,
-** else decoded into *tmp (malloc'ed; the caller frees it). 0, -1 if not a
-** string, TALLY_ENOMEM. */
-static int str_of(const jt_doc *j, int v, const char **p, size_t *n, char **tmp)
-{
-    *tmp = NULL;
-    int r = jt_str_raw(j, v, p, n);
-    if (r < 0)
-        return -1;
-    if (r == 1)
-        return 0;
-    if (!(*tmp = malloc(jt_str_rawlen(j, v) + 1)))
-        return TALLY_ENOMEM;
-    jt_str_decode(j, v, *tmp, n);
-    *p = *tmp;
+    *out = (uint64_t)json_integer_value(v);
     return 0;
 }
 
 /* Hex string v of exactly `want` bytes into out: 0, -1 (not a string),
-** -2 (wrong length), -3 (not hex), TALLY_ENOMEM. */
-static int hex_into(const jt_doc *j, int v, uint8_t *out, size_t want)
+** -2 (wrong length), -3 (not hex). */
+static int hex_into(json_t *v, uint8_t *out, size_t want)
 {
-    const char *p;
-    size_t n;
-    char *tmp;
-    int rc = str_of(j, v, &p, &n, &tmp);
-    if (rc == 0)
-        rc = n != 2 * want ? -2 : tc_unhex(p, n, out) < 0 ? -3 : 0;
-    free(tmp);
-    return rc;
+    if (!json_is_string(v))
+        return -1;
+    size_t n = json_string_length(v);
+    return n != 2 * want ? -2 : tc_unhex(json_string_value(v), n, out) < 0 ? -3 : 0;
 }
 
 /* Hex field into a malloc'ed buffer (+1 NUL byte); exactly `want` bytes
 ** unless want == SIZE_MAX. */
-static int get_hex(const jt_doc *j, int o, const char *name, uint8_t **out, size_t *out_len,
-                   size_t want, char why[TC_WHY_MAX])
+static int get_hex(json_t *o, const char *name, uint8_t **out, size_t *out_len, size_t want,
+                   char why[TC_WHY_MAX])
 {
-    int v = jt_get(j, o, name);
-    const char *p;
-    size_t n;
-    char *tmp;
-    int rc = str_of(j, v, &p, &n, &tmp);
-    if (rc == TALLY_ENOMEM)
-        return rc;
-    if (rc != 0)
+    json_t *v = json_object_get(o, name);
+    if (!json_is_string(v))
         return bad(why, "field \"%s\" missing or not a string", name);
-    uint8_t *b = NULL;
+    size_t n = json_string_length(v);
     if (n % 2 || (want != SIZE_MAX && n != 2 * want))
-        rc = bad(why, "field \"%s\" has the wrong length", name);
-    else if (!(b = malloc(n / 2 + 1)))
-        rc = TALLY_ENOMEM;
-    else if (tc_unhex(p, n, b) < 0)
-        rc = bad(why, "field \"%s\" is not hex", name);
-    free(tmp);
-    if (rc != 0) {
+        return bad(why, "field \"%s\" has the wrong length", name);
+    uint8_t *b = malloc(n / 2 + 1);
+    if (!b)
+        return TALLY_ENOMEM;
+    if (tc_unhex(json_string_value(v), n, b) < 0) {
         free(b);
-        return rc;
+        return bad(why, "field \"%s\" is not hex", name);
     }
     b[n / 2] = 0;
     *out = b;
@@ -140,30 +109,39 @@ static int get_hex(const jt_doc *j, int o, const char *name, uint8_t **out, size
     return 0;
 }
 
-/* A hex field of exactly `want` bytes into out. */
-static int get_hex_fixed(const jt_doc *j, int o, const char *name, uint8_t *out, size_t want,
+/* A hex field of exactly `want` bytes into out (no allocation). */
+static int get_hex_fixed(json_t *o, const char *name, uint8_t *out, size_t want,
                          char why[TC_WHY_MAX])
 {
-    int rc = hex_into(j, jt_get(j, o, name), out, want);
-    return rc == 0 || rc == TALLY_ENOMEM ? rc
+    int rc = hex_into(json_object_get(o, name), out, want);
+    return rc == 0 ? 0
            : rc == -1 ? bad(why, "field \"%s\" missing or not a string", name)
            : rc == -2 ? bad(why, "field \"%s\" has the wrong length", name)
                       : bad(why, "field \"%s\" is not hex", name);
 }
 
 /* "name" (UTF-8 text) or "name_hex" (hex), exactly one of them. */
-static int get_bytes(const jt_doc *j, int o, const char *name, uint8_t **out, size_t *out_len,
+static int get_bytes(json_t *o, const char *name, uint8_t **out, size_t *out_len,
                      char why[TC_WHY_MAX])
 {
     char hname[64];
     snprintf(hname, sizeof hname, "%s_hex", name);
-    int t = jt_get(j, o, name), h = jt_get(j, o, hname);
-    if ((t >= 0) == (h >= 0))
+    json_t *t = json_object_get(o, name), *h = json_object_get(o, hname);
+    if ((t != NULL) == (h != NULL))
         return bad(why, "need exactly one of \"%s\" and \"%s\"", name, hname);
-    if (h >= 0)
-        return get_hex(j, o, hname, out, out_len, SIZE_MAX, why);
-    int rc = jt_str_dup(j, t, out, out_len);
-    return rc == 0 ? 0 : rc == -2 ? TALLY_ENOMEM : bad(why, "field \"%s\" is not a string", name);
+    if (h)
+        return get_hex(o, hname, out, out_len, SIZE_MAX, why);
+    if (!json_is_string(t))
+        return bad(why, "field \"%s\" is not a string", name);
+    size_t n = json_string_length(t);
+    uint8_t *b = malloc(n + 1);
+    if (!b)
+        return TALLY_ENOMEM;
+    memcpy(b, json_string_value(t), n);
+    b[n] = 0;
+    *out = b;
+    *out_len = n;
+    return 0;
 }
 
 /* A proof object {"index"|"old", "size", "proof":[hex32...]}. */
@@ -173,38 +151,42 @@ typedef struct jproof {
     rfc6962_hash path[RFC6962_PROOF_MAX + 1];
 } jproof;
 
-static int get_proof(const jt_doc *j, int o, const char *first, jproof *p, char why[TC_WHY_MAX])
+static int get_proof(json_t *o, const char *first, jproof *p, char why[TC_WHY_MAX])
 {
-    if (jt_type(j, o) != JT_OBJECT)
+    if (!json_is_object(o))
         return bad(why, "proof object missing");
     int rc;
-    if ((rc = get_u64(j, o, first, &p->a, why)) || (rc = get_u64(j, o, "size", &p->size, why)))
+    if ((rc = get_u64(o, first, &p->a, why)) || (rc = get_u64(o, "size", &p->size, why)))
         return rc;
-    int arr = jt_get(j, o, "proof");
-    if (jt_type(j, arr) != JT_ARRAY)
+    json_t *arr = json_object_get(o, "proof");
+    if (!json_is_array(arr))
         return bad(why, "field \"proof\" missing or not an array");
-    p->len = jt_count(j, arr);
+    p->len = json_array_size(arr);
     if (p->len > RFC6962_PROOF_MAX + 1)
         return bad(why, "proof has %zu elements", p->len);
-    int h = jt_first(j, arr);
-    for (size_t i = 0; i < p->len; i++, h = jt_next(j, h)) {
-        if ((rc = hex_into(j, h, p->path[i], 32)) == TALLY_ENOMEM)
-            return rc;
-        if (rc != 0)
+    for (size_t i = 0; i < p->len; i++)
+        if (hex_into(json_array_get(arr, i), p->path[i], 32) != 0)
             return bad(why, "proof element %zu is not a 32-byte hex hash", i);
-    }
     return 0;
 }
 
-/* Parses body into *d; the root must be an object. 0 or TALLY_EBADPROOF.
-** jt_free(d) afterwards either way. */
-static int load(jt_doc *d, const char *body, size_t len, char why[TC_WHY_MAX])
+/* Parses body; the root must be an object. NULL (why set) otherwise.
+** Duplicate members are refused (a bundle has one meaning); NUL bytes are
+** allowed inside strings (keys and values are binary-safe). */
+static json_t *load(const char *body, size_t len, char why[TC_WHY_MAX])
 {
-    if (jt_parse(d, body, len) != 0)
-        return bad(why, "malformed JSON: %s", d->err);
-    if (jt_type(d, 0) != JT_OBJECT)
-        return bad(why, "response is not a JSON object");
-    return 0;
+    json_error_t err;
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
+    if (!j) {
+        bad(why, "malformed JSON: %s", err.text);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        bad(why, "response is not a JSON object");
+        return NULL;
+    }
+    return j;
 }
 
 /* ---- checkpoints ---- */
@@ -273,10 +255,10 @@ int tc_check_note(const tc_trust *t, const char *note, size_t note_len, uint64_t
     return 0;
 }
 
-/* Consistency of (t->size, t->root) -> (size, root); cons (an object of j)
-** may be -1: none sent. */
+/* Consistency of (t->size, t->root) -> (size, root); cons may be NULL: none
+** sent. */
 static int check_consistency(const tc_trust *t, uint64_t size, const uint8_t root[32],
-                             const jt_doc *j, int cons, char why[TC_WHY_MAX])
+                             json_t *cons, char why[TC_WHY_MAX])
 {
     if (size < t->size)
         return bad(why, "checkpoint size %" PRIu64 " is smaller than the trusted size %" PRIu64
@@ -284,13 +266,13 @@ static int check_consistency(const tc_trust *t, uint64_t size, const uint8_t roo
     if (size == t->size && t->size > 0 && memcmp(root, t->root, 32) != 0)
         return bad(why, "checkpoint at the trusted size %" PRIu64 " has another root (fork)",
                    size);
-    if (cons < 0) {
+    if (!cons) {
         if (t->size == 0 || size == t->size)
             return 0;
         return bad(why, "consistency proof from trusted size %" PRIu64 " missing", t->size);
     }
     jproof p;
-    int rc = get_proof(j, cons, "old", &p, why);
+    int rc = get_proof(cons, "old", &p, why);
     if (rc)
         return rc;
     if (p.a != t->size || p.size != size)
@@ -300,9 +282,9 @@ static int check_consistency(const tc_trust *t, uint64_t size, const uint8_t roo
     uint8_t r[32];
     static const char *const names[2] = { "old_root", "root" };
     for (int i = 0; i < 2; i++) {
-        if (jt_get(j, cons, names[i]) < 0)
+        if (!json_object_get(cons, names[i]))
             continue;
-        if ((rc = get_hex_fixed(j, cons, names[i], r, 32, why)))
+        if ((rc = get_hex_fixed(cons, names[i], r, 32, why)))
             return rc;
         if (memcmp(r, i ? root : t->root, 32) != 0 && (i || t->size > 0))
             return bad(why, "consistency proof claims another %s", names[i]);
@@ -314,13 +296,13 @@ static int check_consistency(const tc_trust *t, uint64_t size, const uint8_t roo
     return 0;
 }
 
-static int checkpoint_core(const tc_trust *t, const char *note, size_t note_len,
-                           const jt_doc *j, int cons, tc_checkpoint *out, char why[TC_WHY_MAX])
+static int checkpoint_core(const tc_trust *t, const char *note, size_t note_len, json_t *cons,
+                           tc_checkpoint *out, char why[TC_WHY_MAX])
 {
     memset(out, 0, sizeof *out);
     int rc = tc_check_note(t, note, note_len, &out->size, out->root, why);
     if (rc == 0)
-        rc = check_consistency(t, out->size, out->root, j, cons, why);
+        rc = check_consistency(t, out->size, out->root, cons, why);
     if (rc)
         return rc;
     out->note = malloc(note_len + 1);
@@ -335,17 +317,14 @@ static int checkpoint_core(const tc_trust *t, const char *note, size_t note_len,
 int tc_verify_checkpoint(const tc_trust *t, const char *note, size_t note_len, const char *cons,
                          size_t cons_len, tc_checkpoint *out, char why[TC_WHY_MAX])
 {
-    jt_doc d;
+    json_t *j = NULL;
     why[0] = '\0';
-    int rc = 0;
-    if (cons && load(&d, cons, cons_len, why) != 0) {
-        jt_free(&d);
+    if (cons && !(j = load(cons, cons_len, why))) {
         memset(out, 0, sizeof *out);
         return TALLY_EBADPROOF;
     }
-    rc = checkpoint_core(t, note, note_len, cons ? &d : NULL, cons ? 0 : -1, out, why);
-    if (cons)
-        jt_free(&d);
+    int rc = checkpoint_core(t, note, note_len, j, out, why);
+    json_decref(j);
     if (rc)
         tc_checkpoint_free(out);
     return rc;
@@ -354,13 +333,13 @@ int tc_verify_checkpoint(const tc_trust *t, const char *note, size_t note_len, c
 /* ---- bundles ---- */
 
 /* Tx header: decode, id, inclusion at tx-1 under the checkpoint root. */
-static int check_tx_header(const jt_doc *j, tc_bundle *b, char why[TC_WHY_MAX])
+static int check_tx_header(json_t *j, tc_bundle *b, char why[TC_WHY_MAX])
 {
     int rc;
     uint64_t claimed = 0;
     txh_view h;
-    if ((rc = get_u64(j, 0, "tx", &claimed, why)) ||
-        (rc = get_hex(j, 0, "tx_header_hex", &b->txh, &b->txh_len, SIZE_MAX, why)))
+    if ((rc = get_u64(j, "tx", &claimed, why)) ||
+        (rc = get_hex(j, "tx_header_hex", &b->txh, &b->txh_len, SIZE_MAX, why)))
         return rc;
     if (txh_decode(b->txh, b->txh_len, &h) != 0)
         return bad(why, "tx header does not decode");
@@ -376,7 +355,7 @@ static int check_tx_header(const jt_doc *j, tc_bundle *b, char why[TC_WHY_MAX])
     b->tx_meta_len = h.meta_len;
     rfc6962_leaf_hash(b->txh, b->txh_len, b->tx_hash);
     jproof p;
-    if ((rc = get_proof(j, jt_get(j, 0, "tx_proof"), "index", &p, why)))
+    if ((rc = get_proof(json_object_get(j, "tx_proof"), "index", &p, why)))
         return rc;
     if (p.a != b->tx - 1 || p.size != b->cp.size)
         return bad(why, "tx proof is for index %" PRIu64 " size %" PRIu64 ", need %" PRIu64
@@ -428,23 +407,23 @@ static int bytes_eq(const void *a, size_t an, const void *b, size_t bn)
 }
 
 /* TC_GET: the one entry and its proof under entries_root. */
-static int check_get(const jt_doc *j, const tc_expect *e, tc_bundle *b, char why[TC_WHY_MAX])
+static int check_get(json_t *j, const tc_expect *e, tc_bundle *b, char why[TC_WHY_MAX])
 {
     int rc;
-    int ent = jt_get(j, 0, "entry");
-    if (jt_type(j, ent) != JT_OBJECT)
+    json_t *ent = json_object_get(j, "entry");
+    if (!json_is_object(ent))
         return bad(why, "field \"entry\" missing");
     if (!(b->entries = calloc(1, sizeof *b->entries)))
         return TALLY_ENOMEM;
     b->n_entries = 1;
     tc_entry *x = &b->entries[0];
     uint64_t idx = 0;
-    if ((rc = get_u64(j, ent, "index", &idx, why)) ||
-        (rc = get_hex_fixed(j, ent, "header_hex", x->header, ENTRY_HDR_LEN, why)))
+    if ((rc = get_u64(ent, "index", &idx, why)) ||
+        (rc = get_hex_fixed(ent, "header_hex", x->header, ENTRY_HDR_LEN, why)))
         return rc;
-    if ((rc = get_hex(j, ent, "meta_hex", &x->meta, &x->meta_len, SIZE_MAX, why)) ||
-        (rc = get_bytes(j, 0, "key", &x->key, &x->key_len, why)) ||
-        (rc = get_bytes(j, 0, "value", &x->value, &x->value_len, why)))
+    if ((rc = get_hex(ent, "meta_hex", &x->meta, &x->meta_len, SIZE_MAX, why)) ||
+        (rc = get_bytes(j, "key", &x->key, &x->key_len, why)) ||
+        (rc = get_bytes(j, "value", &x->value, &x->value_len, why)))
         return rc;
     if (idx >= b->entry_count)
         return bad(why, "entry index %" PRIu64 " outside the tx's %" PRIu32 " entries", idx,
@@ -456,13 +435,13 @@ static int check_get(const jt_doc *j, const tc_expect *e, tc_bundle *b, char why
         return rc;
     if (x->ns != TALLY_NS_KV)
         return bad(why, "entry is in namespace %u, not key-value", x->ns);
-    int del = jt_type(j, jt_get(j, 0, "deleted"));
-    if (del != JT_NONE && del != JT_TRUE && del != JT_FALSE)
+    json_t *del = json_object_get(j, "deleted");
+    if (del && !json_is_boolean(del))
         return bad(why, "field \"deleted\" is not a boolean");
-    if ((del == JT_TRUE) != (x->deleted != 0))
+    if ((del && json_is_true(del)) != (x->deleted != 0))
         return bad(why, "claimed deletion flag differs from the entry header");
     jproof p;
-    if ((rc = get_proof(j, jt_get(j, 0, "entry_proof"), "index", &p, why)))
+    if ((rc = get_proof(json_object_get(j, "entry_proof"), "index", &p, why)))
         return rc;
     if (p.a != idx || p.size != b->entry_count)
         return bad(why, "entry proof is for index %" PRIu64 " of %" PRIu64 ", need %" PRIu64
@@ -471,8 +450,9 @@ static int check_get(const jt_doc *j, const tc_expect *e, tc_bundle *b, char why
                                  b->entries_root) != 0)
         return bad(why, "entry is not included under the tx's entries root");
     /* The selector: what was asked for. */
-    int64_t rev = 0;
-    b->rev = jt_int(j, jt_get(j, 0, "rev"), &rev) == 0 && rev > 0 ? (uint64_t)rev : 0;
+    json_t *rev = json_object_get(j, "rev");
+    b->rev = json_is_integer(rev) && json_integer_value(rev) > 0
+                 ? (uint64_t)json_integer_value(rev) : 0;
     if (e->sel == TC_SEL_TX && b->tx > e->sel_val)
         return bad(why, "version is from tx %" PRIu64 ", after the requested tx %" PRIu64, b->tx,
                    e->sel_val);
@@ -509,36 +489,36 @@ static int check_entries_root(tc_bundle *b, char why[TC_WHY_MAX])
 }
 
 /* TC_TX: every entry, in order. */
-static int check_tx(const jt_doc *j, const tc_expect *e, tc_bundle *b, char why[TC_WHY_MAX])
+static int check_tx(json_t *j, const tc_expect *e, tc_bundle *b, char why[TC_WHY_MAX])
 {
     int rc;
     if (b->tx != e->tx)
         return bad(why, "bundle is for tx %" PRIu64 ", not %" PRIu64, b->tx, e->tx);
-    int arr = jt_get(j, 0, "entries");
-    if (jt_type(j, arr) != JT_ARRAY)
+    json_t *arr = json_object_get(j, "entries");
+    if (!json_is_array(arr))
         return bad(why, "field \"entries\" missing");
-    if (jt_count(j, arr) != b->entry_count)
-        return bad(why, "%zu entries sent, the tx header says %" PRIu32, jt_count(j, arr),
+    if (json_array_size(arr) != b->entry_count)
+        return bad(why, "%zu entries sent, the tx header says %" PRIu32, json_array_size(arr),
                    b->entry_count);
     if (!(b->entries = calloc(b->entry_count, sizeof *b->entries)))
         return TALLY_ENOMEM;
-    int o = jt_first(j, arr);
-    for (size_t i = 0; i < b->entry_count; i++, o = jt_next(j, o)) {
+    for (size_t i = 0; i < b->entry_count; i++) {
+        json_t *o = json_array_get(arr, i);
         tc_entry *x = &b->entries[i];
         uint64_t idx = 0;
         b->n_entries = i + 1;
-        if (jt_type(j, o) != JT_OBJECT)
+        if (!json_is_object(o))
             return bad(why, "entry %zu is not an object", i);
-        if ((rc = get_u64(j, o, "index", &idx, why)))
+        if ((rc = get_u64(o, "index", &idx, why)))
             return rc;
         if (idx != i)
             return bad(why, "entry %zu has index %" PRIu64, i, idx);
         x->index = (uint32_t)i;
-        if ((rc = get_hex_fixed(j, o, "header_hex", x->header, ENTRY_HDR_LEN, why)))
+        if ((rc = get_hex_fixed(o, "header_hex", x->header, ENTRY_HDR_LEN, why)))
             return rc;
-        if ((rc = get_hex(j, o, "meta_hex", &x->meta, &x->meta_len, SIZE_MAX, why)) ||
-            (rc = get_bytes(j, o, "key", &x->key, &x->key_len, why)) ||
-            (rc = get_bytes(j, o, "value", &x->value, &x->value_len, why)) ||
+        if ((rc = get_hex(o, "meta_hex", &x->meta, &x->meta_len, SIZE_MAX, why)) ||
+            (rc = get_bytes(o, "key", &x->key, &x->key_len, why)) ||
+            (rc = get_bytes(o, "value", &x->value, &x->value_len, why)) ||
             (rc = entry_leaf(x, why)))
             return rc;
     }
@@ -601,41 +581,30 @@ int tc_verify_bundle(const tc_trust *t, const tc_expect *e, const char *body, si
 {
     memset(out, 0, sizeof *out);
     why[0] = '\0';
-    jt_doc j;
-    int rc = load(&j, body, len, why);
-    if (rc != 0) {
-        jt_free(&j);
-        return rc;
-    }
-    int note = jt_get(&j, 0, "checkpoint");
-    int cons = jt_get(&j, 0, "consistency");
-    if (jt_type(&j, cons) == JT_NULL)
-        cons = -1;
-    char buf[2 * NOTE_TEXT_MAX], *nb = NULL;
-    size_t raw = jt_str_rawlen(&j, note), nl = 0;
-    if (jt_type(&j, note) != JT_STRING)
+    json_t *j = load(body, len, why);
+    if (!j)
+        return TALLY_EBADPROOF;
+    int rc;
+    json_t *note = json_object_get(j, "checkpoint");
+    json_t *cons = json_object_get(j, "consistency");
+    if (!json_is_string(note))
         rc = bad(why, "field \"checkpoint\" missing or not a string");
-    else if (!(nb = raw < sizeof buf ? buf : malloc(raw + 1)))
-        rc = TALLY_ENOMEM;
-    else {
-        jt_str_decode(&j, note, nb, &nl);
-        rc = checkpoint_core(t, nb, nl, &j, cons, &out->cp, why);
-    }
-    if (nb != buf)
-        free(nb);
+    else /* the note's bytes as jansson holds them: no copy */
+        rc = checkpoint_core(t, json_string_value(note), json_string_length(note),
+                             json_is_null(cons) ? NULL : cons, &out->cp, why);
     if (rc == 0)
-        rc = check_tx_header(&j, out, why);
+        rc = check_tx_header(j, out, why);
     if (rc == 0) {
         if (e->kind == TC_GET)
-            rc = check_get(&j, e, out, why);
+            rc = check_get(j, e, out, why);
         else if (e->kind == TC_TX)
-            rc = check_tx(&j, e, out, why);
+            rc = check_tx(j, e, out, why);
         else if (e->kind == TC_SET)
             rc = check_set(t, e, out, why);
         else
             rc = bad(why, "unknown request kind");
     }
-    jt_free(&j);
+    json_decref(j);
     if (rc)
         tc_bundle_free(out);
     return rc;
