@@ -84,6 +84,12 @@ typedef struct tally_options {
     uint64_t segment_bytes_max;     /* log segment size; default 512 MiB */
     uint64_t checkpoint_entries_min;/* index checkpoint once this many entries are
                                        unindexed on disk (default 1M) */
+    int group_commit_wait;          /* 1: before each group commit, wait (at most
+                                       half the last fdatasync) for the committers
+                                       the previous group answered to come back —
+                                       fewer, larger groups and a lower p99 for
+                                       many request/response clients (tallyd sets
+                                       it); 0 (default): never wait */
 } tally_options;
 
 /* Fills *opts with the defaults. */

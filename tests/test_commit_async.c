@@ -17,6 +17,7 @@
 **     a read-only handle (TALLY_EINVAL); the ledger's size is unchanged.
 ** (d) tally_db_close with 3000 async commits queued returns only after all
 **     3000 completions ran (each rc 0); reopen has 3000 transactions.
+** (f) (a), (b) and (d) again with tally_options.group_commit_wait = 1.
 ** (e) the 2nd fdatasync fails (the 1st made tx 1 durable before the other
 **     1999 async commits were queued): every
 **     completion runs exactly once; those with rc 0 are exactly ids
@@ -104,9 +105,12 @@ static void wait_done(int n) {
     for (int ms = 0; atomic_load(&g_done) < n && ms < WAIT_MS_MAX; ms++) usleep(1000);
 }
 
+static int g_group_wait; /* tally_options.group_commit_wait for open_dir */
+
 static tally_db *open_dir(const char *dir) {
     tally_options o;
     tally_options_init(&o);
+    o.group_commit_wait = g_group_wait;
     tally_db *h = NULL;
     CHECK_EQ_INT(tally_db_open(&h, dir, &o, NULL), 0);
     return h;
@@ -347,6 +351,11 @@ static void scenario_sync_fault(void) {
 int main(void) {
     scenario_order();
     scenario_mixed();
+    g_group_wait = 1; /* (f): the same with the group-commit wait */
+    scenario_order();
+    scenario_mixed();
+    scenario_close();
+    g_group_wait = 0;
     scenario_refusals();
     scenario_close();
     scenario_sync_fault();

@@ -34,6 +34,19 @@
 #include "util/err.h"
 
 #define BATCH_IOV_MAX 512
+/* The herd wait: before taking the queue the writer waits for as many
+** records as the previous batch had, at most HERD_WAIT_FRACTION of the last
+** fdatasync's duration (and HERD_WAIT_NS_MAX), and no longer once no record
+** has arrived for HERD_QUIET_NS. See writer_main. */
+#define HERD_WAIT_NS_MAX   2000000u /* 2 ms */
+#define HERD_WAIT_FRACTION 2u       /* of the last fdatasync: at most a half */
+#define HERD_QUIET_NS      100000u  /* 100 us without an arrival: the herd is in */
+
+static uint64_t mono_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
 
 uint64_t db_now_ns(void) {
     struct timespec t;
@@ -336,7 +349,9 @@ void completer_stop(tally_db *db) {
 static void run_batch(tally_db *db) {
     pending *batch = db->q_head;
     uint64_t g = db->batch_seq++;
+    db->last_batch_n = db->q_count;
     db->q_head = db->q_tail = NULL;
+    db->q_count = 0;
     pthread_mutex_unlock(&db->mu);
 
     struct iovec iov[BATCH_IOV_MAX];
@@ -368,8 +383,10 @@ static void run_batch(tally_db *db) {
         } else if (rc == 0 && sync_req) {
             db->synced_tx = db_visible(db);
         }
+        uint64_t took = db_now_ns() - t0;
         atomic_fetch_add(&db->st_syncs, 1);
-        atomic_fetch_add(&db->st_sync_ns, db_now_ns() - t0);
+        atomic_fetch_add(&db->st_sync_ns, took);
+        db->last_sync_ns = took; /* read by the writer itself (this thread) */
     }
     /* derived data: tx index items and Merkle leaves, in chunks */
     uint8_t items[256][TXIDX_ITEM_LEN];
@@ -400,6 +417,7 @@ static void run_batch(tally_db *db) {
         end_records(batch, err, &async_tail);
         end_records(db->q_head, err, &async_tail); /* queued behind the batch */
         db->q_head = db->q_tail = NULL;
+        db->q_count = 0;
         batch_wake(db, g);
         batch_wake(db, g + 1); /* the queued ones were waiting for the next batch */
         pthread_cond_broadcast(&db->ckpt_cond); /* tally_db_checkpoint waiters */
@@ -413,6 +431,40 @@ static void run_batch(tally_db *db) {
     complete_async(db, async);
 }
 
+/* The herd wait (mu held). Committers that are answered together come back
+** together: with C clients each keeping one transaction in flight, a batch of
+** n releases n clients whose next commits arrive a moment later, while the
+** writer is already syncing the few that arrived meanwhile; each commit then
+** waits for two fdatasyncs, and only about C/2 share one. So, like
+** PostgreSQL's commit_delay or MySQL's binlog_group_commit_sync_delay but
+** adaptive, the writer waits for as many records as the previous batch had,
+** bounded by half the last fdatasync and ended early once none arrived for
+** HERD_QUIET_NS. A lone committer (previous batch of 1) never waits; nor does
+** a sync request, a stop, or durability NONE (no fdatasync to amortize).
+** Off unless opts.group_commit_wait: measured with 64 committing threads in
+** one process (they come back within microseconds) it cost 7%; with 64 HTTP
+** clients (tallyd) it doubled the group, halved p99 and added 3-8%. */
+static void herd_wait(tally_db *db) {
+    /* the committers answered by the previous batch come back on top of those
+    ** queued meanwhile */
+    uint64_t want = db->q_count + db->last_batch_n, cap = db->last_sync_ns / HERD_WAIT_FRACTION;
+    if (!db->opt.group_commit_wait) return;
+    if (db->last_batch_n <= 1 || cap == 0 || db->sync_request || db->writer_stop) return;
+    if (cap > HERD_WAIT_NS_MAX) cap = HERD_WAIT_NS_MAX;
+    uint64_t start = mono_ns(), deadline = start + cap;
+    db->herd_target = want;
+    for (;;) {
+        uint64_t now = mono_ns();
+        if (db->q_count >= want || now >= deadline || db->sync_request || db->writer_stop) break;
+        uint64_t last = db->q_last_ns > start ? db->q_last_ns : start;
+        if (now - last >= HERD_QUIET_NS) break;
+        uint64_t until = last + HERD_QUIET_NS < deadline ? last + HERD_QUIET_NS : deadline;
+        struct timespec ts = {.tv_sec = (time_t)(until / 1000000000ull), .tv_nsec = (long)(until % 1000000000ull)};
+        pthread_cond_timedwait(&db->herd_cond, &db->mu, &ts); /* submit signals at want */
+    }
+    db->herd_target = 0;
+}
+
 static void *writer_main(void *arg) {
     tally_db *db = arg;
     pthread_mutex_lock(&db->mu);
@@ -420,6 +472,7 @@ static void *writer_main(void *arg) {
         while (!db->q_head && !db->sync_request && !db->writer_stop)
             pthread_cond_wait(&db->queue_cond, &db->mu);
         if (!db->q_head && !db->sync_request) break; /* stop, nothing queued */
+        if (db->q_head) herd_wait(db);
         run_batch(db);
     }
     pthread_mutex_unlock(&db->mu);
@@ -484,6 +537,8 @@ static int submit(tally_db *db, pending *p) {
     }
     db->q_tail = p;
     p->batch = db->batch_seq;
+    db->q_last_ns = mono_ns();
+    if (++db->q_count == db->herd_target) pthread_cond_signal(&db->herd_cond);
     pthread_mutex_unlock(&db->mu);
     return 0;
 }

@@ -249,6 +249,7 @@ static void db_free(tally_db *db) {
     if (db->lock_fd >= 0) close(db->lock_fd);
     pthread_mutex_destroy(&db->mu);
     pthread_cond_destroy(&db->queue_cond);
+    pthread_cond_destroy(&db->herd_cond);
     pthread_mutex_destroy(&db->cq_mu);
     pthread_cond_destroy(&db->cq_cond);
     pthread_cond_destroy(&db->synced_cond);
@@ -275,6 +276,11 @@ int tally_db_open(tally_db **out, const char *dir, const tally_options *opts, ta
     db->lock_fd = -1;
     pthread_mutex_init(&db->mu, NULL);
     pthread_cond_init(&db->queue_cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&db->herd_cond, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_mutex_init(&db->cq_mu, NULL);
     pthread_cond_init(&db->cq_cond, NULL);
     pthread_cond_init(&db->synced_cond, NULL);

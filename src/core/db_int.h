@@ -81,6 +81,13 @@ struct tally_db {
     uint8_t last_hash[32];
     pending *q_head, *q_tail;
     uint64_t batch_seq;         /* number of the batch the queue will become (mu) */
+    /* The herd wait (commit.c, writer_main), all under mu */
+    uint64_t q_count;           /* records queued */
+    uint64_t q_last_ns;         /* CLOCK_MONOTONIC of the last arrival */
+    uint64_t herd_target;       /* the writer waits for this many (0: not waiting) */
+    uint64_t last_batch_n;      /* records in the previous batch */
+    uint64_t last_sync_ns;      /* duration of the previous batch's fdatasync */
+    pthread_cond_t herd_cond;   /* CLOCK_MONOTONIC: the herd is in */
     _Atomic uint32_t done_word[2]; /* futex words: batch g's committers wait on [g & 1] */
     pthread_t writer_thread;
     int writer_started, writer_stop;

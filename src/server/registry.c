@@ -134,6 +134,16 @@ srv_ledger *reg_find(tallyd *s, const char *name)
     return lg;
 }
 
+/* Options of a data ledger: the defaults plus the group-commit wait, which
+** suits many HTTP clients each waiting for its answer (include/tally.h). */
+static tally_options ledger_options(void)
+{
+    tally_options o;
+    tally_options_init(&o);
+    o.group_commit_wait = 1;
+    return o;
+}
+
 int reg_db(tallyd *s, srv_ledger *lg, tally_db **out)
 {
     tally_db *db = atomic_load_explicit(&lg->db, memory_order_acquire);
@@ -147,7 +157,8 @@ int reg_db(tallyd *s, srv_ledger *lg, tally_db **out)
     if (!db) {
         char dir[SRV_PATH_MAX + 64];
         ledger_dir(s, lg, dir, sizeof dir);
-        rc = tally_db_open(&db, dir, NULL, NULL);
+        tally_options opts = ledger_options();
+        rc = tally_db_open(&db, dir, &opts, NULL);
         if (rc == TALLY_OK) {
             atomic_store_explicit(&lg->db, db, memory_order_release);
             atomic_fetch_add(&s->ledgers_open, 1);
@@ -175,7 +186,8 @@ static int create_locked(tallyd *s, const char *actor, srv_ledger *lg)
     char dir[SRV_PATH_MAX + 64], key[SRV_NAME_LEN_MAX + 16];
     ledger_dir(s, lg, dir, sizeof dir);
     tally_db *db = NULL;
-    int rc = tally_db_open(&db, dir, NULL, NULL);
+    tally_options opts = ledger_options();
+    int rc = tally_db_open(&db, dir, &opts, NULL);
     if (rc != TALLY_OK)
         return rc;
     char *rec = ledger_record(lg);
