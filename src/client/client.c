@@ -860,6 +860,20 @@ static int read_state(tally_client *c, vctx *v)
     return 0;
 }
 
+/* v trusts note (malloc'd, taken; the previous trusted note is freed) of a
+** tree of size with root, as read from the state file. */
+static void v_trust(vctx *v, char *note, size_t note_len, uint64_t size, const uint8_t root[32])
+{
+    free(v->trusted);
+    v->trusted = note;
+    v->trusted_len = note_len;
+    v->t.note = v->trusted;
+    v->t.note_len = v->trusted_len;
+    v->have_file = 1;
+    v->t.size = size;
+    memcpy(v->t.root, root, 32);
+}
+
 /* Loads v's trusted state: from the handle's cache when the file at
 ** state_path is still the one cached, else from the file. */
 static int load_state(tally_client *c, vctx *v)
@@ -889,15 +903,11 @@ static int load_state(tally_client *c, vctx *v)
     }
     if (rc != 0)
         return rc;
-    if (!(v->trusted = malloc(k->note_len + 1)))
+    char *copy = malloc(k->note_len + 1);
+    if (!copy)
         return TALLY_ENOMEM;
-    memcpy(v->trusted, k->note, k->note_len + 1);
-    v->trusted_len = k->note_len;
-    v->t.note = v->trusted;
-    v->t.note_len = v->trusted_len;
-    v->have_file = 1;
-    v->t.size = k->size;
-    memcpy(v->t.root, k->root, 32);
+    memcpy(copy, k->note, k->note_len + 1);
+    v_trust(v, copy, k->note_len, k->size, k->root);
     return 0;
 }
 
@@ -1028,14 +1038,7 @@ static int v_commit(tally_client *c, vctx *v, const tc_checkpoint *cp)
         if (strcmp(c->sc.id, v->id) == 0)
             tc_state_cache_drop(&c->sc);
     }
-    free(v->trusted);
-    v->trusted = copy;
-    v->trusted_len = cp->note_len;
-    v->t.note = v->trusted;
-    v->t.note_len = v->trusted_len;
-    v->have_file = 1;
-    v->t.size = cp->size;
-    memcpy(v->t.root, cp->root, 32);
+    v_trust(v, copy, cp->note_len, cp->size, cp->root);
     return 0;
 }
 
