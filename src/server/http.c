@@ -29,7 +29,9 @@
 **       r->cont; s->inflight counts suspended requests, and http_stop stops
 **       the daemon only once it is 0 (a resume never reaches a freed daemon);
 **   (5) the request is suspended BEFORE the transaction is queued: its
-**       completion may run before tally_commit_async returns.
+**       completion may run before tally_commit_async returns;
+**   (6) a ledger is opened (lazily, on its first request) on the worker pool,
+**       never on an event loop; the handler then runs as it would have.
 */
 #include <errno.h>
 #include <inttypes.h>
@@ -330,6 +332,8 @@ int http_commit_failed(srv_req *r)
     return http_error(r, &e);
 }
 
+static int run_route(srv_req *r);
+
 static void *pool_main(void *arg)
 {
     tallyd *s = arg;
@@ -344,9 +348,16 @@ static void *pool_main(void *arg)
             s->pool_tail = NULL;
         pthread_mutex_unlock(&s->pool_mu);
         r->defer = 1;
-        r->rt->fn(r); /* its response is stored in r->d_* */
+        if (r->lg && !r->db) { /* the ledger's first use: open it here, not on a loop */
+            int rc = reg_db(r->s, r->lg, &r->db);
+            if (rc != TALLY_OK)
+                http_engine_error(r, rc); /* stored */
+            r->cont = rc == TALLY_OK ? run_route : send_stored;
+        } else {
+            r->rt->fn(r); /* its response is stored in r->d_* */
+            r->cont = send_stored;
+        }
         r->defer = 0;
-        r->cont = send_stored;
         resume(r);
         pthread_mutex_lock(&s->pool_mu);
     }
@@ -464,11 +475,9 @@ static int admit(srv_req *r, const char *ledger, int *res)
                            r->lg->name);
         return 1;
     }
-    int rc = reg_db(r->s, r->lg, &r->db);
-    if (rc != TALLY_OK) {
-        *res = http_engine_error(r, rc);
-        return 1;
-    }
+    /* an open ledger's handle now; a closed one is opened on the worker pool
+    ** once the body is in (opening a large ledger takes a while) */
+    r->db = atomic_load_explicit(&r->lg->db, memory_order_acquire);
     return 0;
 }
 
@@ -550,9 +559,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (r->body_too_big)
         return (enum MHD_Result)http_errorf(r, 413, "too_large", "body over %u bytes",
                                             SRV_BODY_BYTES_MAX);
-    if (r->rt->slow)
-        return (enum MHD_Result)pool_submit(r);
-    return (enum MHD_Result)r->rt->fn(r);
+    if (r->lg && !r->db)
+        return (enum MHD_Result)pool_submit(r); /* opens it, then run_route */
+    return (enum MHD_Result)run_route(r);
+}
+
+/* Runs r's handler: on the worker pool for slow routes, else right here (the
+** event loop). Also the continuation after a ledger was opened on the pool. */
+static int run_route(srv_req *r)
+{
+    return r->rt->slow ? pool_submit(r) : r->rt->fn(r);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
