@@ -34,10 +34,11 @@
 #include "util/err.h"
 
 #define BATCH_IOV_MAX 512
-/* The herd wait: before taking the queue the writer waits for as many
-** records as the previous batch had, at most HERD_WAIT_FRACTION of the last
-** fdatasync's duration (and HERD_WAIT_NS_MAX), and no longer once no record
-** has arrived for HERD_QUIET_NS. See writer_main. */
+/* The group-commit wait (opts.group_commit_wait): before taking the queue
+** the writer waits for the committers the previous batch answered, at most
+** 1/HERD_WAIT_FRACTION of the last fdatasync's duration (and
+** HERD_WAIT_NS_MAX), and no longer once no record has arrived for
+** HERD_QUIET_NS. See herd_wait. */
 #define HERD_WAIT_NS_MAX   2000000u /* 2 ms */
 #define HERD_WAIT_FRACTION 2u       /* of the last fdatasync: at most a half */
 #define HERD_QUIET_NS      100000u  /* 100 us without an arrival: the herd is in */
@@ -447,8 +448,8 @@ static void run_batch(tally_db *db) {
 static void herd_wait(tally_db *db) {
     /* the committers answered by the previous batch come back on top of those
     ** queued meanwhile */
-    uint64_t want = db->q_count + db->last_batch_n, cap = db->last_sync_ns / HERD_WAIT_FRACTION;
     if (!db->opt.group_commit_wait) return;
+    uint64_t want = db->q_count + db->last_batch_n, cap = db->last_sync_ns / HERD_WAIT_FRACTION;
     if (db->last_batch_n <= 1 || cap == 0 || db->sync_request || db->writer_stop) return;
     if (cap > HERD_WAIT_NS_MAX) cap = HERD_WAIT_NS_MAX;
     uint64_t start = mono_ns(), deadline = start + cap;
@@ -537,7 +538,7 @@ static int submit(tally_db *db, pending *p) {
     }
     db->q_tail = p;
     p->batch = db->batch_seq;
-    db->q_last_ns = mono_ns();
+    if (db->opt.group_commit_wait) db->q_last_ns = mono_ns(); /* no clock read otherwise */
     if (++db->q_count == db->herd_target) pthread_cond_signal(&db->herd_cond);
     pthread_mutex_unlock(&db->mu);
     return 0;

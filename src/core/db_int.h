@@ -81,7 +81,8 @@ struct tally_db {
     uint8_t last_hash[32];
     pending *q_head, *q_tail;
     uint64_t batch_seq;         /* number of the batch the queue will become (mu) */
-    /* The herd wait (commit.c, writer_main), all under mu */
+    /* The group-commit wait (commit.c, herd_wait): under mu, except
+    ** last_sync_ns, which only the writer thread reads and writes */
     uint64_t q_count;           /* records queued */
     uint64_t q_last_ns;         /* CLOCK_MONOTONIC of the last arrival */
     uint64_t herd_target;       /* the writer waits for this many (0: not waiting) */

@@ -2,11 +2,11 @@
 ** http.c — tallyd's HTTP layer on libmicrohttpd: the daemon, request bodies,
 ** the route table, authentication and role checks, and JSON responses.
 **
-** Event loops, not a thread per connection: MHD runs cfg.threads epoll
+** Event loops, not a thread per connection: MHD runs cfg.threads poll()
 ** loops (default: one per CPU) that parse requests and run the fast
 ** handlers. A write never blocks a loop: the handler suspends its connection
-** and queues the transaction with tally_commit_async; the log writer's
-** completion resumes it after the group's fdatasync, and the loop then sends
+** and queues the transaction with tally_commit_async; its completion (on the
+** ledger's completion thread) resumes it after the group's fdatasync, and the loop then sends
 ** the answer. Thousands of transactions are thus in flight (one group commit)
 ** with a handful of threads. Slow handlers (scrypt logins, administrative
 ** changes, del's read-check-commit loop) run on a pool of SRV_WORKERS
@@ -33,7 +33,6 @@
 **   (6) a ledger is opened (lazily, on its first request) on the worker pool,
 **       never on an event loop; the handler then runs as it would have.
 */
-#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <microhttpd.h>
@@ -298,7 +297,8 @@ static void resume(srv_req *r)
     atomic_fetch_sub(&s->inflight, 1);
 }
 
-/* tally_commit_async's completion, on the log writer thread: record and resume. */
+/* tally_commit_async's completion, on the ledger's completion thread: record
+** the outcome and resume. */
 static void commit_done(void *ctx, int rc, uint64_t tx)
 {
     srv_req *r = ctx;
@@ -328,7 +328,8 @@ int http_commit_failed(srv_req *r)
     srv_err e;
     srv_fail_engine(&e, r->commit_rc);
     snprintf(e.msg, sizeof e.msg, "the transaction was not acknowledged: %s (the ledger "
-             "refuses writes until tallyd reopens it)", tally_strerror(r->commit_rc));
+             "refuses writes until tallyd is restarted, which recovers it from its log)",
+             tally_strerror(r->commit_rc));
     return http_error(r, &e);
 }
 
