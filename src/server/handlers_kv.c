@@ -243,7 +243,7 @@ int h_del(srv_req *r)
 
 /* ---- get ---- */
 /* Resolves tx= / at= into *as_of (unchanged when neither). Returns 0 or a status. */
-static int get_as_of(srv_req *r, srv_err *e, uint64_t *as_of)
+int kv_as_of(srv_req *r, srv_err *e, uint64_t *as_of)
 {
     uint64_t tx;
     int has_tx = http_arg_u64(r, "tx", &tx);
@@ -286,7 +286,7 @@ int kv_lookup(srv_req *r, srv_err *e, uint64_t latest_as_of, const uint8_t **key
         if (rc == TALLY_OK && v->deleted)
             return srv_fail(e, 404, "not_found", "revision %" PRIu64 " is a deletion", rev);
     } else {
-        if ((st = get_as_of(r, e, &as_of)) != 0)
+        if ((st = kv_as_of(r, e, &as_of)) != 0)
             return st;
         rc = tally_get(r->db, v, TALLY_NS_KV, *key, *key_len, as_of);
     }

@@ -31,6 +31,9 @@ static json_t *proof_json(const tally_proof *p, const char *index_name)
                 : NULL;
 }
 
+static int bundle_cp(srv_req *r, srv_err *e, json_t *o, uint64_t trusted,
+                     const srv_checkpoint *cp);
+
 /* Adds tx_header_hex, tx_proof, consistency and checkpoint for tx under cp.
 ** Returns 0 or an HTTP status (e). */
 static int bundle_tx(srv_req *r, srv_err *e, json_t *o, uint64_t tx, uint64_t trusted,
@@ -46,16 +49,7 @@ static int bundle_tx(srv_req *r, srv_err *e, json_t *o, uint64_t tx, uint64_t tr
     if (srv_json_set_hex(o, "tx_header_hex", t.header, t.header_len) < 0 ||
         json_object_set_new(o, "tx_proof", proof_json(&p, "index")) < 0)
         return srv_fail(e, 500, "internal", "out of memory");
-    if (trusted > 0 && trusted < cp->size) {
-        if ((rc = tally_proof_consistency(r->db, &p, trusted, cp->size)) != TALLY_OK)
-            return srv_fail_engine(e, rc);
-        if (json_object_set_new(o, "consistency", proof_json(&p, "old")) < 0)
-            return srv_fail(e, 500, "internal", "out of memory");
-    }
-    json_t *note = json_stringn(cp->note, cp->note_len);
-    if (json_object_set_new(o, "checkpoint", note) < 0)
-        return srv_fail(e, 500, "internal", "out of memory");
-    return 0;
+    return bundle_cp(r, e, o, trusted, cp);
 }
 
 /* Reads trusted= (default 0). Returns 0 or an HTTP status (e). */
@@ -173,70 +167,354 @@ int h_checkpoint(srv_req *r)
     return http_raw(r, 200, "text/plain; charset=utf-8", text, cp.note_len);
 }
 
-/* ---- verified/get ---- */
-/* Adds entry and entry_proof of entry i of tx to o. Returns 0 or a status. */
-static int bundle_entry(srv_req *r, srv_err *e, json_t *o, uint64_t tx, uint32_t i)
-{
+/* ---- verified/get and verified/getmany ---- */
+/* Everything one key's bundle needs, fetched once, written as JSON or binary. */
+typedef struct vitem {
+    tally_version v;
     tally_entry_view ev;
-    tally_proof p;
-    int rc = tally_tx_entry(r->db, &ev, tx, i);
+    tally_proof ep;   /* entry in its tx */
+    tally_tx_info t;
+    tally_proof tp;   /* tx in the tree of the checkpoint's size */
+} vitem;
+
+/* Completes it (it->v set: a version visible at size) with the entry, the tx
+** header and both proofs. Returns 0 or an HTTP status (e). */
+static int vitem_fetch(srv_req *r, srv_err *e, vitem *it, uint64_t size)
+{
+    int rc = tally_tx_entry(r->db, &it->ev, it->v.tx, it->v.entry_index);
     if (rc == TALLY_OK)
-        rc = tally_proof_entry(r->db, &p, tx, i);
-    if (rc != TALLY_OK)
-        return srv_fail_engine(e, rc);
-    json_t *ej = json_pack("{s:I}", "index", (json_int_t)i);
-    if (!ej || srv_json_set_hex(ej, "header_hex", ev.header, sizeof ev.header) < 0 ||
-        srv_json_set_hex(ej, "meta_hex", ev.meta, ev.meta_len) < 0 ||
-        json_object_set_new(o, "entry", ej) < 0 ||
-        json_object_set_new(o, "entry_proof", proof_json(&p, "index")) < 0)
+        rc = tally_proof_entry(r->db, &it->ep, it->v.tx, it->v.entry_index);
+    if (rc == TALLY_OK)
+        rc = tally_tx_get(r->db, &it->t, it->v.tx);
+    if (rc == TALLY_OK)
+        rc = tally_proof_tx(r->db, &it->tp, it->v.tx, size);
+    return rc == TALLY_OK ? 0 : srv_fail_engine(e, rc);
+}
+
+/* Sets the bundle fields of it on o (all but checkpoint and consistency):
+** key, value, tx, rev, ts, entry, entry_proof, tx_header_hex, tx_proof.
+** Returns 0 or -1 (out of memory). */
+static int vitem_json(json_t *o, const vitem *it)
+{
+    char ts[SRV_TIME_BUF];
+    srv_fmt_time(ts, it->v.ts_ns);
+    json_t *ej = json_pack("{s:I}", "index", (json_int_t)it->v.entry_index);
+    return !ej || srv_json_set_hex(ej, "header_hex", it->ev.header, sizeof it->ev.header) < 0 ||
+                   srv_json_set_hex(ej, "meta_hex", it->ev.meta, it->ev.meta_len) < 0 ||
+                   srv_json_set_bytes(o, "key", it->ev.key, it->ev.key_len) < 0 ||
+                   srv_json_set_bytes(o, "value", it->ev.value, it->ev.value_len) < 0 ||
+                   json_object_set_new(o, "tx", json_integer((json_int_t)it->v.tx)) < 0 ||
+                   json_object_set_new(o, "rev", json_integer((json_int_t)it->v.rev)) < 0 ||
+                   json_object_set_new(o, "ts", json_string(ts)) < 0 ||
+                   json_object_set_new(o, "entry", ej) < 0 ||
+                   json_object_set_new(o, "entry_proof", proof_json(&it->ep, "index")) < 0 ||
+                   srv_json_set_hex(o, "tx_header_hex", it->t.header, it->t.header_len) < 0 ||
+                   json_object_set_new(o, "tx_proof", proof_json(&it->tp, "index")) < 0
+               ? -1
+               : 0;
+}
+
+/* Adds consistency (0 < trusted < cp->size) and checkpoint to o. */
+static int bundle_cp(srv_req *r, srv_err *e, json_t *o, uint64_t trusted, const srv_checkpoint *cp)
+{
+    tally_proof p;
+    int rc;
+    if (trusted > 0 && trusted < cp->size) {
+        if ((rc = tally_proof_consistency(r->db, &p, trusted, cp->size)) != TALLY_OK)
+            return srv_fail_engine(e, rc);
+        if (json_object_set_new(o, "consistency", proof_json(&p, "old")) < 0)
+            return srv_fail(e, 500, "internal", "out of memory");
+    }
+    if (json_object_set_new(o, "checkpoint", json_stringn(cp->note, cp->note_len)) < 0)
         return srv_fail(e, 500, "internal", "out of memory");
     return 0;
 }
 
 /* Builds the verified/get answer. Returns 0 or an HTTP status (e). */
-static int verified_get(srv_req *r, srv_err *e, json_t *o, const uint8_t **key, size_t *klen,
-                        uint8_t **owned)
+static int verified_get(srv_req *r, srv_err *e, json_t *o, vitem *it, uint8_t **owned)
 {
     srv_checkpoint cp;
-    tally_version v;
     uint64_t trusted;
-    char ts[SRV_TIME_BUF];
+    const uint8_t *key;
+    size_t klen;
     int st, rc = reg_checkpoint(r->s, r->lg, r->db, &cp);
     if (rc != TALLY_OK)
         return srv_fail_engine(e, rc);
     if ((st = trusted_arg(r, e, &trusted)) || (st = trusted_check(e, trusted, cp.size)))
         return st;
     /* The latest value as of S; an explicit tx/at/rev may need a newer checkpoint. */
-    if ((st = kv_lookup(r, e, cp.size ? cp.size : 0, key, klen, owned, &v)))
+    if ((st = kv_lookup(r, e, cp.size ? cp.size : 0, &key, &klen, owned, &it->v)))
         return st;
-    if (v.tx > cp.size && (st = checkpoint_covering(r, e, v.tx, &cp)))
+    if (it->v.tx > cp.size && (st = checkpoint_covering(r, e, it->v.tx, &cp)))
         return st;
-    srv_fmt_time(ts, v.ts_ns);
-    if (srv_json_set_bytes(o, "key", *key, *klen) < 0 ||
-        srv_json_set_bytes(o, "value", v.value, v.value_len) < 0 ||
-        json_object_set_new(o, "tx", json_integer((json_int_t)v.tx)) < 0 ||
-        json_object_set_new(o, "rev", json_integer((json_int_t)v.rev)) < 0 ||
-        json_object_set_new(o, "ts", json_string(ts)) < 0)
+    if ((st = vitem_fetch(r, e, it, cp.size)))
+        return st;
+    if (vitem_json(o, it) < 0)
         return srv_fail(e, 500, "internal", "out of memory");
-    if ((st = bundle_entry(r, e, o, v.tx, v.entry_index)))
-        return st;
-    return bundle_tx(r, e, o, v.tx, trusted, &cp);
+    return bundle_cp(r, e, o, trusted, &cp);
 }
 
 int h_verified_get(srv_req *r)
 {
-    const uint8_t *key = NULL;
-    size_t klen = 0;
     uint8_t *owned = NULL;
     srv_err e;
+    vitem *it = malloc(sizeof *it);
     json_t *o = json_object();
-    int st = o ? verified_get(r, &e, o, &key, &klen, &owned)
-               : srv_fail(&e, 500, "internal", "out of memory");
+    int st = o && it ? verified_get(r, &e, o, it, &owned)
+                     : srv_fail(&e, 500, "internal", "out of memory");
     free(owned);
+    free(it);
     if (st) {
         json_decref(o);
         return http_error(r, &e);
     }
+    return http_json(r, 200, o);
+}
+
+/* The binary answer of verified/getmany (docs/API.md, "Batched verified
+** reads"): a growing buffer; oom latches. */
+typedef struct bbuf {
+    uint8_t *p;
+    size_t len, cap;
+    int oom;
+} bbuf;
+
+static void bb_put(bbuf *b, const void *p, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n)
+            cap *= 2;
+        uint8_t *q = realloc(b->p, cap);
+        if (!q) {
+            b->oom = 1;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->p + b->len, p, n);
+    b->len += n;
+}
+
+static void bb_le(bbuf *b, uint64_t v, unsigned bytes)
+{
+    uint8_t x[8];
+    for (unsigned i = 0; i < bytes; i++)
+        x[i] = (uint8_t)(v >> (8 * i));
+    bb_put(b, x, bytes);
+}
+
+/* A proof's hashes: count (1 byte), then the hashes. */
+static void bb_path(bbuf *b, const tally_proof *p)
+{
+    bb_le(b, p->len, 1);
+    bb_put(b, p->path, p->len * TALLY_HASH_LEN);
+}
+
+static void vitem_bin(bbuf *b, const vitem *it)
+{
+    bb_le(b, 0, 1); /* found */
+    bb_le(b, 0, 1);
+    bb_le(b, it->ev.key_len, 2);
+    bb_put(b, it->ev.key, it->ev.key_len);
+    bb_le(b, it->v.rev, 8);
+    bb_le(b, it->v.entry_index, 4);
+    bb_put(b, it->ev.header, sizeof it->ev.header);
+    bb_put(b, it->ev.meta, it->ev.meta_len);
+    bb_put(b, it->ev.value, it->ev.value_len);
+    bb_path(b, &it->ep);
+    bb_le(b, it->t.header_len, 4);
+    bb_put(b, it->t.header, it->t.header_len);
+    bb_path(b, &it->tp);
+}
+
+/* The keys of a getmany body: "keys" (strings, zero copy: they point into j)
+** or "keys_hex" (decoded into *owned). Returns 0 or an HTTP status (e). */
+typedef struct gm_key {
+    const uint8_t *p;
+    size_t n;
+} gm_key;
+
+static int getmany_keys(srv_err *e, json_t *j, gm_key **out, size_t *out_n, uint8_t **owned)
+{
+    json_t *ks = json_object_get(j, "keys"), *kh = json_object_get(j, "keys_hex");
+    if ((ks != NULL) == (kh != NULL) || !json_is_array(ks ? ks : kh))
+        return srv_fail(e, 400, "bad_request", "needs exactly one of \"keys\" and \"keys_hex\", an array");
+    json_t *a = ks ? ks : kh;
+    size_t n = json_array_size(a), hex_bytes = 0;
+    if (n == 0)
+        return srv_fail(e, 400, "bad_request", "no keys");
+    if (n > SRV_GETMANY_KEYS_MAX)
+        return srv_fail(e, 413, "too_large", "%zu keys; at most %u per request", n,
+                        SRV_GETMANY_KEYS_MAX);
+    for (size_t i = 0; i < n; i++) {
+        json_t *k = json_array_get(a, i);
+        size_t len = json_is_string(k) ? json_string_length(k) : 0;
+        if (kh)
+            len = len % 2 ? 0 : len / 2;
+        if (len == 0 || len > TALLY_KEY_BYTES_MAX)
+            return srv_fail(e, 400, "bad_request",
+                            "key %zu: keys are non-empty %s of at most %u bytes", i,
+                            kh ? "hex strings" : "strings", TALLY_KEY_BYTES_MAX);
+        hex_bytes += len;
+    }
+    gm_key *keys = calloc(n, sizeof *keys);
+    uint8_t *buf = kh ? malloc(hex_bytes) : NULL;
+    if (!keys || (kh && !buf)) {
+        free(keys);
+        free(buf);
+        return srv_fail(e, 500, "internal", "out of memory");
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *k = json_array_get(a, i);
+        if (ks) {
+            keys[i].p = (const uint8_t *)json_string_value(k);
+            keys[i].n = json_string_length(k);
+            continue;
+        }
+        keys[i].p = buf + off;
+        keys[i].n = json_string_length(k) / 2;
+        if (srv_unhex(json_string_value(k), json_string_length(k), buf + off) < 0) {
+            free(keys);
+            free(buf);
+            return srv_fail(e, 400, "bad_request", "key %zu is not hex", i);
+        }
+        off += keys[i].n;
+    }
+    *out = keys;
+    *out_n = n;
+    *owned = buf;
+    return 0;
+}
+
+/* The checkpoint S and the as-of point (tx=/at=, else S) every key is read
+** at. Returns 0 or an HTTP status (e). */
+static int getmany_point(srv_req *r, srv_err *e, srv_checkpoint *cp, uint64_t *trusted,
+                         uint64_t *as_of)
+{
+    int st, rc = reg_checkpoint(r->s, r->lg, r->db, cp);
+    if (rc != TALLY_OK)
+        return srv_fail_engine(e, rc);
+    if (http_arg(r, "rev"))
+        return srv_fail(e, 400, "bad_request", "rev is per key: use verified/get");
+    if (!!http_arg(r, "tx") + !!http_arg(r, "at") > 1)
+        return srv_fail(e, 400, "bad_request", "tx and at exclude each other");
+    *as_of = 0;
+    if ((st = trusted_arg(r, e, trusted)) || (st = kv_as_of(r, e, as_of)))
+        return st;
+    if (*as_of > cp->size && (st = checkpoint_covering(r, e, *as_of, cp)))
+        return st;
+    if ((st = trusted_check(e, *trusted, cp->size)))
+        return st;
+    if (*as_of == 0)
+        *as_of = cp->size;
+    return 0;
+}
+
+/* Answers every key (found: a bundle; absent: not_found) into either form.
+** Returns 0 or an HTTP status (e). */
+static int getmany_answer(srv_req *r, srv_err *e, const gm_key *keys, size_t n, int binary,
+                          json_t *o, bbuf *b)
+{
+    srv_checkpoint cp;
+    uint64_t trusted, as_of;
+    tally_proof cons;
+    int st, rc;
+    if ((st = getmany_point(r, e, &cp, &trusted, &as_of)))
+        return st;
+    cons.len = 0;
+    cons.index = 0;
+    if (trusted > 0 && trusted < cp.size &&
+        (rc = tally_proof_consistency(r->db, &cons, trusted, cp.size)) != TALLY_OK)
+        return srv_fail_engine(e, rc);
+    json_t *results = NULL;
+    if (binary) {
+        bb_put(b, "TVB1", 4);
+        bb_le(b, n, 4);
+        bb_le(b, cp.note_len, 4);
+        bb_put(b, cp.note, cp.note_len);
+        bb_le(b, cons.index, 8);
+        bb_path(b, &cons);
+    } else if ((st = bundle_cp(r, e, o, trusted, &cp)) ||
+               json_object_set_new(o, "results", results = json_array()) < 0) {
+        return st ? st : srv_fail(e, 500, "internal", "out of memory");
+    }
+    vitem *it = malloc(sizeof *it);
+    if (!it)
+        return srv_fail(e, 500, "internal", "out of memory");
+    for (size_t i = 0; i < n && st == 0; i++) {
+        /* as_of >= 1 here unless the ledger is empty: then nothing is found. */
+        rc = as_of ? tally_get(r->db, &it->v, TALLY_NS_KV, keys[i].p, keys[i].n, as_of)
+                   : TALLY_ENOTFOUND;
+        if (rc == TALLY_OK)
+            st = vitem_fetch(r, e, it, cp.size);
+        else if (rc != TALLY_ENOTFOUND)
+            st = srv_fail_engine(e, rc);
+        if (st)
+            break;
+        if (binary) {
+            if (rc == TALLY_OK) {
+                vitem_bin(b, it);
+            } else {
+                bb_le(b, 1, 1);
+                bb_le(b, 0, 1);
+                bb_le(b, keys[i].n, 2);
+                bb_put(b, keys[i].p, keys[i].n);
+            }
+            if (b->oom)
+                st = srv_fail(e, 500, "internal", "out of memory");
+            else if (b->len > SRV_GETMANY_BYTES_MAX)
+                st = srv_fail(e, 413, "too_large", "the answer exceeds %u bytes: ask for fewer keys",
+                              SRV_GETMANY_BYTES_MAX);
+            continue;
+        }
+        json_t *x = json_object();
+        if (!x || json_array_append_new(results, x) < 0 ||
+            (rc == TALLY_OK
+                 ? vitem_json(x, it)
+                 : (srv_json_set_bytes(x, "key", keys[i].p, keys[i].n) < 0 ||
+                    json_object_set_new(x, "error",
+                                        json_pack("{s:s,s:s}", "code", "not_found", "message",
+                                                  "no such key at this point")) < 0)
+                       ? -1 : 0) < 0)
+            st = srv_fail(e, 500, "internal", "out of memory");
+    }
+    free(it);
+    return st;
+}
+
+int h_verified_getmany(srv_req *r)
+{
+    int res;
+    json_t *j = http_body_json(r, &res);
+    if (!j)
+        return res;
+    srv_err e;
+    gm_key *keys = NULL;
+    size_t n = 0;
+    uint8_t *owned = NULL;
+    int binary = http_accepts_bundles(r);
+    bbuf b = { 0 };
+    json_t *o = binary ? NULL : json_object();
+    int st = !binary && !o ? srv_fail(&e, 500, "internal", "out of memory")
+                           : getmany_keys(&e, j, &keys, &n, &owned);
+    if (st == 0)
+        st = getmany_answer(r, &e, keys, n, binary, o, &b);
+    free(keys);
+    free(owned);
+    json_decref(j);
+    if (st) {
+        json_decref(o);
+        free(b.p);
+        return http_error(r, &e);
+    }
+    if (binary)
+        return http_raw(r, 200, SRV_BUNDLES_CTYPE, (char *)b.p, b.len);
     return http_json(r, 200, o);
 }
 

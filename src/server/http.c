@@ -86,6 +86,7 @@ static const srv_route routes[] = {
     { "GET", SCOPE_LEDGER, "/verified/get", ROLE_READER, h_verified_get, 0 },
     { "POST", SCOPE_LEDGER, "/verified/set", ROLE_WRITER, h_verified_set, 0 },
     { "GET", SCOPE_LEDGER, "/verified/tx/#", ROLE_READER, h_verified_tx, 0 },
+    { "POST", SCOPE_LEDGER, "/verified/getmany", ROLE_READER, h_verified_getmany, 0 },
 };
 #define ROUTES_COUNT (sizeof routes / sizeof routes[0])
 
@@ -264,6 +265,12 @@ int http_body_is_binary(srv_req *r)
                                                  MHD_HTTP_HEADER_CONTENT_TYPE);
     size_t n = strlen(SRV_BINARY_CTYPE);
     return ct && strncasecmp(ct, SRV_BINARY_CTYPE, n) == 0 && (ct[n] == '\0' || ct[n] == ';');
+}
+
+int http_accepts_bundles(srv_req *r)
+{
+    const char *a = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+    return a && strcasestr(a, SRV_BUNDLES_CTYPE) != NULL;
 }
 
 json_t *http_body_json(srv_req *r, int *mhd_result)

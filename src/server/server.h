@@ -60,6 +60,8 @@
 #define SRV_NOTE_MAX            1024u        /* one signed checkpoint note */
 #define SRV_EVENT_THREADS_MAX   64u          /* --threads: HTTP event loops */
 #define SRV_WORKERS             8u           /* threads for slow requests (scrypt, admin, del) */
+#define SRV_GETMANY_KEYS_MAX    1000u        /* keys of one verified/getmany */
+#define SRV_GETMANY_BYTES_MAX   (64u << 20)  /* its answer; beyond: 413 */
 #define SRV_DRAIN_MS_MAX        30000u       /* shutdown: wait for suspended requests */
 
 /* ---- strmap.c: open addressing, linear probing, backward-shift delete ---- */
@@ -361,6 +363,9 @@ int set_parse(srv_set *ss, srv_err *e, struct json_t *j);
 ** Returns 0 or an HTTP status (e). */
 int set_parse_binary(srv_set *ss, srv_err *e, const uint8_t *body, size_t len);
 void set_free(srv_set *ss);
+/* The as-of transaction of tx=N or at=T in the query (*as_of untouched when
+** neither is given). Returns 0 or an HTTP status (e). */
+int kv_as_of(srv_req *r, srv_err *e, uint64_t *as_of);
 /* Looks up key per get's query (tx= | at= | rev=; none: as of latest_as_of,
 ** 0 = latest). Returns 0 or an HTTP status (e). *owned is freed by the caller. */
 int kv_lookup(srv_req *r, srv_err *e, uint64_t latest_as_of, const uint8_t **key,
@@ -387,6 +392,10 @@ int h_checkpoint(srv_req *r);
 int h_verified_get(srv_req *r);
 int h_verified_set(srv_req *r);
 int h_verified_tx(srv_req *r);
+int h_verified_getmany(srv_req *r);
+#define SRV_BUNDLES_CTYPE "application/vnd.tally.bundles"
+/* 1 if the request's Accept header asks for SRV_BUNDLES_CTYPE. */
+int http_accepts_bundles(srv_req *r);
 
 /* ---- tallyd.c: the life cycle (used by tools/tallyd.c) ---- */
 /* Opens DIR (creating it, the keys, the system ledger and the admin user on
