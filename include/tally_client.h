@@ -191,6 +191,28 @@ int tally_client_trusted_state(tally_client *c, uint64_t *out_size,
 ** out->deleted = 1. out->rev is the server's claim (not provable). */
 int tally_client_verified_get(tally_client *c, tally_client_version *out, const void *key,
                               size_t key_len, int sel, uint64_t arg);
+/* One key of a batched read; the bytes are the caller's. */
+typedef struct tally_client_key {
+    const void *key;
+    size_t key_len;
+} tally_client_key;
+#define TALLY_CLIENT_GETMANY_MAX 1000 /* keys per tally_client_verified_get_many */
+
+/* Verified get of n keys (1..TALLY_CLIENT_GETMANY_MAX) in one request
+** (POST verified/getmany, binary form): one checkpoint, checked once (its
+** signature, origin and consistency with the trusted state), and per key the
+** same checks as tally_client_verified_get. sel is TALLY_CLIENT_LATEST,
+** _AS_OF_TX or _AT_TIME and applies to every key (_REV: TALLY_EINVAL).
+** out[0..n) receives the versions in the order of keys (free each with
+** tally_client_version_free); a key absent at that point has out[i].tx == 0
+** and no key/value (the server's word: absence is not provable). Any failed
+** check fails the whole call with TALLY_EBADPROOF (evidence saved, the
+** trusted state kept, out[] all empty). *out_size (may be NULL) receives the
+** checkpoint's size, which becomes the trusted state. Returns 0,
+** TALLY_EINVAL, TALLY_EBADPROOF, TALLY_ETOOBIG, TALLY_EIO, TALLY_ENOMEM. */
+int tally_client_verified_get_many(tally_client *c, tally_client_version *out,
+                                   uint64_t *out_size, const tally_client_key *keys, size_t n,
+                                   int sel, uint64_t arg);
 /* Verified set: the write, then its proof; the entries root is recomputed
 ** from e. A TALLY_EBADPROOF after an acknowledged write means the server
 ** acknowledged something the client cannot confirm (*out_tx still set). */

@@ -1047,14 +1047,12 @@ static int v_commit(tally_client *c, vctx *v, const tc_checkpoint *cp)
 static int state_locked(tally_client *c, vctx *v, uint64_t *out_size, uint8_t root[32],
                         char **out_note);
 
-static int v_bundle(tally_client *c, vctx *v, const char *method, tc_buf *path, json_t *body,
-                    const tc_expect *e, tc_bundle *b)
+/* A verified request failed with rc. A server refusing our trusted size
+** (400) may have lost or replaced the ledger: its checkpoint tells (rollback,
+** fork, another key: TALLY_EBADPROOF); otherwise rc stays, with its message. */
+static int v_refused(tally_client *c, vctx *v, int rc)
 {
-    memset(b, 0, sizeof *b);
-    int rc = req_json(c, method, path, body);
-    if (rc != 0 && c->status == 400 && v->t.size > 0) {
-        /* A server refusing our trusted size may have lost or replaced the
-        ** ledger: its checkpoint tells (rollback, fork, another key). */
+    if (c->status == 400 && v->t.size > 0) {
         char msg[512];
         uint64_t size;
         uint8_t root[32];
@@ -1063,8 +1061,16 @@ static int v_bundle(tally_client *c, vctx *v, const char *method, tc_buf *path, 
             return TALLY_EBADPROOF;
         tally_seterr(rc, "%s", msg);
     }
+    return rc;
+}
+
+static int v_bundle(tally_client *c, vctx *v, const char *method, tc_buf *path, json_t *body,
+                    const tc_expect *e, tc_bundle *b)
+{
+    memset(b, 0, sizeof *b);
+    int rc = req_json(c, method, path, body);
     if (rc != 0)
-        return rc;
+        return v_refused(c, v, rc);
     char why[TC_WHY_MAX];
     rc = tc_verify_bundle(&v->t, e, c->body, c->body_len, b, why);
     if (rc == TALLY_EBADPROOF)
@@ -1328,6 +1334,106 @@ int tally_client_verified_get(tally_client *c, tally_client_version *out, const 
         version_of_bundle(out, &b);
     tc_bundle_free(&b);
     v_end(&v);
+    return rc;
+}
+
+/* {"keys":[…]} when every key is UTF-8, else {"keys_hex":[…]}. */
+static json_t *getmany_body(const tally_client_key *keys, size_t n)
+{
+    int text = 1;
+    for (size_t i = 0; i < n && text; i++)
+        text = tc_utf8_valid(keys[i].key, keys[i].key_len);
+    json_t *arr = json_array(), *b = json_object();
+    char *hex = NULL;
+    for (size_t i = 0; i < n && arr; i++) {
+        if (text) {
+            json_array_append_new(arr, json_stringn(keys[i].key, keys[i].key_len));
+            continue;
+        }
+        char *h = realloc(hex, 2 * keys[i].key_len + 1);
+        if (!h)
+            break;
+        hex = h;
+        tc_hex(hex, keys[i].key, keys[i].key_len);
+        json_array_append_new(arr, json_string(hex));
+    }
+    free(hex);
+    if (!arr || !b || json_array_size(arr) != n) {
+        json_decref(arr);
+        json_decref(b);
+        return NULL;
+    }
+    json_object_set_new(b, text ? "keys" : "keys_hex", arr);
+    return b;
+}
+
+int tally_client_verified_get_many(tally_client *c, tally_client_version *out,
+                                   uint64_t *out_size, const tally_client_key *keys, size_t n,
+                                   int sel, uint64_t arg)
+{
+    if (n)
+        memset(out, 0, n * sizeof *out);
+    if (n == 0 || n > TALLY_CLIENT_GETMANY_MAX)
+        return tally_seterr(TALLY_EINVAL, "a batched get takes 1..%d keys",
+                            TALLY_CLIENT_GETMANY_MAX);
+    if (sel == TALLY_CLIENT_REV)
+        return tally_seterr(TALLY_EINVAL, "a batched get cannot select revisions (per key)");
+    for (size_t i = 0; i < n; i++)
+        if (keys[i].key_len == 0 || keys[i].key_len > TALLY_KEY_BYTES_MAX)
+            return tally_seterr(TALLY_EINVAL, "key %zu: keys have 1..%u bytes", i,
+                                TALLY_KEY_BYTES_MAX);
+    tc_expect *e = calloc(n, sizeof *e);
+    tc_bundle *items = calloc(n, sizeof *items);
+    int *found = calloc(n, sizeof *found);
+    json_t *body = getmany_body(keys, n);
+    vctx v;
+    int rc = !e || !items || !found || !body ? tally_seterr(TALLY_ENOMEM, "a batched get")
+                                             : v_begin(c, &v);
+    if (rc != 0) {
+        json_decref(body);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        e[i].kind = TC_GET;
+        e[i].key = keys[i].key;
+        e[i].key_len = keys[i].key_len;
+        e[i].sel = sel == TALLY_CLIENT_AS_OF_TX ? TC_SEL_TX
+                 : sel == TALLY_CLIENT_AT_TIME  ? TC_SEL_AT : TC_SEL_LATEST;
+        e[i].sel_val = arg;
+    }
+    tc_buf p = { 0 };
+    ledger_path(c, &p, "/verified/getmany");
+    tc_buf_printf(&p, "?trusted=%" PRIu64, v.t.size);
+    add_selector(&p, sel, arg);
+    c->accept_bundles = 1;
+    rc = req_json(c, "POST", &p, body);
+    if (rc != 0)
+        rc = v_refused(c, &v, rc);
+    tc_checkpoint cp;
+    memset(&cp, 0, sizeof cp);
+    char why[TC_WHY_MAX];
+    if (rc == 0) {
+        rc = tc_verify_batch(&v.t, e, n, c->body, c->body_len, &cp, items, found, why);
+        if (rc == TALLY_EBADPROOF)
+            rc = v_fail(c, &v, why, c->body, c->body_len, NULL, 0, NULL);
+        else if (rc != 0)
+            rc = tally_seterr(rc, "verifying the response");
+        else
+            rc = v_commit(c, &v, &cp);
+    }
+    if (rc == 0 && out_size)
+        *out_size = cp.size;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (found[i])
+            version_of_bundle(&out[i], &items[i]);
+    for (size_t i = 0; i < n; i++)
+        tc_bundle_free(&items[i]);
+    tc_checkpoint_free(&cp);
+    v_end(&v);
+out:
+    free(e);
+    free(items);
+    free(found);
     return rc;
 }
 

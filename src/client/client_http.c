@@ -163,7 +163,7 @@ int tc_http_init(tally_client *c)
 
 static void free_hdrs(tally_client *c, int auth)
 {
-    for (int b = 0; b < 2; b++) {
+    for (int b = 0; b < 3; b++) {
         curl_slist_free_all(c->hdrs[auth][b]);
         c->hdrs[auth][b] = NULL;
     }
@@ -191,8 +191,9 @@ void tc_http_free(tally_client *c)
     c->body_cap = c->body_len = 0;
 }
 
-/* The request headers for (auth, has body), built once per token. */
-static struct curl_slist *headers(tally_client *c, int auth, int has_body)
+/* The request headers for (auth, kind: 0 no body, 1 JSON body, 2 JSON body
+** answered in the binary bundle form), built once per token. */
+static struct curl_slist *headers(tally_client *c, int auth, int kind)
 {
     auth = auth && c->token;
     if (auth && (!c->hdrs_token || strcmp(c->hdrs_token, c->token) != 0)) {
@@ -200,15 +201,17 @@ static struct curl_slist *headers(tally_client *c, int auth, int has_body)
         if (!(c->hdrs_token = strdup(c->token)))
             return NULL;
     }
-    struct curl_slist **l = (struct curl_slist **)&c->hdrs[auth][has_body];
+    struct curl_slist **l = (struct curl_slist **)&c->hdrs[auth][kind];
     if (*l)
         return *l;
     char authz[4200];
-    struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json, text/plain");
+    struct curl_slist *h = curl_slist_append(
+        NULL, kind == 2 ? "Accept: application/vnd.tally.bundles, application/json"
+                        : "Accept: application/json, text/plain");
     struct curl_slist *t = h;
     if (t)
         t = curl_slist_append(h, "Expect:");
-    if (t && has_body)
+    if (t && kind)
         t = curl_slist_append(h, "Content-Type: application/json");
     if (t && auth) {
         snprintf(authz, sizeof authz, "Authorization: Bearer %s", c->token);
@@ -327,7 +330,7 @@ static int perform(tally_client *c, const char *method, const char *path, const 
     snprintf(c->last_request, sizeof c->last_request, "%s %s", method, path);
     if (auth && c->token && strpbrk(c->token, "\r\n"))
         return tally_seterr(TALLY_EINVAL, "the token contains a line break");
-    struct curl_slist *hdrs = headers(c, auth, body != NULL);
+    struct curl_slist *hdrs = headers(c, auth, !body ? 0 : c->accept_bundles ? 2 : 1);
     if (!hdrs)
         return tally_seterr(TALLY_ENOMEM, "building the request headers");
     c->body_len = 0;
@@ -368,11 +371,15 @@ int tc_http(tally_client *c, const char *method, const char *path, const char *b
     int rc = perform(c, method, path, body, body_len, auth);
     if (rc != 0 && auth && c->status == 401 && c->user && c->password) {
         /* The token expired: log in again once and retry. */
+        int bundles = c->accept_bundles;
+        c->accept_bundles = 0;
         int lrc = tc_login(c, c->user, c->password);
         if (lrc != 0)
             return lrc;
+        c->accept_bundles = bundles;
         rc = perform(c, method, path, body, body_len, auth);
     }
+    c->accept_bundles = 0;
     return rc;
 }
 

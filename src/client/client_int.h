@@ -35,7 +35,9 @@ typedef struct tc_state_cache {
 struct tally_client {
     void *curl;                 /* CURL *, options set once (client_http.c) */
     void *multi;                /* CURLM * it runs in (keeps its connection) */
-    void *hdrs[2][2];           /* struct curl_slist *, [auth][has body]; built once */
+    void *hdrs[2][3];           /* struct curl_slist *, [auth][0 no body, 1 JSON body,
+                                   2 JSON body answered with binary bundles]; built once */
+    int accept_bundles;         /* the next tc_http asks for binary bundles (reset by it) */
     char *hdrs_token;           /* the token hdrs[1][*] hold (NULL: not built) */
     char *url_buf;              /* scratch for the request URL */
     size_t url_cap;

@@ -255,10 +255,10 @@ int tc_check_note(const tc_trust *t, const char *note, size_t note_len, uint64_t
     return 0;
 }
 
-/* Consistency of (t->size, t->root) -> (size, root); cons may be NULL: none
-** sent. */
-static int check_consistency(const tc_trust *t, uint64_t size, const uint8_t root[32],
-                             json_t *cons, char why[TC_WHY_MAX])
+/* Consistency of (t->size, t->root) -> (size, root) with proof p (NULL:
+** none sent; p->a is its old size). */
+static int consistency_core(const tc_trust *t, uint64_t size, const uint8_t root[32],
+                            const jproof *p, char why[TC_WHY_MAX])
 {
     if (size < t->size)
         return bad(why, "checkpoint size %" PRIu64 " is smaller than the trusted size %" PRIu64
@@ -266,18 +266,31 @@ static int check_consistency(const tc_trust *t, uint64_t size, const uint8_t roo
     if (size == t->size && t->size > 0 && memcmp(root, t->root, 32) != 0)
         return bad(why, "checkpoint at the trusted size %" PRIu64 " has another root (fork)",
                    size);
-    if (!cons) {
+    if (!p) {
         if (t->size == 0 || size == t->size)
             return 0;
         return bad(why, "consistency proof from trusted size %" PRIu64 " missing", t->size);
     }
+    if (p->a != t->size || p->size != size)
+        return bad(why, "consistency proof is %" PRIu64 "->%" PRIu64 ", need %" PRIu64
+                   "->%" PRIu64, p->a, p->size, t->size, size);
+    if (rfc6962_verify_consistency(t->size, size, t->root, root, (const rfc6962_hash *)p->path,
+                                   p->len) != 0)
+        return bad(why, "consistency proof %" PRIu64 "->%" PRIu64 " does not verify (fork)",
+                   t->size, size);
+    return 0;
+}
+
+/* The same with the JSON proof object cons (NULL: none sent). */
+static int check_consistency(const tc_trust *t, uint64_t size, const uint8_t root[32],
+                             json_t *cons, char why[TC_WHY_MAX])
+{
+    if (!cons)
+        return consistency_core(t, size, root, NULL, why);
     jproof p;
     int rc = get_proof(cons, "old", &p, why);
     if (rc)
         return rc;
-    if (p.a != t->size || p.size != size)
-        return bad(why, "consistency proof is %" PRIu64 "->%" PRIu64 ", need %" PRIu64
-                   "->%" PRIu64, p.a, p.size, t->size, size);
     /* Claimed roots, when sent, must be the ones we hold. */
     uint8_t r[32];
     static const char *const names[2] = { "old_root", "root" };
@@ -289,11 +302,7 @@ static int check_consistency(const tc_trust *t, uint64_t size, const uint8_t roo
         if (memcmp(r, i ? root : t->root, 32) != 0 && (i || t->size > 0))
             return bad(why, "consistency proof claims another %s", names[i]);
     }
-    if (rfc6962_verify_consistency(t->size, size, t->root, root,
-                                   (const rfc6962_hash *)p.path, p.len) != 0)
-        return bad(why, "consistency proof %" PRIu64 "->%" PRIu64 " does not verify (fork)",
-                   t->size, size);
-    return 0;
+    return consistency_core(t, size, root, &p, why);
 }
 
 static int checkpoint_core(const tc_trust *t, const char *note, size_t note_len, json_t *cons,
@@ -332,15 +341,11 @@ int tc_verify_checkpoint(const tc_trust *t, const char *note, size_t note_len, c
 
 /* ---- bundles ---- */
 
-/* Tx header: decode, id, inclusion at tx-1 under the checkpoint root. */
-static int check_tx_header(json_t *j, tc_bundle *b, char why[TC_WHY_MAX])
+/* Tx header b->txh: decode, id == claimed, inclusion at tx-1 under the
+** checkpoint root (b->cp) with proof p. */
+static int tx_header_core(tc_bundle *b, uint64_t claimed, const jproof *p, char why[TC_WHY_MAX])
 {
-    int rc;
-    uint64_t claimed = 0;
     txh_view h;
-    if ((rc = get_u64(j, "tx", &claimed, why)) ||
-        (rc = get_hex(j, "tx_header_hex", &b->txh, &b->txh_len, SIZE_MAX, why)))
-        return rc;
     if (txh_decode(b->txh, b->txh_len, &h) != 0)
         return bad(why, "tx header does not decode");
     if (h.tx_id != claimed || claimed == 0)
@@ -354,16 +359,25 @@ static int check_tx_header(json_t *j, tc_bundle *b, char why[TC_WHY_MAX])
     b->tx_meta = b->txh + TXH_FIXED_LEN;
     b->tx_meta_len = h.meta_len;
     rfc6962_leaf_hash(b->txh, b->txh_len, b->tx_hash);
-    jproof p;
-    if ((rc = get_proof(json_object_get(j, "tx_proof"), "index", &p, why)))
-        return rc;
-    if (p.a != b->tx - 1 || p.size != b->cp.size)
+    if (p->a != b->tx - 1 || p->size != b->cp.size)
         return bad(why, "tx proof is for index %" PRIu64 " size %" PRIu64 ", need %" PRIu64
-                   " size %" PRIu64, p.a, p.size, b->tx - 1, b->cp.size);
-    if (rfc6962_verify_inclusion(b->tx_hash, p.a, p.size, (const rfc6962_hash *)p.path, p.len,
-                                 b->cp.root) != 0)
+                   " size %" PRIu64, p->a, p->size, b->tx - 1, b->cp.size);
+    if (rfc6962_verify_inclusion(b->tx_hash, p->a, p->size, (const rfc6962_hash *)p->path,
+                                 p->len, b->cp.root) != 0)
         return bad(why, "tx %" PRIu64 " is not included under the checkpoint root", b->tx);
     return 0;
+}
+
+static int check_tx_header(json_t *j, tc_bundle *b, char why[TC_WHY_MAX])
+{
+    int rc;
+    uint64_t claimed = 0;
+    jproof p;
+    if ((rc = get_u64(j, "tx", &claimed, why)) ||
+        (rc = get_hex(j, "tx_header_hex", &b->txh, &b->txh_len, SIZE_MAX, why)) ||
+        (rc = get_proof(json_object_get(j, "tx_proof"), "index", &p, why)))
+        return rc;
+    return tx_header_core(b, claimed, &p, why);
 }
 
 /* Entry leaf from header || key || meta || SHA256(value), after checking
@@ -406,6 +420,43 @@ static int bytes_eq(const void *a, size_t an, const void *b, size_t bn)
     return an == bn && (an == 0 || memcmp(a, b, an) == 0);
 }
 
+/* TC_GET, once b->entries[0] holds the entry received (header, key, meta,
+** value) and b->rev the claimed revision: the entry, its proof p under the
+** tx's entries root, the key and the selector asked for. */
+static int get_core(const tc_expect *e, tc_bundle *b, uint64_t idx, int deleted_claim,
+                    const jproof *p, char why[TC_WHY_MAX])
+{
+    tc_entry *x = &b->entries[0];
+    int rc;
+    if (idx >= b->entry_count)
+        return bad(why, "entry index %" PRIu64 " outside the tx's %" PRIu32 " entries", idx,
+                   b->entry_count);
+    x->index = (uint32_t)idx;
+    if (!bytes_eq(x->key, x->key_len, e->key, e->key_len))
+        return bad(why, "the bundle is for another key");
+    if ((rc = entry_leaf(x, why)))
+        return rc;
+    if (x->ns != TALLY_NS_KV)
+        return bad(why, "entry is in namespace %u, not key-value", x->ns);
+    if (deleted_claim != (x->deleted != 0))
+        return bad(why, "claimed deletion flag differs from the entry header");
+    if (p->a != idx || p->size != b->entry_count)
+        return bad(why, "entry proof is for index %" PRIu64 " of %" PRIu64 ", need %" PRIu64
+                   " of %" PRIu32, p->a, p->size, idx, b->entry_count);
+    if (rfc6962_verify_inclusion(x->leaf_hash, p->a, p->size, (const rfc6962_hash *)p->path,
+                                 p->len, b->entries_root) != 0)
+        return bad(why, "entry is not included under the tx's entries root");
+    /* The selector: what was asked for. */
+    if (e->sel == TC_SEL_TX && b->tx > e->sel_val)
+        return bad(why, "version is from tx %" PRIu64 ", after the requested tx %" PRIu64, b->tx,
+                   e->sel_val);
+    if (e->sel == TC_SEL_AT && b->ts_ns > e->sel_val)
+        return bad(why, "version is from after the requested time");
+    if (e->sel == TC_SEL_REV && b->rev != e->sel_val)
+        return bad(why, "bundle is for revision %" PRIu64 ", not %" PRIu64, b->rev, e->sel_val);
+    return 0;
+}
+
 /* TC_GET: the one entry and its proof under entries_root. */
 static int check_get(json_t *j, const tc_expect *e, tc_bundle *b, char why[TC_WHY_MAX])
 {
@@ -425,42 +476,16 @@ static int check_get(json_t *j, const tc_expect *e, tc_bundle *b, char why[TC_WH
         (rc = get_bytes(j, "key", &x->key, &x->key_len, why)) ||
         (rc = get_bytes(j, "value", &x->value, &x->value_len, why)))
         return rc;
-    if (idx >= b->entry_count)
-        return bad(why, "entry index %" PRIu64 " outside the tx's %" PRIu32 " entries", idx,
-                   b->entry_count);
-    x->index = (uint32_t)idx;
-    if (!bytes_eq(x->key, x->key_len, e->key, e->key_len))
-        return bad(why, "the bundle is for another key");
-    if ((rc = entry_leaf(x, why)))
-        return rc;
-    if (x->ns != TALLY_NS_KV)
-        return bad(why, "entry is in namespace %u, not key-value", x->ns);
     json_t *del = json_object_get(j, "deleted");
     if (del && !json_is_boolean(del))
         return bad(why, "field \"deleted\" is not a boolean");
-    if ((del && json_is_true(del)) != (x->deleted != 0))
-        return bad(why, "claimed deletion flag differs from the entry header");
     jproof p;
     if ((rc = get_proof(json_object_get(j, "entry_proof"), "index", &p, why)))
         return rc;
-    if (p.a != idx || p.size != b->entry_count)
-        return bad(why, "entry proof is for index %" PRIu64 " of %" PRIu64 ", need %" PRIu64
-                   " of %" PRIu32, p.a, p.size, idx, b->entry_count);
-    if (rfc6962_verify_inclusion(x->leaf_hash, p.a, p.size, (const rfc6962_hash *)p.path, p.len,
-                                 b->entries_root) != 0)
-        return bad(why, "entry is not included under the tx's entries root");
-    /* The selector: what was asked for. */
     json_t *rev = json_object_get(j, "rev");
     b->rev = json_is_integer(rev) && json_integer_value(rev) > 0
                  ? (uint64_t)json_integer_value(rev) : 0;
-    if (e->sel == TC_SEL_TX && b->tx > e->sel_val)
-        return bad(why, "version is from tx %" PRIu64 ", after the requested tx %" PRIu64, b->tx,
-                   e->sel_val);
-    if (e->sel == TC_SEL_AT && b->ts_ns > e->sel_val)
-        return bad(why, "version is from after the requested time");
-    if (e->sel == TC_SEL_REV && b->rev != e->sel_val)
-        return bad(why, "bundle is for revision %" PRIu64 ", not %" PRIu64, b->rev, e->sel_val);
-    return 0;
+    return get_core(e, b, idx, del && json_is_true(del), &p, why);
 }
 
 /* Root over leaves and the entries_len implied, against the header. */
@@ -610,8 +635,168 @@ int tc_verify_bundle(const tc_trust *t, const tc_expect *e, const char *body, si
     return rc;
 }
 
+/* ---- batched verified reads: the binary TVB1 form (docs/API.md) ---- */
+
+/* A strict reader over body[0..len): every read checks the bytes left. */
+typedef struct rd {
+    const uint8_t *p;
+    size_t left;
+} rd;
+
+static const uint8_t *rd_take(rd *r, size_t n)
+{
+    if (n > r->left)
+        return NULL;
+    const uint8_t *q = r->p;
+    r->p += n;
+    r->left -= n;
+    return q;
+}
+
+static int rd_le(rd *r, unsigned bytes, uint64_t *out)
+{
+    const uint8_t *q = rd_take(r, bytes);
+    if (!q)
+        return -1;
+    uint64_t v = 0;
+    for (unsigned i = 0; i < bytes; i++)
+        v |= (uint64_t)q[i] << (8 * i);
+    *out = v;
+    return 0;
+}
+
+/* count (1 byte) then count hashes, into p->path. */
+static int rd_path(rd *r, jproof *p)
+{
+    uint64_t n;
+    const uint8_t *q;
+    if (rd_le(r, 1, &n) || n > TALLY_PROOF_MAX || !(q = rd_take(r, n * 32)))
+        return -1;
+    memcpy(p->path, q, n * 32);
+    p->len = n;
+    return 0;
+}
+
+/* One found result (after status, reserved, key) into b; b->cp set. */
+static int batch_item(rd *r, const tc_expect *e, const uint8_t *key, size_t klen, tc_bundle *b,
+                      char why[TC_WHY_MAX])
+{
+    uint64_t idx, txh_len;
+    const uint8_t *hdr, *meta, *value, *txh;
+    jproof ep, tp;
+    if (rd_le(r, 8, &b->rev) || rd_le(r, 4, &idx) || !(hdr = rd_take(r, ENTRY_HDR_LEN)) ||
+        !(meta = rd_take(r, rd32(hdr + 4))) || !(value = rd_take(r, rd32(hdr + 8))) ||
+        rd_path(r, &ep) || rd_le(r, 4, &txh_len) || txh_len > TXH_FIXED_LEN + TALLY_META_BYTES_MAX ||
+        !(txh = rd_take(r, txh_len)) || rd_path(r, &tp))
+        return bad(why, "result for key '%.*s' is truncated or malformed", (int)(klen > 64 ? 64 : klen),
+                   (const char *)key);
+    if (!(b->entries = calloc(1, sizeof *b->entries)))
+        return TALLY_ENOMEM;
+    b->n_entries = 1;
+    tc_entry *x = &b->entries[0];
+    memcpy(x->header, hdr, ENTRY_HDR_LEN);
+    x->key = dup_bytes(key, klen);
+    x->meta = dup_bytes(meta, rd32(hdr + 4));
+    x->value = dup_bytes(value, rd32(hdr + 8));
+    b->txh = dup_bytes(txh, txh_len);
+    if (!x->key || !x->meta || !x->value || !b->txh)
+        return TALLY_ENOMEM;
+    x->key_len = klen;
+    x->meta_len = rd32(hdr + 4);
+    x->value_len = rd32(hdr + 8);
+    b->txh_len = txh_len;
+    /* What the binary form leaves out is what the verifier derives: the tx
+    ** (from its header), the tx proof's index and size (tx-1, S), the entry
+    ** proof's index and size (idx, the header's entry count). */
+    txh_view h;
+    if (txh_decode(b->txh, b->txh_len, &h) != 0)
+        return bad(why, "tx header does not decode");
+    tp.a = h.tx_id - 1;
+    tp.size = b->cp.size;
+    int rc = tx_header_core(b, h.tx_id, &tp, why);
+    if (rc)
+        return rc;
+    ep.a = idx;
+    ep.size = b->entry_count;
+    /* A version returned by a get is never a tombstone (absent keys are
+    ** "not found" results). */
+    return get_core(e, b, idx, 0, &ep, why);
+}
+
+int tc_verify_batch(const tc_trust *t, const tc_expect *e, size_t n, const char *body,
+                    size_t len, tc_checkpoint *cp, tc_bundle *items, int *found,
+                    char why[TC_WHY_MAX])
+{
+    memset(cp, 0, sizeof *cp);
+    memset(items, 0, n * sizeof *items);
+    why[0] = '\0';
+    rd r = { (const uint8_t *)body, len };
+    uint64_t count, note_len, old;
+    const uint8_t *magic = rd_take(&r, 4), *note;
+    jproof cons;
+    int rc = 0;
+    if (!magic || memcmp(magic, "TVB1", 4) != 0)
+        return bad(why, "not a TVB1 bundle batch");
+    if (rd_le(&r, 4, &count) || rd_le(&r, 4, &note_len) || note_len == 0 ||
+        note_len > NOTE_TEXT_MAX || !(note = rd_take(&r, note_len)) || rd_le(&r, 8, &old) ||
+        rd_path(&r, &cons))
+        return bad(why, "batch header is truncated or malformed");
+    if (count != n)
+        return bad(why, "%" PRIu64 " results for %zu keys asked", count, n);
+    /* The checkpoint and its consistency with the trusted state, once. */
+    if ((rc = tc_check_note(t, (const char *)note, note_len, &cp->size, cp->root, why)))
+        return rc;
+    cons.a = old;
+    cons.size = cp->size;
+    if ((rc = consistency_core(t, cp->size, cp->root, old || cons.len ? &cons : NULL, why)))
+        return rc;
+    /* Every result, in the order asked. */
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        uint64_t status, reserved, klen;
+        const uint8_t *key;
+        found[i] = 0;
+        if (rd_le(&r, 1, &status) || rd_le(&r, 1, &reserved) || rd_le(&r, 2, &klen) ||
+            !(key = rd_take(&r, klen)))
+            rc = bad(why, "result %zu is truncated", i);
+        else if (status > 1 || reserved != 0)
+            rc = bad(why, "result %zu has status %" PRIu64 " / reserved %" PRIu64, i, status,
+                     reserved);
+        else if (!bytes_eq(key, klen, e[i].key, e[i].key_len))
+            rc = bad(why, "result %zu is for another key than the one asked", i);
+        else if (status == 0) {
+            items[i].cp.size = cp->size;
+            memcpy(items[i].cp.root, cp->root, 32);
+            if ((rc = batch_item(&r, &e[i], key, klen, &items[i], why)) == 0)
+                found[i] = 1;
+        }
+    }
+    if (rc == 0 && r.left != 0)
+        rc = bad(why, "%zu bytes after the last result", r.left);
+    if (rc == 0) {
+        if (!(cp->note = malloc(note_len + 1)))
+            rc = TALLY_ENOMEM;
+        else {
+            memcpy(cp->note, note, note_len);
+            cp->note[note_len] = '\0';
+            cp->note_len = note_len;
+        }
+    }
+    if (rc) {
+        for (size_t i = 0; i < n; i++) {
+            tc_bundle_free(&items[i]);
+            found[i] = 0;
+        }
+        tc_checkpoint_free(cp);
+    }
+    return rc;
+}
+
 char *tc_extract_checkpoint(const char *body, size_t len)
 {
+    if (len >= 12 && memcmp(body, "TVB1", 4) == 0) { /* the binary batch: the note at 12 */
+        uint32_t n = rd32((const uint8_t *)body + 8);
+        return n > 0 && n <= NOTE_TEXT_MAX && n <= len - 12 ? strndup(body + 12, n) : NULL;
+    }
     json_error_t err;
     json_t *j = json_loadb(body, len, 0, &err);
     json_t *n = json_is_object(j) ? json_object_get(j, "checkpoint") : NULL;

@@ -135,6 +135,19 @@ int tc_verify_checkpoint(const tc_trust *t, const char *note, size_t note_len, c
 int tc_check_note(const tc_trust *t, const char *note, size_t note_len, uint64_t *size,
                   uint8_t root[32], char why[TC_WHY_MAX]);
 
+/* Verifies a binary TVB1 answer of verified/getmany (docs/API.md) to the n
+** keys e[0..n) (each TC_GET with the same selector): one checkpoint (rule 1),
+** its consistency with the trusted state (rule 2), then each result in order:
+** the key asked, and for a found one rules 3 and 4 under that checkpoint.
+** On success *cp is the checkpoint (free with tc_checkpoint_free), found[i]
+** says whether key i was found (absent: the server's word), and items[i]
+** (free each with tc_bundle_free; cp.note is not set in them) holds its
+** verified bundle. Returns 0, TALLY_EBADPROOF (why), TALLY_ENOMEM; on
+** failure nothing needs freeing. */
+int tc_verify_batch(const tc_trust *t, const tc_expect *e, size_t n, const char *body,
+                    size_t len, tc_checkpoint *cp, tc_bundle *items, int *found,
+                    char why[TC_WHY_MAX]);
+
 /* The "checkpoint" string of a JSON body, malloc'ed, or NULL (for evidence). */
 char *tc_extract_checkpoint(const char *body, size_t len);
 
