@@ -399,6 +399,60 @@ req GET "$U/v1/ledgers/A/verified/get?key=k&trusted=99" "" "$RT"
 err_is "verified/get trusted > size" 400 bad_request
 req GET "$U/v1/ledgers/A/verified/get?key=nokey&trusted=6" "" "$RT"
 err_is "verified/get unknown key" 404 not_found
+
+section "batched verified reads"
+req POST "$U/v1/ledgers/A/verified/getmany?trusted=2" '{"keys":["k","nokey","m"]}' "$RT"
+check_eq "verified/getmany status" 200 "$CODE"
+check_eq "verified/getmany keys" '["checkpoint", "consistency", "results"]' "$(jq_py 'sorted(j)')"
+check_eq "verified/getmany: results in the order asked, the absent one not_found" 'k nokey:not_found m' "$(jq_py '" ".join(r["key"] + (":" + r["error"]["code"] if "error" in r else "") for r in j["results"])')"
+check_eq "verified/getmany: each result verifies as a bundle under the one checkpoint" '{"size": 6, "root": "'"$ROOT6"'", "tx": 6, "value": "v4"} | {"size": 6, "root": "'"$ROOT6"'", "tx": 2, "value": "mm"}' "$(jq_py '" | ".join(tv(T_bundle, dict(r, checkpoint=j["checkpoint"], consistency=j["consistency"]), "'"$VKEY"'", "'"$(ORG)"'", 2, "'"$R2"'") for r in j["results"] if "error" not in r)')"
+req POST "$U/v1/ledgers/A/verified/getmany?tx=1&trusted=6" '{"keys_hex":["6b","ff00"]}' "$RT"
+check_eq "verified/getmany tx=1, hex keys: k as of tx 1, ff00 not yet written; no consistency at trusted=size" 'v1 ff00:not_found False' "$(jq_py '" ".join(r.get("value", r.get("key_hex", "?") + ":" + r.get("error", {}).get("code", "")) for r in j["results"]) + " " + str("consistency" in j)')"
+GMB=$(curl -s -m 60 -o "$W/gm.bin" -w '%{http_code} %{content_type}' -H "Authorization: Bearer $RT" \
+    -H 'Accept: application/vnd.tally.bundles' -H 'Content-Type: application/json' \
+    --data-binary '{"keys":["k","nokey","m"]}' "$U/v1/ledgers/A/verified/getmany?trusted=2")
+check_eq "verified/getmany binary: status and content type" "200 application/vnd.tally.bundles" "$GMB"
+check_eq "verified/getmany binary: magic, 3 results, statuses found/absent/found, ends exactly" "TVB1 3 0 1 0 end" "$(python3 - "$W/gm.bin" <<'PYEOF'
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+n, c = struct.unpack_from("<II", b, 4)
+o = 12 + c
+old = struct.unpack_from("<Q", b, o)[0]; o += 8
+o += 1 + 32 * b[o]
+out = [b[:4].decode(), str(n)]
+for _ in range(n):
+    st, _r, k = struct.unpack_from("<BBH", b, o); o += 4 + k
+    out.append(str(st))
+    if st: continue
+    o += 8 + 4 + 12  # rev, entry index, entry header
+    kl, ml, vl = struct.unpack_from("<HII", b, o - 10)
+    o += ml + vl
+    o += 1 + 32 * b[o]
+    h = struct.unpack_from("<I", b, o)[0]; o += 4 + h
+    o += 1 + 32 * b[o]
+out.append("end" if o == len(b) else "extra %d" % (len(b) - o))
+print(" ".join(out))
+PYEOF
+)"
+req POST "$U/v1/ledgers/A/verified/getmany" '{"keys":[]}' "$RT"
+err_is "verified/getmany without keys" 400 bad_request
+req POST "$U/v1/ledgers/A/verified/getmany" '{"keys":"k"}' "$RT"
+err_is "verified/getmany keys not an array" 400 bad_request
+req POST "$U/v1/ledgers/A/verified/getmany" '{"keys":["k"],"keys_hex":["6b"]}' "$RT"
+err_is "verified/getmany keys and keys_hex" 400 bad_request
+req POST "$U/v1/ledgers/A/verified/getmany" '{"keys":["k"' "$RT"
+err_is "verified/getmany malformed JSON" 400 bad_request
+req POST "$U/v1/ledgers/A/verified/getmany?rev=1" '{"keys":["k"]}' "$RT"
+err_is "verified/getmany rev= (per key)" 400 bad_request
+req POST "$U/v1/ledgers/A/verified/getmany?trusted=99" '{"keys":["k"]}' "$RT"
+err_is "verified/getmany trusted > size" 400 bad_request
+python3 -c 'import json; print(json.dumps({"keys": ["k%d" % i for i in range(1001)]}))' >"$W/gm1001.json"
+req POST "$U/v1/ledgers/A/verified/getmany" "@$W/gm1001.json" "$RT"
+err_is "verified/getmany 1001 keys" 413 too_large
+req POST "$U/v1/ledgers/A/verified/getmany" '{"keys":["k"]}' ""
+err_is "verified/getmany unauthenticated" 401 unauthorized
+req POST "$U/v1/ledgers/nosuch/verified/getmany" '{"keys":["k"]}' "$RT"
+err_is "verified/getmany unknown ledger" 404 not_found
 req GET "$U/v1/ledgers/A/verified/tx/2?trusted=2" "" "$RT"
 check_eq "verified/tx keys" '["checkpoint", "consistency", "entries", "ts", "tx", "tx_header_hex", "tx_proof"]' "$(jq_py 'sorted(k for k in j)')"
 check_eq "verified/tx entry keys" '["header_hex", "index", "key", "meta_hex", "value"]' "$(jq_py 'sorted(j["entries"][0])')"

@@ -1007,6 +1007,206 @@ out:
     CHECK_EQ_INT(system(cmd), 0);
 }
 
+/* ---- batched verified reads: the binary TVB1 form (docs/API.md) ---- */
+
+typedef struct tb {
+    uint8_t *p;
+    size_t len, cap;
+} tb;
+
+static void tb_put(tb *b, const void *p, size_t n)
+{
+    if (b->len + n > b->cap) {
+        b->cap = (b->len + n) * 2 + 256;
+        b->p = realloc(b->p, b->cap);
+        CHECK(b->p != NULL);
+    }
+    if (n)
+        memcpy(b->p + b->len, p, n);
+    b->len += n;
+}
+
+static void tb_le(tb *b, uint64_t v, unsigned bytes)
+{
+    uint8_t x[8];
+    for (unsigned i = 0; i < bytes; i++)
+        x[i] = (uint8_t)(v >> (8 * i));
+    tb_put(b, x, bytes);
+}
+
+static void tb_path(tb *b, const tally_proof *p)
+{
+    tb_le(b, p->len, 1);
+    tb_put(b, p->path, p->len * 32);
+}
+
+/* The answer to keys[0..n) as of size S with a consistency proof from
+** trusted (0: none), written from the spec, independently of tallyd's
+** encoder. rev_off[i] receives the offset of result i's rev (0: absent). */
+static void batch_body(tb *b, tally_db *db, uint64_t trusted, uint64_t size,
+                       const char *const *keys, size_t n, size_t *rev_off, const uint8_t *priv)
+{
+    b->len = 0;
+    char *note = checkpoint(db, size, ORIGIN, KEYNAME, priv);
+    tb_put(b, "TVB1", 4);
+    tb_le(b, n, 4);
+    tb_le(b, strlen(note), 4);
+    tb_put(b, note, strlen(note));
+    free(note);
+    tally_proof p;
+    p.len = 0;
+    if (trusted > 0 && trusted < size)
+        CHECK_EQ_INT(tally_proof_consistency(db, &p, trusted, size), 0);
+    tb_le(b, trusted > 0 && trusted < size ? trusted : 0, 8);
+    tb_path(b, &p);
+    for (size_t i = 0; i < n; i++) {
+        tally_version v;
+        size_t kl = strlen(keys[i]);
+        int rc = tally_get(db, &v, TALLY_NS_KV, keys[i], kl, size);
+        tb_le(b, rc == TALLY_OK ? 0 : 1, 1);
+        tb_le(b, 0, 1);
+        tb_le(b, kl, 2);
+        tb_put(b, keys[i], kl);
+        rev_off[i] = 0;
+        if (rc != TALLY_OK)
+            continue;
+        tally_entry_view ev;
+        tally_tx_info t;
+        CHECK_EQ_INT(tally_tx_entry(db, &ev, v.tx, v.entry_index), 0);
+        CHECK_EQ_INT(tally_tx_get(db, &t, v.tx), 0);
+        rev_off[i] = b->len;
+        tb_le(b, v.rev, 8);
+        tb_le(b, v.entry_index, 4);
+        tb_put(b, ev.header, 12);
+        tb_put(b, ev.meta, ev.meta_len);
+        tb_put(b, ev.value, ev.value_len);
+        CHECK_EQ_INT(tally_proof_entry(db, &p, v.tx, v.entry_index), 0);
+        tb_path(b, &p);
+        tb_le(b, t.header_len, 4);
+        tb_put(b, t.header, t.header_len);
+        CHECK_EQ_INT(tally_proof_tx(db, &p, v.tx, size), 0);
+        tb_path(b, &p);
+    }
+}
+
+/* Verifies body against t for keys (selector sel/val); *nfound receives the
+** found count. Returns the result code. */
+static int run_batch(const tc_trust *t, const char *const *keys, size_t n, int sel, uint64_t val,
+                     const tb *body, size_t *nfound)
+{
+    tc_expect e[8];
+    tc_bundle items[8];
+    int found[8];
+    tc_checkpoint cp;
+    char why[TC_WHY_MAX];
+    memset(e, 0, sizeof e);
+    CHECK(n <= 8);
+    if (n > 8)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        e[i].kind = TC_GET;
+        e[i].key = keys[i];
+        e[i].key_len = strlen(keys[i]);
+        e[i].sel = sel;
+        e[i].sel_val = val;
+    }
+    int rc = tc_verify_batch(t, e, n, (const char *)body->p, body->len, &cp, items, found, why);
+    if (getenv("TEST_VERBOSE"))
+        fprintf(stderr, "  batch rc=%d %s\n", rc, why);
+    *nfound = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0 && found[i]) {
+            (*nfound)++;
+            CHECK_EQ_INT(items[i].n_entries, 1);
+            if (strcmp(keys[i], "key5") == 0) /* the value the ledger holds */
+                CHECK(items[i].entries[0].value_len == 6 &&
+                      memcmp(items[i].entries[0].value, "value5", 6) == 0);
+            CHECK(items[i].entries[0].key_len == strlen(keys[i]) &&
+                  memcmp(items[i].entries[0].key, keys[i], strlen(keys[i])) == 0);
+        }
+        tc_bundle_free(&items[i]);
+    }
+    if (rc == 0)
+        tc_checkpoint_free(&cp);
+    return rc;
+}
+
+static void test_batch(tally_db *db, tally_db *fork)
+{
+    /* key5: tx 5; other11: tx 11 (entry meta "m"); absent; third14: tx 14;
+    ** key1: deleted in tx 22 (absent at 22, present at 20). */
+    static const char *const keys[] = { "key5", "other11", "absent", "third14", "key1" };
+    size_t n = 5, nf, revs[8];
+    tb b = { 0 };
+    tc_trust t;
+
+    trust_at(&t, db, 0);
+    batch_body(&b, db, 0, 20, keys, n, revs, g_priv);
+    CHECK_EQ_INT(run_batch(&t, keys, n, TC_SEL_LATEST, 0, &b, &nf), 0);
+    CHECK_EQ_INT(nf, 4);
+    trust_at(&t, db, 13); /* a consistency proof 13 -> 20 */
+    batch_body(&b, db, 13, 20, keys, n, revs, g_priv);
+    CHECK_EQ_INT(run_batch(&t, keys, n, TC_SEL_LATEST, 0, &b, &nf), 0);
+    CHECK_EQ_INT(nf, 4);
+    trust_at(&t, db, 22); /* the same size: no proof; key1 is now a tombstone: absent */
+    batch_body(&b, db, 0, 22, keys, n, revs, g_priv);
+    CHECK_EQ_INT(run_batch(&t, keys, n, TC_SEL_LATEST, 0, &b, &nf), 0);
+    CHECK_EQ_INT(nf, 3);
+
+    /* Every byte matters except the revisions (the server's claim): each
+    ** single-bit flip is refused; so is every truncation and a trailing byte. */
+    trust_at(&t, db, 13);
+    batch_body(&b, db, 13, 20, keys, n, revs, g_priv);
+    size_t refused = 0, accepted_rev = 0, flips = 0;
+    for (size_t off = 0; off < b.len; off++) {
+        int in_rev = 0;
+        for (size_t i = 0; i < n; i++)
+            in_rev |= revs[i] && off >= revs[i] && off < revs[i] + 8;
+        b.p[off] ^= 0x01;
+        int rc = run_batch(&t, keys, n, TC_SEL_LATEST, 0, &b, &nf);
+        b.p[off] ^= 0x01;
+        flips++;
+        if (in_rev)
+            accepted_rev += rc == 0;
+        else
+            refused += rc == TALLY_EBADPROOF;
+        if (!in_rev && rc != TALLY_EBADPROOF)
+            fprintf(stderr, "test_batch: a flip at byte %zu of %zu was accepted\n", off, b.len);
+    }
+    CHECK_EQ_INT(refused + accepted_rev, flips);
+    CHECK_EQ_INT(accepted_rev, 4 * 8);
+    size_t full = b.len, short_ok = 0;
+    for (b.len = 0; b.len < full; b.len++)
+        short_ok += run_batch(&t, keys, n, TC_SEL_LATEST, 0, &b, &nf) != TALLY_EBADPROOF;
+    CHECK_EQ_INT(short_ok, 0);
+    b.len = full;
+    tb_le(&b, 0, 1);
+    CHECK_EQ_INT(run_batch(&t, keys, n, TC_SEL_LATEST, 0, &b, &nf), TALLY_EBADPROOF);
+
+    /* Structure and trust. */
+    batch_body(&b, db, 13, 20, keys, n, revs, g_priv);
+    CHECK_EQ_INT(run_batch(&t, keys, n - 1, TC_SEL_LATEST, 0, &b, &nf), TALLY_EBADPROOF);
+    static const char *const swapped[] = { "other11", "key5", "absent", "third14", "key1" };
+    CHECK_EQ_INT(run_batch(&t, swapped, n, TC_SEL_LATEST, 0, &b, &nf), TALLY_EBADPROOF);
+    CHECK_EQ_INT(run_batch(&t, keys, n, TC_SEL_TX, 10, &b, &nf), TALLY_EBADPROOF); /* tx 11, 14 > 10 */
+    CHECK_EQ_INT(run_batch(&t, keys, n, TC_SEL_TX, 20, &b, &nf), 0);
+    batch_body(&b, db, 0, 20, keys, n, revs, g_priv);      /* consistency proof missing */
+    CHECK_EQ_INT(run_batch(&t, keys, n, TC_SEL_LATEST, 0, &b, &nf), TALLY_EBADPROOF);
+    batch_body(&b, db, 12, 20, keys, n, revs, g_priv);     /* from another size */
+    CHECK_EQ_INT(run_batch(&t, keys, n, TC_SEL_LATEST, 0, &b, &nf), TALLY_EBADPROOF);
+    batch_body(&b, db, 13, 20, keys, n, revs, g_priv2);    /* another key's signature */
+    CHECK_EQ_INT(run_batch(&t, keys, n, TC_SEL_LATEST, 0, &b, &nf), TALLY_EBADPROOF);
+    trust_at(&t, db, 20);
+    batch_body(&b, db, 0, 13, keys, n, revs, g_priv);      /* rollback */
+    CHECK_EQ_INT(run_batch(&t, keys, n, TC_SEL_LATEST, 0, &b, &nf), TALLY_EBADPROOF);
+    batch_body(&b, fork, 0, 20, keys, n, revs, g_priv);    /* fork: same size, other root */
+    CHECK_EQ_INT(run_batch(&t, keys, n, TC_SEL_LATEST, 0, &b, &nf), TALLY_EBADPROOF);
+    trust_at(&t, db, 13);
+    batch_body(&b, fork, 13, 20, keys, n, revs, g_priv);   /* fork after 12: no consistency */
+    CHECK_EQ_INT(run_batch(&t, keys, n, TC_SEL_LATEST, 0, &b, &nf), TALLY_EBADPROOF);
+    free(b.p);
+}
+
 int main(void)
 {
     char dir[64], dir2[64];
@@ -1019,6 +1219,7 @@ int main(void)
     test_tx(db);
     test_checkpoint(db, fork);
     test_set(db);
+    test_batch(db, fork);
     test_shared_state(db, fork);
     test_transport();
     tally_db_close(db);
