@@ -6,15 +6,22 @@
                           --mode MODE
 
 Forwards every request (method, path and query, headers including
-Authorization, body) to the upstream and returns its response, except that it
-lies according to MODE on the responses that matter: verified/* bundles,
+Authorization and Accept, body) to the upstream and returns its response,
+except that it lies according to MODE on the responses that matter:
+verified/* bundles, verified/getmany batches (JSON and binary TVB1),
 /checkpoint, proof/*, the ledger description (GET /v1/ledgers/L) and
 /v1/server. Standard library only; loopback only.
 
 Control (never forwarded):
     POST /__liar/mode   body: the new mode (plain text or {"mode": "..."})
     POST /__liar/alt    body: a new --alt-upstream URL
-    GET  /__liar/stats  {"mode", "lies", "requests"}: lies = responses changed
+    GET  /__liar/stats  {"mode", "lies", "requests", "batch_lies",
+                        "batch_requests", "batch_binary"}: lies = responses
+                        changed, requests rewritten, or answered by the alt
+                        upstream (fork, same_size_other_root, swap_key);
+                        batch_lies = those of verified/getmany;
+                        batch_requests = verified/getmany requests,
+                        batch_binary = those answered 200 in TVB1
 
 MODE (an optional ":ARG" selects a variant):
   none                    pass through (records responses for rollback/stale)
@@ -34,7 +41,8 @@ MODE (an optional ":ARG" selects a variant):
                           :only just "tx")
   rollback                replay the first response recorded for the same
                           request (verified/* and checkpoint; query without
-                          "trusted"): an older, smaller checkpoint
+                          "trusted"; for getmany also the same body and
+                          Accept header): an older, smaller checkpoint
   fork                    forward everything to --alt-upstream (same key and
                           ledger id, other history)
   same_size_other_root    the same as fork (t_liar sets up the alt upstream at
@@ -53,14 +61,49 @@ MODE (an optional ":ARG" selects a variant):
   stale_checkpoint_fresh_proof
                           put the last checkpoint seen before this mode was
                           set into fresh bundles (proofs stay at the new size)
+
+POST verified/getmany (docs/API.md, "Batched verified reads"), in both forms:
+the JSON answer, and the binary TVB1 answer (Accept:
+application/vnd.tally.bundles), which the proxy decodes into the JSON form's
+structure (checkpoint, consistency {old,size,proof}, results [{key, value or
+value_hex, tx, rev, entry {index,header_hex,meta_hex}, entry_proof
+{index,size,proof}, tx_header_hex, tx_proof {index,size,proof}} or {key,
+error}]), lies in, and re-encodes exactly (a body that does not decode, or
+does not re-encode to the same bytes, is passed through untouched). What TVB1
+does not carry (tx, ts, the proofs' index and size: derived from the tx
+header and the checkpoint) cannot be lied about in binary: a mode that only
+changes those changes nothing there and is not counted.
+  - the checkpoint lies (bad_signature, swap_identity,
+    stale_checkpoint_fresh_proof) and the consistency-proof lies
+    ({drop,reorder,extra}_proof:consistency) apply to the batch's one
+    checkpoint and consistency proof;
+  - the per-bundle lies (value, value_hex, value_both, tx_header,
+    entry_header, {drop,reorder,extra}_proof:{tx,entry}, tx_index) apply to
+    ONE result: the LAST found result that the lie changes (so a client that
+    checks only the first result is caught out); value_both, and tx_index
+    (tx and tx_proof.index are not sent), only change the JSON form;
+  - value (getmany): other bytes of the same length (the entry header still
+    matches; only the entry inclusion proof can tell); value:append is the
+    single-bundle lie (appends "LIE": the header's value length disagrees, and
+    a TVB1 body no longer parses);
+  - rollback, fork, same_size_other_root, swap_key, swap_ledger: as above;
+  - other_key[:K]: the request body's last key that is not K is replaced by K
+    (default "a") before forwarding: the answer holds K's valid bundle, whose
+    key bytes differ from the key asked;
+  - wrong_version: the query's tx/at selector is dropped (the latest
+    versions instead);
+  - batch_drop (getmany only): remove the last result (n one less);
+  - batch_swap (getmany only): swap the first two results.
 """
 import argparse
 import base64
+import copy
 import hashlib
 import http.client
 import http.server
 import json
 import re
+import struct
 import sys
 import threading
 import urllib.parse
@@ -78,6 +121,9 @@ class State:
         self.alt = args.alt_upstream
         self.alt_ledger = args.alt_ledger
         self.lies = 0
+        self.batch_lies = 0
+        self.batch_requests = 0  # verified/getmany requests
+        self.batch_binary = 0    # ... answered (200) in the binary form TVB1
         self.requests = 0
         self.first = {}      # request key -> (status, ctype, body) of the first 200 response
         self.last_cp = {}    # ledger -> last checkpoint note seen (any mode)
@@ -126,6 +172,178 @@ def swap_origin(note):
     return "\n".join(lines)
 
 
+# ---- verified/getmany: the binary form TVB1 (docs/API.md, "Batched verified reads")
+BUNDLES_CTYPE = "application/vnd.tally.bundles"
+
+
+class Malformed(ValueError):
+    pass
+
+
+class _Reader:
+    def __init__(self, b):
+        self.b, self.o = b, 0
+
+    def take(self, n):
+        if self.o + n > len(self.b):
+            raise Malformed("truncated at byte %d (%d more wanted, %d left)" % (self.o, n, len(self.b) - self.o))
+        x = self.b[self.o:self.o + n]
+        self.o += n
+        return x
+
+    def u(self, n):
+        return int.from_bytes(self.take(n), "little")
+
+    def hashes(self):
+        return [self.take(32).hex() for _ in range(self.u(1))]
+
+
+def set_bytes(o, name, b):
+    """o[name] = b as text when it is UTF-8, else o[name + "_hex"] (the JSON form's rule)."""
+    try:
+        o[name] = b.decode("utf-8")
+    except UnicodeDecodeError:
+        o[name + "_hex"] = b.hex()
+
+
+def get_bytes(o, name):
+    if isinstance(o.get(name), str):
+        return o[name].encode("utf-8")
+    if isinstance(o.get(name + "_hex"), str):
+        return bytes.fromhex(o[name + "_hex"])
+    return b""
+
+
+def note_size(note):
+    try:
+        return int(note.split("\n")[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def tvb1_decode(body):
+    """TVB1 bytes -> the JSON form's dict (derived fields filled in).
+    Raises Malformed when the body does not parse exactly."""
+    r = _Reader(body)
+    if r.take(4) != b"TVB1":
+        raise Malformed("magic")
+    n, c = r.u(4), r.u(4)
+    try:
+        note = r.take(c).decode("utf-8")
+    except UnicodeDecodeError:
+        raise Malformed("checkpoint note is not UTF-8")
+    size = note_size(note)
+    d = {"checkpoint": note}
+    old, cons = r.u(8), r.hashes()
+    if old or cons:
+        d["consistency"] = {"old": old, "size": size, "proof": cons}
+    results = []
+    for i in range(n):
+        status, reserved, k = r.u(1), r.u(1), r.u(2)
+        x = {}
+        set_bytes(x, "key", r.take(k))
+        if reserved:
+            x["_reserved"] = reserved
+        if status == 1:
+            x["error"] = {"code": "not_found"}
+        elif status == 0:
+            rev, idx, hdr = r.u(8), r.u(4), r.take(12)
+            meta = r.take(int.from_bytes(hdr[4:8], "little"))
+            value = r.take(int.from_bytes(hdr[8:12], "little"))
+            eproof = r.hashes()
+            txh = r.take(r.u(4))
+            tproof = r.hashes()
+            tx = int.from_bytes(txh[1:9], "little") if len(txh) >= 9 else 0
+            ecount = int.from_bytes(txh[81:85], "little") if len(txh) >= 85 else 0
+            set_bytes(x, "value", value)
+            x["tx"] = tx
+            x["rev"] = rev
+            x["entry"] = {"index": idx, "header_hex": hdr.hex(), "meta_hex": meta.hex()}
+            x["entry_proof"] = {"index": idx, "size": ecount, "proof": eproof}
+            x["tx_header_hex"] = txh.hex()
+            x["tx_proof"] = {"index": tx - 1, "size": size, "proof": tproof}
+        else:
+            raise Malformed("result %d: status %d" % (i, status))
+        results.append(x)
+    d["results"] = results
+    if r.o != len(body):
+        d["_trailing_hex"] = body[r.o:].hex()
+    return d
+
+
+def _tvb1_hashes(p):
+    p = p if isinstance(p, list) else []
+    return bytes([len(p) & 0xFF]) + b"".join(bytes.fromhex(h) for h in p)
+
+
+def tvb1_result(x):
+    """One result of the dict form -> its TVB1 bytes (what TVB1 does not carry is ignored)."""
+    key = get_bytes(x, "key")
+    head = bytes([1 if "error" in x else 0, x.get("_reserved", 0) & 0xFF]) + struct.pack("<H", len(key) & 0xFFFF) + key
+    if "error" in x:
+        return head
+    e = x.get("entry") if isinstance(x.get("entry"), dict) else {}
+    txh = bytes.fromhex(x.get("tx_header_hex", ""))
+    return b"".join([head, struct.pack("<QI", x.get("rev", 0), e.get("index", 0)),
+                     bytes.fromhex(e.get("header_hex", "")), bytes.fromhex(e.get("meta_hex", "")),
+                     get_bytes(x, "value"), _tvb1_hashes((x.get("entry_proof") or {}).get("proof")),
+                     struct.pack("<I", len(txh)), txh, _tvb1_hashes((x.get("tx_proof") or {}).get("proof"))])
+
+
+def tvb1_encode(d):
+    """The dict form -> TVB1 bytes; encode(decode(b)) == b for every b decode accepts."""
+    note = d.get("checkpoint", "").encode("utf-8")
+    res = d.get("results") if isinstance(d.get("results"), list) else []
+    c = d.get("consistency") if isinstance(d.get("consistency"), dict) else None
+    out = [b"TVB1", struct.pack("<II", len(res), len(note)), note,
+           struct.pack("<Q", c.get("old", 0) if c else 0), _tvb1_hashes(c.get("proof") if c else [])]
+    out += [tvb1_result(x) for x in res]
+    out.append(bytes.fromhex(d.get("_trailing_hex", "")))
+    return b"".join(out)
+
+
+def batch_checkpoint(body):
+    """The checkpoint note of a getmany answer (either form), or None."""
+    try:
+        if body[:4] == b"TVB1":
+            return tvb1_decode(body).get("checkpoint")
+        return json.loads(body).get("checkpoint")
+    except (ValueError, AttributeError):
+        return None
+
+
+def other_key_body(body, k):
+    """A getmany request body with its last key that is not k replaced by k, or None."""
+    try:
+        j = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(j, dict):
+        return None
+    for name, new in (("keys", k), ("keys_hex", k.encode().hex())):
+        ks = j.get(name)
+        if isinstance(ks, list):
+            for i in reversed(range(len(ks))):
+                if ks[i] != new:
+                    ks[i] = new
+                    return json.dumps(j).encode()
+    return None
+
+
+def same_len_value(x):
+    """Other value bytes of the same length (the entry header still matches)."""
+    v = get_bytes(x, "value")
+    nv = v[:-1] + bytes([v[-1] ^ 0x01]) if v else b"LIE"
+    x.pop("value", None)
+    x.pop("value_hex", None)
+    set_bytes(x, "value", nv)
+    e = x.get("entry")
+    if len(nv) != len(v) and isinstance(e, dict) and len(e.get("header_hex", "")) == 24:
+        h = bytearray(bytes.fromhex(e["header_hex"]))
+        h[8:12] = struct.pack("<I", len(nv))
+        e["header_hex"] = h.hex()
+
+
 class Liar:
     def __init__(self, st):
         self.st = st
@@ -146,7 +364,6 @@ class Liar:
 
     def lie(self, mode, arg, kind, ledger, path, body):
         """Returns the new body (bytes) or None (unchanged)."""
-        st = self.st
         if kind == "checkpoint":
             note = body.decode()
             if mode == "bad_signature":
@@ -154,6 +371,8 @@ class Liar:
             if mode == "swap_identity":
                 return swap_origin(note).encode()
             return None
+        if kind == "bundles":
+            return self.lie_batch_body(mode, arg, ledger, path, body)
         try:
             j = json.loads(body)
         except ValueError:
@@ -161,6 +380,70 @@ class Liar:
         if not isinstance(j, dict):
             return None
         before = json.dumps(j, sort_keys=True)
+        self.mutate(mode, arg, kind, ledger, path, j)
+        if json.dumps(j, sort_keys=True) == before:
+            return None
+        return json.dumps(j).encode()
+
+    def lie_batch_body(self, mode, arg, ledger, path, body):
+        """verified/getmany, JSON or TVB1: the new body or None."""
+        if body[:4] == b"TVB1":
+            try:
+                d = tvb1_decode(body)
+            except Malformed as e:
+                sys.stderr.write("liar.py: TVB1 answer does not decode (%s): passed through\n" % e)
+                return None
+            if tvb1_encode(d) != body:
+                sys.stderr.write("liar.py: TVB1 answer does not re-encode to the same bytes: passed through\n")
+                return None
+            self.lie_batch(mode, arg, ledger, path, d, tvb1_result)
+            new = tvb1_encode(d)
+            return new if new != body else None
+        try:
+            j = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(j, dict):
+            return None
+        before = json.dumps(j, sort_keys=True)
+        self.lie_batch(mode, arg, ledger, path, j, lambda x: json.dumps(x, sort_keys=True))
+        if json.dumps(j, sort_keys=True) == before:
+            return None
+        return json.dumps(j).encode()
+
+    def lie_batch(self, mode, arg, ledger, path, d, enc):
+        """Lies in d, a getmany answer in the JSON form's structure: the batch
+        modes on the results list, the checkpoint/consistency lies on the top
+        level, a per-bundle lie on the last found result it changes (enc: a
+        result's bytes in the answer's form, to tell)."""
+        res = d.get("results") if isinstance(d.get("results"), list) else []
+        if mode == "batch_drop":
+            if res:
+                res.pop()
+            return
+        if mode == "batch_swap":
+            if len(res) >= 2:
+                res[0], res[1] = res[1], res[0]
+            return
+        top = {k: v for k, v in d.items() if k != "results"}
+        self.mutate(mode, arg, "bundle", ledger, path, top)
+        d.update(top)
+        for i in reversed(range(len(res))):
+            x = res[i]
+            if not isinstance(x, dict) or "error" in x:
+                continue
+            y = copy.deepcopy(x)
+            if mode == "value" and arg != "append":
+                same_len_value(y)
+            else:
+                self.mutate(mode, arg, "bundle", ledger, path, y)
+            if enc(y) != enc(x):
+                res[i] = y
+                return
+
+    def mutate(self, mode, arg, kind, ledger, path, j):
+        """Lies in j (a parsed JSON answer of this kind), in place."""
+        st = self.st
         if kind == "describe":
             if mode == "swap_identity" and "id" in j:
                 new = fake_id(j["id"])
@@ -222,13 +505,11 @@ class Liar:
                     old = st.frozen_cp.get(ledger)
                 if old and isinstance(j.get("checkpoint"), str):
                     j["checkpoint"] = old
-        if json.dumps(j, sort_keys=True) == before:
-            return None
-        return json.dumps(j).encode()
 
 
 def classify(method, path):
-    """(kind, ledger, rest): kind is server, describe, checkpoint, bundle, proof or other."""
+    """(kind, ledger, rest): kind is server, describe, checkpoint, bundle,
+    bundles (verified/getmany), proof or other."""
     if path == "/v1/server":
         return "server", None, ""
     m = LEDGER_RE.match(path)
@@ -239,6 +520,8 @@ def classify(method, path):
         return "describe", ledger, rest
     if rest == "/checkpoint":
         return "checkpoint", ledger, rest
+    if rest == "/verified/getmany":
+        return "bundles", ledger, rest
     if rest.startswith("/verified/"):
         return "bundle", ledger, rest
     if rest.startswith("/proof/"):
@@ -297,7 +580,8 @@ def make_handler(st):
                     st.alt = t
                 return self.reply(200, "application/json", json.dumps({"alt": t}).encode())
             with st.lock:
-                s = {"mode": st.mode, "lies": st.lies, "requests": st.requests}
+                s = {"mode": st.mode, "lies": st.lies, "requests": st.requests, "batch_lies": st.batch_lies,
+                     "batch_requests": st.batch_requests, "batch_binary": st.batch_binary}
             return self.reply(200, "application/json", json.dumps(s).encode())
 
         def handle_any(self):
@@ -311,34 +595,47 @@ def make_handler(st):
             u = urllib.parse.urlsplit(self.path)
             path, query = u.path, u.query
             kind, ledger, rest = classify(self.command, path)
-            upstream = st.alt if mode in ("fork", "same_size_other_root", "swap_key") and st.alt else st.upstream
-            fwd_path = self.path
-            if mode == "swap_ledger" and ledger and st.alt_ledger and kind in ("describe", "checkpoint", "bundle", "proof"):
-                fwd_path = "/v1/ledgers/" + st.alt_ledger + rest + ("?" + query if query else "")
+
+            def told():
                 with st.lock:
                     st.lies += 1
-            if kind == "bundle" and mode in ("other_key", "wrong_version", "other_tx"):
+                    if kind == "bundles":
+                        st.batch_lies += 1
+
+            alt = mode in ("fork", "same_size_other_root", "swap_key") and bool(st.alt)
+            upstream = st.alt if alt else st.upstream
+            fwd_path = self.path
+            fwd_body = body
+            if mode == "swap_ledger" and ledger and st.alt_ledger and \
+                    kind in ("describe", "checkpoint", "bundle", "bundles", "proof"):
+                fwd_path = "/v1/ledgers/" + st.alt_ledger + rest + ("?" + query if query else "")
+                told()
+            if kind in ("bundle", "bundles") and mode in ("other_key", "wrong_version", "other_tx"):
                 q = urllib.parse.parse_qsl(query, keep_blank_values=True)
                 if mode == "other_key" and rest == "/verified/get":
                     q = [(k, (arg or "a") if k == "key" else v) for k, v in q]
                 elif mode == "wrong_version" and rest == "/verified/get":
                     q = [(k, v) for k, v in q if k not in ("tx", "at", "rev")]
+                elif mode == "wrong_version" and kind == "bundles":
+                    q = [(k, v) for k, v in q if k not in ("tx", "at")]
+                elif mode == "other_key" and kind == "bundles":
+                    fwd_body = other_key_body(body, arg or "a") or body
                 nrest = rest
                 m2 = re.match(r"^/verified/tx/(\d+)$", rest)
                 if mode == "other_tx" and m2:
                     nrest = "/verified/tx/%d" % (int(m2.group(1)) + 1)
                 nq = urllib.parse.urlencode(q)
-                if nq != query or nrest != rest:
-                    fwd_path = "/v1/ledgers/" + ledger + nrest + ("?" + nq if nq else "")
-                    with st.lock:
-                        st.lies += 1
+                if nq != query or nrest != rest or fwd_body != body:
+                    if nq != query or nrest != rest:
+                        fwd_path = "/v1/ledgers/" + ledger + nrest + ("?" + nq if nq else "")
+                    told()
             host, port = loopback(upstream)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
             headers["Host"] = "%s:%d" % (host, port)
             try:
                 c = http.client.HTTPConnection(host, port, timeout=60)
-                c.request(self.command, fwd_path, body=body if body or self.command in ("POST", "PUT") else None,
-                          headers=headers)
+                c.request(self.command, fwd_path,
+                          body=fwd_body if fwd_body or self.command in ("POST", "PUT") else None, headers=headers)
                 r = c.getresponse()
                 rbody = r.read()
                 status, ctype = r.status, r.getheader("Content-Type", "application/json")
@@ -346,21 +643,33 @@ def make_handler(st):
             except OSError as e:
                 return self.reply(502, "application/json",
                                   json.dumps({"error": {"code": "bad_gateway", "message": str(e)}}).encode())
+            if alt and kind != "other":
+                told()  # the answer of another server
+            if kind == "bundles":
+                with st.lock:
+                    st.batch_requests += 1
+                    if status == 200 and ctype.split(";")[0].strip().lower() == BUNDLES_CTYPE:
+                        st.batch_binary += 1
             # Record (before lying) what the real server said.
             rkey = None
-            if status == 200 and kind in ("bundle", "checkpoint"):
+            if status == 200 and kind in ("bundle", "bundles", "checkpoint"):
                 q = [(k, v) for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True) if k != "trusted"]
                 rkey = (self.command, path, urllib.parse.urlencode(q))
+                if kind == "bundles":  # the same keys, in the same form
+                    rkey += (body, self.headers.get("Accept", ""))
                 note = None
                 if kind == "checkpoint":
                     note = rbody.decode("utf-8", "replace")
+                elif kind == "bundles":
+                    note = batch_checkpoint(rbody)
                 else:
                     try:
                         note = json.loads(rbody).get("checkpoint")
                     except (ValueError, AttributeError):
                         note = None
                 with st.lock:
-                    if mode not in ("rollback",) and upstream == st.upstream and mode != "swap_ledger":
+                    if mode not in ("rollback",) and upstream == st.upstream and mode != "swap_ledger" and \
+                            fwd_path == self.path and fwd_body == body:
                         st.first.setdefault(rkey, (status, ctype, rbody))
                         if note:
                             st.last_cp[ledger] = note
@@ -374,8 +683,7 @@ def make_handler(st):
                 elif kind != "other":
                     new = liar.lie(mode, arg, kind, ledger, path, rbody)
             if new is not None:
-                with st.lock:
-                    st.lies += 1
+                told()
                 rbody = new
             self.reply(status, ctype, rbody)
 

@@ -12,9 +12,12 @@
 # rollback, stale_checkpoint_fresh_proof, bad_signature, swap_identity,
 # swap_ledger, same_size_other_root and fork (a second tallyd on a copy of the
 # data dir, same key and ledger id, other history), swap_key (a tallyd with
-# its own key). Then: the trusted-state file survives kill -9 of clients at
-# random moments (always a complete, validly signed checkpoint of the real
-# ledger; never smaller than before).
+# its own key). The same lies (and batch_drop, batch_swap, other_key) on
+# batched gets (`get K1 K2 K3`: POST verified/getmany, which the client asks
+# for in the binary TVB1 form): there the proxy's stats must also show that
+# it lied on verified/getmany (batch_lies). Then: the trusted-state file
+# survives kill -9 of clients at random moments (always a complete, validly
+# signed checkpoint of the real ledger; never smaller than before).
 #
 # Env: TALLY_BIN (build/tally), TALLYD_BIN (build/tallyd). Prints "FAIL: ..."
 # per failed assertion and a summary; "SKIP: tallyd not built" if missing.
@@ -81,6 +84,7 @@ start_liar() { # upstream [alt] [alt-ledger] -> LURL LPID
 set_mode() { curl -s -m 5 -o /dev/null -X POST --data-binary "$1" "$LURL/__liar/mode"; }
 set_alt() { curl -s -m 5 -o /dev/null -X POST --data-binary "$1" "$LURL/__liar/alt"; }
 lies() { curl -s -m 5 "$LURL/__liar/stats" | sed 's/.*"lies": *\([0-9]*\).*/\1/'; }
+pstat() { curl -s -m 5 "$LURL/__liar/stats" | sed "s/.*\"$1\": *\([0-9]*\).*/\1/"; } # NAME: one counter
 
 # tcli ARGS...: the client through the proxy; OUT, ERR, RC
 # With TCLI_CREDS=1 it logs in with TALLY_USER/TALLY_PASSWORD (a scrypt on the
@@ -141,6 +145,13 @@ lie() {
         bad "$tag: evidence saved under \$TALLY_HOME/evidence" "a new directory" "none ($ERR)"
     fi
 }
+blie() { # as lie, for a batched get: the proxy must also have lied on verified/getmany
+    local l0 l1
+    l0=$(pstat batch_lies)
+    lie "$@"
+    l1=$(pstat batch_lies)
+    if [ "$l1" -gt "$l0" ]; then ok; else bad "$1($2): the proxy lied on verified/getmany (batch_lies)" "> $l0" "$l1"; fi
+}
 
 # ======================================================================
 section "group 1: one server, ledgers L and L2"
@@ -188,7 +199,7 @@ case1() { # mode args...: grow 3, lie, then an honest get
         tcli get k
     fi
     grow "$UA" L 2
-    lie "$mode" "$1" "$@"
+    lie "$mode" "${WHAT:-$1}" "$@"
     tcli get k
     check_eq "after $mode: honest get works again" "0 v1" "$RC $OUT"
 }
@@ -243,6 +254,51 @@ set_mode value_both
 tcli get k
 set_mode none
 if [ "$RC" = 2 ] || [ "$RC $OUT" = "0 v1" ]; then ok; CAUGHT="$CAUGHT value_both(get:rc=$RC)"; else bad "value_both: exit 2 or the true value" "2, or 0 v1" "$RC $OUT"; MISSED="$MISSED value_both[rc=$RC]"; fi
+
+# ---- batched verified reads: `get K1 K2 K3` is one POST verified/getmany (TVB1)
+section "batched gets (verified/getmany)"
+# k and c: tx 1 (4 entries: entry proofs of 2 hashes); h: a later 1-entry tx
+# (empty entry proof). The proxy lies about the last found result a lie
+# changes: h for the tx lies, c for the entry-proof lies.
+BK="k c h"
+BOUT=$(printf 'v1\n3\nh2')
+b0=$(pstat batch_requests)
+n0=$(pstat batch_binary)
+honest "honest batched get (mode none)" "$BOUT" get $BK
+check_eq "honest batched get: one verified/getmany through the proxy" $((b0 + 1)) "$(pstat batch_requests)"
+check_eq "honest batched get: answered in the binary form (TVB1)" $((n0 + 1)) "$(pstat batch_binary)"
+case_batch() { # mode [args...]: case1 for a batched get (default: get $BK);
+    # the proxy must have lied on verified/getmany, then an honest batched get works
+    local mode="$1" l0 l1
+    shift
+    [ $# -gt 0 ] || set -- get $BK
+    l0=$(pstat batch_lies)
+    WHAT=getmany case1 "$mode" "$@"
+    l1=$(pstat batch_lies)
+    if [ "$l1" -gt "$l0" ]; then ok; else bad "$mode(getmany): the proxy lied on verified/getmany (batch_lies)" "> $l0" "$l1"; fi
+    tcli get $BK
+    check_eq "after $mode(getmany): honest batched get works again" "0 $BOUT" "$RC $OUT"
+}
+for m in value value:append tx_header tx_header:49 entry_header entry_header:8 \
+    drop_proof:tx drop_proof:entry drop_proof:consistency reorder_proof:tx reorder_proof:entry \
+    reorder_proof:consistency extra_proof:tx extra_proof:entry extra_proof:consistency \
+    rollback stale_checkpoint_fresh_proof bad_signature swap_identity swap_ledger \
+    batch_drop batch_swap other_key; do
+    case_batch "$m"
+done
+# an absent key: reported on stderr (exit 1), the others printed
+tcli get k zz c
+check_eq "batched get with an absent key: exit" 1 "$RC"
+check_eq "batched get with an absent key: the others printed" "$(printf 'v1\n3')" "$OUT"
+check_match "batched get with an absent key: reported" "^tally: .*zz" "$ERR"
+case_batch value get k zz c
+case_batch batch_drop get k c zz
+# time travel: --tx / --at apply to every key; without them (wrong_version)
+# the proxy gets h's later version, from a tx after the one asked
+honest "honest batched get --tx 2" "$(printf 'h1\nv1')" get h k --tx 2
+honest "honest batched get --at ts(tx 2)" "$(printf 'h1\nv1')" get h k --at "$TS2"
+case_batch wrong_version get h k --tx 2
+case_batch wrong_version get h k --at "$TS2"
 
 # ---- kill -9 during state updates
 section "kill -9 of clients during verified gets"
@@ -326,6 +382,7 @@ tclogin
 ALT_MODE=1
 lie same_size_other_root get get k
 lie same_size_other_root state state
+blie same_size_other_root getmany get k a b
 AT=$(login "$U2" admin "$ADMIN_PW")
 grow "$U2" L 3
 AT=$AT1
@@ -334,7 +391,9 @@ lie fork get get k
 lie fork state state
 lie fork tx tx 1
 lie fork set set fk 1
+blie fork getmany get k a b
 honest "fork: honest get after the fork lies" v1 get k
+honest "fork: honest batched get after the fork lies" "$(printf 'v1\n1\n2')" get k a b
 
 section "group 3: swap_key (another server, its own key)"
 start_tallyd "$W/k" || { bad "setup: tallyd k" started ""; summary t_liar; exit 1; }
@@ -348,6 +407,7 @@ set_alt "$UK"
 lie swap_key get get k
 lie swap_key state state
 lie swap_key tx tx 1
+blie swap_key getmany get k a b
 ALT_MODE=0
 
 echo "caught:$CAUGHT"
