@@ -274,6 +274,8 @@ static int consistency_core(const tc_trust *t, uint64_t size, const uint8_t root
     if (p->a != t->size || p->size != size)
         return bad(why, "consistency proof is %" PRIu64 "->%" PRIu64 ", need %" PRIu64
                    "->%" PRIu64, p->a, p->size, t->size, size);
+    if (size == t->size && p->len != 0)
+        return bad(why, "a non-empty consistency proof between equal sizes %" PRIu64, size);
     if (rfc6962_verify_consistency(t->size, size, t->root, root, (const rfc6962_hash *)p->path,
                                    p->len) != 0)
         return bad(why, "consistency proof %" PRIu64 "->%" PRIu64 " does not verify (fork)",
@@ -688,8 +690,7 @@ static int batch_item(rd *r, const tc_expect *e, const uint8_t *key, size_t klen
         !(meta = rd_take(r, rd32(hdr + 4))) || !(value = rd_take(r, rd32(hdr + 8))) ||
         rd_path(r, &ep) || rd_le(r, 4, &txh_len) || txh_len > TXH_FIXED_LEN + TALLY_META_BYTES_MAX ||
         !(txh = rd_take(r, txh_len)) || rd_path(r, &tp))
-        return bad(why, "result for key '%.*s' is truncated or malformed", (int)(klen > 64 ? 64 : klen),
-                   (const char *)key);
+        return bad(why, "truncated or malformed");
     if (!(b->entries = calloc(1, sizeof *b->entries)))
         return TALLY_ENOMEM;
     b->n_entries = 1;
@@ -721,6 +722,22 @@ static int batch_item(rd *r, const tc_expect *e, const uint8_t *key, size_t klen
     /* A version returned by a get is never a tombstone (absent keys are
     ** "not found" results). */
     return get_core(e, b, idx, 0, &ep, why);
+}
+
+/* A key for a message: 'text' when printable ASCII (cut at 64 bytes), else
+** hex:… of its first 32 bytes. */
+static void show_key(char out[80], const uint8_t *key, size_t n)
+{
+    int text = 1;
+    for (size_t i = 0; i < n && text; i++)
+        text = key[i] >= 0x20 && key[i] < 0x7f;
+    if (text)
+        snprintf(out, 80, "'%.*s%s'", (int)(n > 64 ? 64 : n), (const char *)key,
+                 n > 64 ? "…" : "");
+    else {
+        memcpy(out, "hex:", 4);
+        tc_hex(out + 4, key, n > 32 ? 32 : n);
+    }
 }
 
 int tc_verify_batch(const tc_trust *t, const tc_expect *e, size_t n, const char *body,
@@ -768,6 +785,12 @@ int tc_verify_batch(const tc_trust *t, const tc_expect *e, size_t n, const char 
             memcpy(items[i].cp.root, cp->root, 32);
             if ((rc = batch_item(&r, &e[i], key, klen, &items[i], why)) == 0)
                 found[i] = 1;
+            else if (rc == TALLY_EBADPROOF) { /* name the result: the reason alone may not */
+                char reason[TC_WHY_MAX], shown[80];
+                memcpy(reason, why, TC_WHY_MAX);
+                show_key(shown, key, klen);
+                rc = bad(why, "result %zu (key %s): %s", i, shown, reason);
+            }
         }
     }
     if (rc == 0 && r.left != 0)
