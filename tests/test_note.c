@@ -23,6 +23,14 @@ int main(void) {
     uint8_t sk[40], seed[32], pub[32], pub2[32];
     char name[NOTE_NAME_MAX + 1], out[8192], vk[NOTE_VKEY_MAX];
     CHECK_EQ_INT(b64_decode(sk, sizeof sk, GO_SKEY_B64, strlen(GO_SKEY_B64)), 33);
+    {   /* canonical base64 only: unused low bits of the last digit must be 0 */
+        uint8_t b[8];
+        CHECK_EQ_INT(b64_decode(b, sizeof b, "AA==", 4), 1);
+        CHECK_EQ_INT(b64_decode(b, sizeof b, "AB==", 4), -1);
+        CHECK_EQ_INT(b64_decode(b, sizeof b, "AAA=", 4), 2);
+        CHECK_EQ_INT(b64_decode(b, sizeof b, "AAB=", 4), -1);
+        CHECK_EQ_INT(b64_decode(b, sizeof b, "AAAB", 4), 3);
+    }
     memcpy(seed, sk + 1, 32);
     CHECK_EQ_INT(note_key_public(seed, pub), 0);
     CHECK_EQ_INT(note_vkey_parse(GO_VKEY, name, pub2), 0);

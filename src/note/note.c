@@ -32,6 +32,12 @@ int b64_decode(uint8_t *out, size_t out_len, const char *in, size_t len) {
     if (len >= 1 && in[len - 1] == '=') n--;
     if (len >= 2 && in[len - 2] == '=') n--;
     if ((size_t)n > out_len) return -1;
+    /* Canonical only: the unused low bits of the last digit must be zero, so
+    ** one value has one text (a note's bytes are compared as they are). */
+    char re[(NOTE_TEXT_MAX + 2) / 3 * 4 + 1];
+    if (b64_encode(re, sizeof re, tmp, (size_t)n) != (int)len ||
+        memcmp(re, in, len) != 0)
+        return -1;
     memcpy(out, tmp, (size_t)n);
     return n;
 }
