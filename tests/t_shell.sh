@@ -137,6 +137,9 @@ check_match "stdin: bad password" "error: login as 'admin'" "$OUT"
 OUT=$(printf 'use books\nget greeting\n' | "$T" shell --server "$U" --json 2>&1)
 check_match "stdin: --json get" '^\{"key":"greeting","value":"bye","tx":2,"rev":2,"ts":"[^"]+","verified":true\}$' \
     "$(printf '%s' "$OUT" | tail -n 1)"
+OUT=$(printf 'use books\nget greeting "two words" other\n' | "$T" shell --server "$U" 2>"$W/err")
+check_eq "stdin: get of several keys (one batched request): values in order" "bye|a b c" "$(printf '%s' "$OUT" | grep -v '^using' | grep -v '^  (' | tr '\n' '|' | sed 's/|$//')"
+check_match "stdin: get of several keys: the deleted one reported" "error: get 'other': not found" "$(cat "$W/err")"
 OUT=$(printf 'use books\nget greeting --json\n' | "$T" shell --server "$U" 2>&1)
 check_match "stdin: unknown option" "error: unknown option '--json'" "$OUT"
 "$T" shell >/dev/null 2>&1 </dev/null

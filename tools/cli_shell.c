@@ -505,14 +505,54 @@ static void print_version(shell *s, const char *key, const tally_client_version 
 }
 
 /* get, verified-get and unsafe get. */
+/* get K1 K2 …: one verified/getmany (up to 1000 keys, as the words of a
+** line allow), every value printed as a single get prints it. */
+static int get_many(shell *s, const shell_cmd *cmd, const shell_opts *o)
+{
+    if (o->sel == TALLY_CLIENT_REV)
+        return shell_usage(cmd, "--rev selects one key's revision: give one key");
+    size_t n = (size_t)o->npos;
+    tally_client_key *keys = calloc(n, sizeof *keys);
+    tally_client_version *v = calloc(n, sizeof *v);
+    if (!v || !keys) {
+        free(keys);
+        free(v);
+        return shell_fail(s, TALLY_ENOMEM, "get of %zu keys", n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        keys[i].key = o->pos[i];
+        keys[i].key_len = strlen(o->pos[i]);
+    }
+    int rc = tally_client_verified_get_many(s->cl, v, NULL, keys, n, o->sel, o->arg), ec = 0;
+    free(keys);
+    if (rc != TALLY_OK) {
+        free(v);
+        return shell_fail(s, rc, "get of %zu keys", n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].tx == 0) {
+            fflush(stdout);
+            fprintf(stderr, "error: get '%s': not found\n", cli_show(o->pos[i], strlen(o->pos[i])));
+            ec = CLI_EXIT_NOTFOUND;
+        } else {
+            print_version(s, o->pos[i], &v[i], 1);
+        }
+        tally_client_version_free(&v[i]);
+    }
+    free(v);
+    return ec;
+}
+
 static int do_get(shell *s, const shell_cmd *cmd, int argc, char **argv, int verified)
 {
     shell_opts o;
     int ec = parse_opts(cmd, SO_SEL, argc, argv, &o);
     if (ec)
         return ec;
+    if (o.npos > 1 && verified)
+        return get_many(s, cmd, &o);
     if (o.npos != 1)
-        return shell_usage(cmd, "get needs exactly one KEY");
+        return shell_usage(cmd, verified ? "get needs a KEY" : "unsafe get needs exactly one KEY");
     const char *key = o.pos[0];
     tally_client_version v;
     int rc = verified ? tally_client_verified_get(s->cl, &v, key, strlen(key), o.sel, o.arg)
@@ -750,7 +790,8 @@ static const shell_cmd COMMANDS[] = {
     { "ledgers", sh_ledgers, 0, 0, "ledgers", "the ledgers you have a role on (* = in use)" },
     { "set", sh_set, 2, -1, "set KEY VALUE [KEY VALUE ...] [--if-absent | --if-rev R]",
       "write one transaction, then verify it" },
-    { "get", sh_get, 1, 4, "get KEY [--tx N | --rev R | --at TIME]", "verified value of KEY" },
+    { "get", sh_get, 1, -1, "get KEY [--tx N | --rev R | --at TIME] | get KEY KEY ... [--tx N | --at TIME]",
+      "verified value of KEY (several keys: one request, one checkpoint)" },
     { "verified-get", sh_get, 1, 4, "verified-get KEY [--tx N | --rev R | --at TIME]",
       "the same as get" },
     { "unsafe", sh_unsafe, 2, 5, "unsafe get KEY [--tx N | --rev R | --at TIME]",
