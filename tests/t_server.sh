@@ -453,6 +453,17 @@ req POST "$U/v1/ledgers/A/verified/getmany" '{"keys":["k"]}' ""
 err_is "verified/getmany unauthenticated" 401 unauthorized
 req POST "$U/v1/ledgers/nosuch/verified/getmany" '{"keys":["k"]}' "$RT"
 err_is "verified/getmany unknown ledger" 404 not_found
+python3 -c 'import json; print(json.dumps({"entries": [{"key": "big%02d" % i, "value": "x" * 1048576} for i in range(33)]}))' >"$W/big33.json"
+req POST "$U/v1/ledgers/B/set" "@$W/big33.json" "$AT"
+check_eq "33 values of 1 MiB in one transaction (ledger B)" 200 "$CODE"
+python3 -c 'import json; print(json.dumps({"keys": ["big%02d" % i for i in range(33)]}))' >"$W/big33k.json"
+req POST "$U/v1/ledgers/B/verified/getmany" "@$W/big33k.json" "$AT"
+err_is "verified/getmany: a JSON answer over 64 MiB" 413 too_large
+GMB=$(curl -s -m 60 -o "$W/gm.bin" -w '%{http_code} %{size_download}' -H "Authorization: Bearer $AT" \
+    -H 'Accept: application/vnd.tally.bundles' -H 'Content-Type: application/json' \
+    --data-binary "@$W/big33k.json" "$U/v1/ledgers/B/verified/getmany")
+check_match "verified/getmany: the same keys in binary (33 MiB) are answered" '^200 3[0-9]{7}$' "$GMB"
+rm -f "$W/big33.json" "$W/gm.bin"
 req GET "$U/v1/ledgers/A/verified/tx/2?trusted=2" "" "$RT"
 check_eq "verified/tx keys" '["checkpoint", "consistency", "entries", "ts", "tx", "tx_header_hex", "tx_proof"]' "$(jq_py 'sorted(k for k in j)')"
 check_eq "verified/tx entry keys" '["header_hex", "index", "key", "meta_hex", "value"]' "$(jq_py 'sorted(j["entries"][0])')"
@@ -527,7 +538,7 @@ WT=$(login "$U" wr wr-secret-pw)
 check_ne "restart: admin login" "" "$AT"
 check_ne "restart: reader login (user persisted)" "" "$RT"
 req GET "$U/v1/ledgers" "" "$AT"
-check_eq "restart: ledgers persisted" '[["A", "'"$AID"'", 7], ["B", "'"$BID"'", 0]]' "$(jq_py 'sorted([[l["name"],l["id"],l["size"]] for l in j["ledgers"] if l["name"] in ("A","B")])')"
+check_eq "restart: ledgers persisted" '[["A", "'"$AID"'", 7], ["B", "'"$BID"'", 1]]' "$(jq_py 'sorted([[l["name"],l["id"],l["size"]] for l in j["ledgers"] if l["name"] in ("A","B")])')"
 req GET "$U/v1/ledgers/A/get?key=k" "" "$RT"
 check_eq "restart: data persisted" "v4 6" "$(jq_py 'j["value"] + " " + str(j["tx"])')"
 req GET "$U/v1/ledgers/A/proof/consistency?old=6&size=7" "" "$RT"

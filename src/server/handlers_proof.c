@@ -447,6 +447,7 @@ static int getmany_answer(srv_req *r, srv_err *e, const gm_key *keys, size_t n, 
     vitem *it = malloc(sizeof *it);
     if (!it)
         return srv_fail(e, 500, "internal", "out of memory");
+    uint64_t json_bytes = 0; /* an upper bound of the JSON answer's size */
     for (size_t i = 0; i < n && st == 0; i++) {
         /* as_of >= 1 here unless the ledger is empty: then nothing is found. */
         rc = as_of ? tally_get(r->db, &it->v, TALLY_NS_KV, keys[i].p, keys[i].n, as_of)
@@ -472,6 +473,15 @@ static int getmany_answer(srv_req *r, srv_err *e, const gm_key *keys, size_t n, 
                 st = srv_fail(e, 413, "too_large", "the answer exceeds %u bytes: ask for fewer keys",
                               SRV_GETMANY_BYTES_MAX);
             continue;
+        }
+        json_bytes += 512 + 2 * keys[i].n;
+        if (rc == TALLY_OK)
+            json_bytes += 2 * ((uint64_t)it->ev.value_len + it->ev.meta_len + it->t.header_len) +
+                          68 * ((uint64_t)it->ep.len + it->tp.len);
+        if (json_bytes > SRV_GETMANY_BYTES_MAX) {
+            st = srv_fail(e, 413, "too_large", "the answer exceeds %u bytes: ask for fewer keys",
+                          SRV_GETMANY_BYTES_MAX);
+            break;
         }
         json_t *x = json_object();
         if (!x || json_array_append_new(results, x) < 0 ||
