@@ -82,6 +82,12 @@ const char *tally_client_state_dir(const tally_client *c);
 int tally_client_login(tally_client *c, char **out_token, const char *user, const char *password,
                        int save);
 
+/* POST /v1/logout: ends the session of the client's token on the server
+** (committed there: it does not come back after a restart), then removes the
+** token saved for this URL. A token the server no longer knows counts as
+** ended. Returns 0, TALLY_EINVAL (no token), TALLY_EIO. */
+int tally_client_logout(tally_client *c);
+
 /* ---- Administration ---- */
 typedef struct tally_client_ledger {
     char name[65];

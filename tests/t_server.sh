@@ -522,6 +522,20 @@ check_eq "system ledger: tx metadata {actor, action}" "true" "$(sysq 'all(sorted
 check_eq "system ledger: admin actor for ledger/A" "admin" "$(sysq '[json.loads(r["meta"])["actor"] for r in rows if r["key"]=="ledger/A"][0]')"
 check_eq "system ledger: nothing for refused actions" "[]" "$(sysq '[r["key"] for r in rows if "evil" in r["key"] or r["key"] in ("user/nopw","user/badrole","user/nol","ledger/nope")]')"
 check_eq "no plaintext password in the data dir" "" "$(grep -rl -e rd-secret-pw -e wr-secret-pw -e "$ADMIN_PW" "$D" 2>/dev/null)"
+check_eq "system ledger: every login recorded as session/<expiry>/<token hash> {user, expires}" "true" "$(sysq 'all(len(r["key"])==89 and r["key"][25:] == r["key"][25:].lower() and json.loads(r["meta"])["action"]=="login" and sorted(json.loads(r["value"]))==["expires","user"] for r in rows if r["key"].startswith("session/") and not r["flags"] & 1) and sum(1 for r in rows if r["key"].startswith("session/")) >= 5')"
+check_eq "system ledger: no token in clear (only their SHA-256)" "" "$(grep -rl -e "$RT" -e "$WT" -e "$AT" "$D" 2>/dev/null)"
+
+# Sessions survive a restart; a logout is final, also across a restart.
+RT_OLD="$RT"
+LOUT=$(login "$U" rd rd-secret-pw)
+req POST "$U/v1/logout" '{}' "$LOUT"
+check_eq "logout" '200 {"ok": true}' "$CODE $(jq_py 'j')"
+req GET "$U/v1/ledgers" "" "$LOUT"
+err_is "a logged-out token is refused" 401 unauthorized
+req POST "$U/v1/logout" '{}' "$LOUT"
+err_is "logout twice" 401 unauthorized
+req POST "$U/v1/logout" '{}' ""
+err_is "logout without a token" 401 unauthorized
 
 stop_tallyd "$PID1"
 check_eq "SIGTERM: clean exit 0" 0 "$STOP_RC"
@@ -532,6 +546,10 @@ U=$SURL
 check_eq "restart: no password printed" 0 "$(grep -c 'admin password' "$SOUT")"
 req GET "$U/v1/server"
 check_eq "restart: same vkey" "$VKEY" "$(jq_py 'j["vkey"]')"
+req GET "$U/v1/ledgers" "" "$RT_OLD"
+check_eq "restart: a session from before the restart still works" 200 "$CODE"
+req GET "$U/v1/ledgers" "" "$LOUT"
+err_is "restart: a logged-out session stays ended" 401 unauthorized
 AT=$(login "$U" admin "$ADMIN_PW")
 RT=$(login "$U" rd rd-secret-pw)
 WT=$(login "$U" wr wr-secret-pw)

@@ -145,6 +145,21 @@ check_match "stdin: unknown option" "error: unknown option '--json'" "$OUT"
 "$T" shell >/dev/null 2>&1 </dev/null
 check_eq "usage: no --server" 64 "$?"
 
+# ---------------------------------------------------------------- CLI login / logout
+H2="$W/home-logout"
+printf '%s\n' "$ADMIN_PW" | TALLY_HOME="$H2" "$T" --server "$U" login admin >/dev/null 2>&1
+check_eq "login: exit 0" 0 "$?"
+TOK=$(cat "$H2"/tokens/* 2>/dev/null)
+check_match "login: token saved (64 hex)" '^[0-9a-f]{64}$' "$TOK"
+check_eq "the saved token works" "bye" "$(TALLY_HOME="$H2" "$T" --server "$U" --ledger books get greeting 2>&1)"
+OUT=$(TALLY_HOME="$H2" "$T" --server "$U" logout 2>&1)
+check_eq "logout: exit 0" "0" "$?"
+check_match "logout: says so" '^logged out' "$OUT"
+check_eq "logout: token file removed" "" "$(ls "$H2"/tokens/ 2>/dev/null)"
+check_eq "logout: the token is ended on the server" 401 "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOK" "$U/v1/ledgers")"
+TALLY_HOME="$H2" "$T" --server "$U" logout >/dev/null 2>&1
+check_eq "logout without a token: exit 4" 4 "$?"
+
 # ---------------------------------------------------------------- 3. a rollback
 # Stop tallyd, keep a copy of its directory (size 4), write two more
 # transactions, then serve the old copy again on the same port.

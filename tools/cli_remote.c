@@ -676,6 +676,18 @@ static int rcmd_login(cli_ctx *c, tally_client *cl)
     return CLI_EXIT_OK;
 }
 
+static int rcmd_logout(cli_ctx *c, tally_client *cl)
+{
+    int rc = tally_client_logout(cl);
+    if (rc != TALLY_OK)
+        return cli_fail(rc, "logout");
+    if (c->args->json)
+        puts("{\"ok\":true}");
+    else
+        puts("logged out (the session is ended on the server; the saved token is removed)");
+    return CLI_EXIT_OK;
+}
+
 /* ---- ledger create NAME | ledger list ---- */
 
 static int rcmd_ledger(cli_ctx *c, tally_client *cl)
@@ -765,7 +777,7 @@ static const rrow RHANDLERS[] = {
     { "set", rcmd_set, 1 },         { "get", rcmd_get, 1 },     { "del", rcmd_del, 1 },
     { "history", rcmd_history, 1 }, { "scan", rcmd_scan, 1 },   { "tx", rcmd_tx, 1 },
     { "state", rcmd_state, 1 },     { "verify", rcmd_verify, 1 }, { "proof", rcmd_proof, 1 },
-    { "checkpoint", rcmd_checkpoint, 1 }, { "login", rcmd_login, 0 },
+    { "checkpoint", rcmd_checkpoint, 1 }, { "login", rcmd_login, 0 }, { "logout", rcmd_logout, 0 },
     { "ledger", rcmd_ledger, 1 },   { "user", rcmd_user, 1 },
 };
 
@@ -817,6 +829,8 @@ static const cli_cmd RCOMMANDS[] = {
       "the latest signed checkpoint note, verified" },
     { "login", rrun, RW, 0, 1, 1, "login USER",
       "log in (password from a TTY without echo, else stdin); saves the token" },
+    { "logout", rrun, RW, 0, 0, 0, "logout",
+      "end the saved token's session on the server and remove the token" },
     { "ledger", rrun, RW, 0, 1, 2, "ledger create NAME\nledger list", "create or list ledgers" },
     { "user", rrun, RW, CLI_OPT_ROLE, 2, 2, "user create NAME --role ROLE [--ledger NAME]",
       "create a user (password: $TALLY_NEW_PASSWORD or prompted) or grant a role" },

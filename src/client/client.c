@@ -211,6 +211,24 @@ int tally_client_login(tally_client *c, char **out_token, const char *user, cons
     return 0;
 }
 
+int tally_client_logout(tally_client *c)
+{
+    char path[TC_PATH_MAX * 2];
+    snprintf(path, sizeof path, "%s/tokens/%s", c->state_dir, c->url_esc);
+    int rc = c->token ? tc_http(c, "POST", "/v1/logout", "{}", 2, 1)
+                      : tally_seterr(TALLY_EINVAL, "not logged in: no token for %s", c->url);
+    /* A token the server no longer knows is as good as ended. */
+    if (rc == TALLY_EINVAL && c->status == 401)
+        rc = 0;
+    if (rc == 0 && unlink(path) != 0 && errno != ENOENT)
+        rc = tally_seterr(TALLY_EIO, "cannot remove %s: %s", path, strerror(errno));
+    if (rc == 0) {
+        free(c->token);
+        c->token = NULL;
+    }
+    return rc;
+}
+
 /* ---- JSON helpers ---- */
 
 static json_t *parse_body(tally_client *c)

@@ -5,8 +5,12 @@
 ** holds {"name","scrypt":{"salt","hash","N","r","p"},"created"} and
 ** "role/<user>/<ledger>" the role name ("" when revoked). They are loaded at
 ** start and changed only by auth_grant / auth_init_admin, which commit first
-** and then update the tables. Tokens (32 random bytes, hex) live in memory
-** only, with an expiry; a restart logs everyone out.
+** and then update the tables. Tokens are 32 random bytes (hex) with an
+** expiry. A login commits "session/<expiry, 16 hex>/<SHA-256(token), hex>"
+** = {"user","expires"} (the login's record, and what a restart reloads: the
+** sessions not yet expired, found by scanning after "session/<now>"); a
+** logout commits its deletion. Only the token's hash is kept, on disk and
+** in memory: the table is keyed by it.
 **
 ** Invariants:
 **   (1) a srv_user is never freed before shutdown (tokens point at it);
@@ -24,11 +28,30 @@
 
 #include "server/server.h"
 #include "util/err.h"
+#include "util/sha256.h"
 
 typedef struct srv_token {
     const srv_user *user;
     uint64_t expires_ns;
 } srv_token;
+
+#define TOKEN_KEY_LEN 64 /* hex of SHA-256(token): the key of s->tokens */
+#define SESSION_KEY_MAX (8 + 16 + 1 + TOKEN_KEY_LEN + 1)
+
+/* hex(SHA-256(token text)). */
+static void token_key(const char *token, char out[TOKEN_KEY_LEN + 1])
+{
+    uint8_t h[32];
+    tally_sha256(token, strlen(token), h);
+    srv_hex(out, h, sizeof h);
+}
+
+/* "session/<expires_ns, 16 hex>/<token key>"; returns its length. */
+static int session_key(char out[SESSION_KEY_MAX + 1], uint64_t expires_ns, const char *tkey)
+{
+    return snprintf(out, SESSION_KEY_MAX + 1, "session/%016llx/%s", (unsigned long long)expires_ns,
+                    tkey);
+}
 
 typedef struct srv_rate {
     uint64_t fail_ns[SRV_LOGIN_FAILS_MAX]; /* ring of the latest failures */
@@ -154,16 +177,51 @@ static int load_role(void *ctx, const void *key, size_t key_len, const tally_ver
     return 0;
 }
 
+/* A session not yet expired: back into the token table (users are loaded). */
+static int load_session(void *ctx, const void *key, size_t key_len, const tally_version *v)
+{
+    load_ctx *lc = ctx;
+    char k[SESSION_KEY_MAX + 1];
+    json_error_t jerr;
+    json_t *j = json_loadb(v->value, v->value_len, 0, &jerr);
+    const char *user = json_string_value(json_object_get(j, "user"));
+    unsigned long long exp;
+    int n = -1;
+    if (key_len == SESSION_KEY_MAX - 1 && user) {
+        memcpy(k, key, key_len);
+        k[key_len] = '\0';
+        sscanf(k, "session/%16llx/%n", &exp, &n);
+    }
+    srv_user *u = user ? strmap_get(&lc->s->users, user) : NULL;
+    srv_token *t = u && n == 8 + 17 ? malloc(sizeof *t) : NULL;
+    json_decref(j);
+    if (!t) { /* a session of an unknown user or a malformed record */
+        lc->rc = TALLY_ECORRUPT;
+        return 1;
+    }
+    t->user = u;
+    t->expires_ns = exp;
+    if (exp > srv_now_ns() && strmap_put(&lc->s->tokens, k + n, t) == 0)
+        return 0;
+    free(t);
+    return 0;
+}
+
 int auth_open(tallyd *s, char *err, size_t err_len)
 {
     load_ctx lc = { s, 0 };
+    char after[SESSION_KEY_MAX + 1];
+    int after_len = snprintf(after, sizeof after, "session/%016llx", (unsigned long long)srv_now_ns());
     int rc = tally_scan(s->sys, TALLY_NS_SYSTEM, "user/", 5, NULL, 0, 0, 0, load_user, &lc);
     if (rc == TALLY_OK && lc.rc == 0)
         rc = tally_scan(s->sys, TALLY_NS_SYSTEM, "role/", 5, NULL, 0, 0, 0, load_role, &lc);
+    if (rc == TALLY_OK && lc.rc == 0) /* keys sort by expiry: only the live ones */
+        rc = tally_scan(s->sys, TALLY_NS_SYSTEM, "session/", 8, after, (size_t)after_len, 0,
+                        SRV_TOKENS_MAX, load_session, &lc);
     if (rc == TALLY_OK)
         rc = lc.rc;
     if (rc != TALLY_OK) {
-        snprintf(err, err_len, "cannot load users and roles: %s", tally_strerror(rc));
+        snprintf(err, err_len, "cannot load users, roles and sessions: %s", tally_strerror(rc));
         return -1;
     }
     return 0;
@@ -293,8 +351,10 @@ const srv_user *auth_token(tallyd *s, const char *token)
 {
     if (!token || strlen(token) != SRV_TOKEN_HEX_LEN)
         return NULL;
+    char key[TOKEN_KEY_LEN + 1];
+    token_key(token, key);
     pthread_rwlock_rdlock(&s->token_lock);
-    const srv_token *t = strmap_get(&s->tokens, token);
+    const srv_token *t = strmap_get(&s->tokens, key);
     const srv_user *u = t && t->expires_ns > srv_now_ns() ? t->user : NULL;
     pthread_rwlock_unlock(&s->token_lock);
     return u;
@@ -318,28 +378,78 @@ static void tokens_sweep(tallyd *s, uint64_t now_ns)
     free(dead);
 }
 
-/* Issues a token for u. Returns 0 or -1 (too many live tokens). */
-static int token_issue(tallyd *s, const srv_user *u, char out[SRV_TOKEN_HEX_LEN + 1],
+/* Issues a token for u: committed to the system ledger (durable: it
+** survives a restart), then usable. Returns 0 or an HTTP status (e). */
+static int token_issue(tallyd *s, srv_err *e, const srv_user *u, char out[SRV_TOKEN_HEX_LEN + 1],
                        uint64_t *expires_ns)
 {
     uint8_t raw[SRV_TOKEN_HEX_LEN / 2];
+    char tkey[TOKEN_KEY_LEN + 1], skey[SESSION_KEY_MAX + 1], ts[SRV_TIME_BUF];
     srv_token *t = malloc(sizeof *t);
     if (!t || RAND_bytes(raw, sizeof raw) != 1) {
         free(t);
-        return -1;
+        return srv_fail(e, 500, "internal", "no token");
     }
     srv_hex(out, raw, sizeof raw);
+    token_key(out, tkey);
     uint64_t now = srv_now_ns();
     t->user = u;
     t->expires_ns = *expires_ns = now + s->cfg.token_ttl_s * 1000000000ull;
     pthread_rwlock_wrlock(&s->token_lock);
     if (s->tokens.count >= SRV_TOKENS_MAX || (s->tokens.count & 1023) == 1023)
         tokens_sweep(s, now);
-    int rc = strmap_put(&s->tokens, out, t);
+    int full = s->tokens.count >= SRV_TOKENS_MAX;
     pthread_rwlock_unlock(&s->token_lock);
-    if (rc < 0)
+    if (full) {
         free(t);
-    return rc;
+        return srv_fail(e, 503, "unavailable", "%u sessions are live; try later", SRV_TOKENS_MAX);
+    }
+    srv_fmt_time(ts, t->expires_ns);
+    json_t *v = json_pack("{s:s,s:s}", "user", u->name, "expires", ts);
+    char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    int klen = session_key(skey, t->expires_ns, tkey);
+    tally_entry en = { .ns = TALLY_NS_SYSTEM, .key = skey, .key_len = (size_t)klen,
+                       .value = text, .value_len = text ? strlen(text) : 0 };
+    int rc = text ? sys_commit(s, u->name, "login", &en, 1) : TALLY_ENOMEM;
+    free(text);
+    if (rc != TALLY_OK) {
+        free(t);
+        return srv_fail_engine(e, rc);
+    }
+    pthread_rwlock_wrlock(&s->token_lock);
+    rc = strmap_put(&s->tokens, tkey, t);
+    pthread_rwlock_unlock(&s->token_lock);
+    if (rc < 0) {
+        free(t);
+        return srv_fail(e, 500, "internal", "out of memory");
+    }
+    return 0;
+}
+
+int auth_logout(tallyd *s, srv_err *e, const char *token)
+{
+    char tkey[TOKEN_KEY_LEN + 1], skey[SESSION_KEY_MAX + 1];
+    if (!token || strlen(token) != SRV_TOKEN_HEX_LEN)
+        return srv_fail(e, 401, "unauthorized", "no, unknown or expired token");
+    token_key(token, tkey);
+    pthread_rwlock_rdlock(&s->token_lock);
+    srv_token *t = strmap_get(&s->tokens, tkey);
+    uint64_t exp = t ? t->expires_ns : 0;
+    char user[SRV_NAME_LEN_MAX + 1];
+    snprintf(user, sizeof user, "%s", t ? t->user->name : "");
+    pthread_rwlock_unlock(&s->token_lock);
+    if (!t || exp <= srv_now_ns())
+        return srv_fail(e, 401, "unauthorized", "no, unknown or expired token");
+    int klen = session_key(skey, exp, tkey);
+    tally_entry en = { .ns = TALLY_NS_SYSTEM, .key = skey, .key_len = (size_t)klen, .deleted = 1 };
+    int rc = sys_commit(s, user, "logout", &en, 1);
+    if (rc != TALLY_OK)
+        return srv_fail_engine(e, rc);
+    pthread_rwlock_wrlock(&s->token_lock);
+    free(strmap_del(&s->tokens, tkey));
+    pthread_rwlock_unlock(&s->token_lock);
+    return 0;
 }
 
 /* ---- Login rate limit ---- */
@@ -417,9 +527,7 @@ int auth_login(tallyd *s, srv_err *e, const char *user, const char *password,
     if (!u || CRYPTO_memcmp(h, copy.hash, SRV_HASH_BYTES) != 0)
         return srv_fail(e, 401, "unauthorized", "bad user or password");
     rate_clear(s, user);
-    if (token_issue(s, u, token, expires_ns) < 0)
-        return srv_fail(e, 500, "internal", "too many sessions");
-    return 0;
+    return token_issue(s, e, u, token, expires_ns);
 }
 
 void auth_close(tallyd *s)

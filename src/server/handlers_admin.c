@@ -11,6 +11,7 @@
 */
 #include <inttypes.h>
 #include <jansson.h>
+#include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,16 @@ int h_login(srv_req *r)
     json_t *out = json_pack("{s:s,s:s,s:s}", "token", token, "user", user, "expires", ts);
     json_decref(j);
     return http_json(r, 200, out);
+}
+
+int h_logout(srv_req *r)
+{
+    const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                   MHD_HTTP_HEADER_AUTHORIZATION);
+    srv_err e;
+    if (auth_logout(r->s, &e, auth && strncmp(auth, "Bearer ", 7) == 0 ? auth + 7 : NULL) != 0)
+        return http_error(r, &e);
+    return http_json(r, 200, json_pack("{s:b}", "ok", 1));
 }
 
 /* {"name","id","size"} of a ledger (opening it), or NULL on an engine error. */

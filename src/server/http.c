@@ -69,6 +69,7 @@ static const srv_route routes[] = {
     { "GET", SCOPE_PUBLIC, "/metrics", 0, h_metrics, 0 },
     { "GET", SCOPE_PUBLIC, "/v1/server", 0, h_server, 0 },
     { "POST", SCOPE_PUBLIC, "/v1/login", 0, h_login, SLOW },
+    { "POST", SCOPE_USER, "/v1/logout", 0, h_logout, SLOW },
     { "GET", SCOPE_USER, "/v1/ledgers", 0, h_ledgers_list, 0 },
     { "POST", SCOPE_USER, "/v1/ledgers", 0, h_ledgers_create, SLOW },
     { "POST", SCOPE_USER, "/v1/users", 0, h_users, SLOW },

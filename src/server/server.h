@@ -262,6 +262,9 @@ const srv_user *auth_token(tallyd *s, const char *token);
 /* Checks the password and issues a token. 0, or 401 / 429 / 500 with e filled. */
 int auth_login(tallyd *s, srv_err *e, const char *user, const char *password,
                char token[SRV_TOKEN_HEX_LEN + 1], uint64_t *expires_ns);
+/* Ends the session of token (its deletion is committed to the system
+** ledger first). 0, or 401 / 500 with e filled. */
+int auth_logout(tallyd *s, srv_err *e, const char *token);
 /* Frees every auth table. */
 void auth_close(tallyd *s);
 
@@ -375,6 +378,7 @@ int h_health(srv_req *r);
 int h_metrics(srv_req *r);
 int h_server(srv_req *r);
 int h_login(srv_req *r);
+int h_logout(srv_req *r);
 int h_ledgers_list(srv_req *r);
 int h_ledgers_create(srv_req *r);
 int h_ledger_info(srv_req *r);
