@@ -130,34 +130,104 @@ static int node_cmp(const void *a, const void *b) {
     return ix_key_cmp(x->ns, x->key, x->key_len, y->ns, y->key, y->key_len);
 }
 
-/* Sorting pairs of (ns + first 7 key bytes as a big-endian integer, node)
-** settles most comparisons without touching the nodes. */
+/* Sorting pairs of (a 64-bit prefix, node), refined by depth: first by the
+** namespace and key bytes 0..5, then each run of equal prefixes by the next 7
+** bytes, and so on. Each byte position takes 9 bits, 0 when the key has
+** ended and byte + 1 otherwise, so integer order is ix_key_cmp's order (a
+** key before any longer key it prefixes). Comparisons never touch the
+** nodes; a node is read once per level its key needs. Keys with a long
+** shared prefix ("account:000000…") made the old sort (7 bytes, then the
+** nodes) touch two scattered nodes per comparison: measured 10% of an
+** ingest's CPU. The integer sort is an LSD radix sort (11-bit digits, the
+** digits every item shares skipped). */
 typedef struct sort_item {
     uint64_t prefix;
     mt_key *k;
 } sort_item;
 
-static uint64_t key_prefix(const mt_key *k) {
-    uint64_t p = (uint64_t)k->ns << 56;
-    for (size_t i = 0; i < 7 && i < k->key_len; i++) p |= (uint64_t)k->key[i] << (48 - 8 * i);
+/* 9-bit codes of key bytes [from, from + count) in the low 9*count bits. */
+static uint64_t key_codes(const mt_key *k, size_t from, unsigned count) {
+    uint64_t p = 0;
+    for (unsigned i = 0; i < count; i++) {
+        size_t at = from + i;
+        p = p << 9 | (at < k->key_len ? (uint64_t)k->key[at] + 1 : 0);
+    }
     return p;
+}
+
+/* The prefix of k for the level starting at key byte depth. */
+static uint64_t level_prefix(const mt_key *k, size_t depth) {
+    return depth == 0 ? (uint64_t)k->ns << 54 | key_codes(k, 0, 6) : key_codes(k, depth, 7);
 }
 
 static int item_cmp(const void *a, const void *b) {
     const sort_item *x = a, *y = b;
-    if (x->prefix != y->prefix) return x->prefix < y->prefix ? -1 : 1;
-    return ix_key_cmp(x->k->ns, x->k->key, x->k->key_len, y->k->ns, y->k->key, y->k->key_len);
+    return x->prefix < y->prefix ? -1 : x->prefix > y->prefix;
+}
+
+/* LSD radix sort of it[0..n) by prefix, 11 bits a pass, through tmp[0..n);
+** passes whose digit is the same for every item are skipped. */
+#define RADIX_BITS 11u
+static void radix_sort(sort_item *it, sort_item *tmp, size_t n) {
+    static _Thread_local size_t count[1u << RADIX_BITS];
+    sort_item *src = it, *dst = tmp;
+    for (unsigned shift = 0; shift < 64; shift += RADIX_BITS) {
+        memset(count, 0, sizeof count);
+        for (size_t i = 0; i < n; i++) count[(src[i].prefix >> shift) & ((1u << RADIX_BITS) - 1)]++;
+        if (count[(src[0].prefix >> shift) & ((1u << RADIX_BITS) - 1)] == n) continue;
+        size_t sum = 0;
+        for (size_t d = 0; d < (1u << RADIX_BITS); d++) {
+            size_t c = count[d];
+            count[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++) dst[count[(src[i].prefix >> shift) & ((1u << RADIX_BITS) - 1)]++] = src[i];
+        sort_item *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != it) memcpy(it, src, n * sizeof *it);
+}
+
+/* Sorts it[0..n) whose prefixes are those of the level at depth; tmp has
+** room for n items. */
+static void sort_level(sort_item *it, sort_item *tmp, size_t n, size_t depth) {
+    if (n > 256) radix_sort(it, tmp, n);
+    else qsort(it, n, sizeof *it, item_cmp);
+    size_t next = depth == 0 ? 6 : depth + 7;
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && it[j].prefix == it[i].prefix) j++;
+        /* A tie whose last position is "ended" would be two equal keys: the
+        ** memtable's keys are unique, so only go on while bytes remain. */
+        if (j - i > 1 && (it[i].prefix & 0x1FF) != 0) {
+            for (size_t m = i; m < j; m++) {
+                if (m + 16 < j) __builtin_prefetch(it[m + 16].k); /* scattered nodes */
+                it[m].prefix = level_prefix(it[m].k, next);
+            }
+            sort_level(it + i, tmp, j - i, next);
+        }
+        i = j;
+    }
+}
+
+/* Sorts the n nodes of v (level-0 items it[] already made when it != NULL). */
+static void sort_items(mt_key **v, sort_item *it, size_t n) {
+    sort_item *tmp = it && n > 256 ? malloc(n * sizeof *tmp) : NULL;
+    if (!it || (n > 256 && !tmp)) { /* no memory for the fast path */
+        qsort(v, n, sizeof *v, node_cmp);
+        free(tmp);
+        return;
+    }
+    sort_level(it, tmp, n, 0);
+    for (size_t i = 0; i < n; i++) v[i] = it[i].k;
+    free(tmp);
 }
 
 static void sort_nodes(mt_key **v, size_t n) {
-    sort_item *it = n > 64 ? malloc(n * sizeof *it) : NULL;
-    if (!it) { /* small, or no memory for the fast path */
-        qsort(v, n, sizeof *v, node_cmp);
-        return;
-    }
-    for (size_t i = 0; i < n; i++) it[i].prefix = key_prefix(v[i]), it[i].k = v[i];
-    qsort(it, n, sizeof *it, item_cmp);
-    for (size_t i = 0; i < n; i++) v[i] = it[i].k;
+    sort_item *it = n > 1 ? malloc(n * sizeof *it) : NULL;
+    for (size_t i = 0; it && i < n; i++) it[i].prefix = level_prefix(v[i], 0), it[i].k = v[i];
+    if (n > 1) sort_items(v, it, n);
     free(it);
 }
 
@@ -186,10 +256,22 @@ int64_t mt_collect_prefix(const memtable *mt, uint8_t ns, const void *prefix, si
 int mt_sort(memtable *mt) {
     size_t cnt = 0;
     mt_key **v = malloc((mt->nkeys ? mt->nkeys : 1) * sizeof *v);
-    if (!v) return -1;
-    for (uint64_t i = 0; i <= mt->mask; i++)
-        if (mt->slots[i].k && mt->slots[i].k->nver) v[cnt++] = mt->slots[i].k;
-    sort_nodes(v, cnt);
+    sort_item *it = mt->nkeys > 1 ? malloc(mt->nkeys * sizeof *it) : NULL;
+    if (!v) {
+        free(it);
+        return -1;
+    }
+    /* One pass over the slots; each node is read once (prefetched ahead),
+    ** for its version count and its level-0 prefix together. */
+    for (uint64_t i = 0; i <= mt->mask; i++) {
+        if (i + 16 <= mt->mask && mt->slots[i + 16].k) __builtin_prefetch(mt->slots[i + 16].k);
+        mt_key *k = mt->slots[i].k;
+        if (!k || !k->nver) continue;
+        if (it) it[cnt].prefix = level_prefix(k, 0), it[cnt].k = k;
+        v[cnt++] = k;
+    }
+    if (cnt > 1) sort_items(v, it, cnt);
+    free(it);
     free(mt->sorted);
     mt->sorted = v;
     mt->nsorted = cnt;
