@@ -171,10 +171,13 @@ static int item_cmp(const void *a, const void *b) {
 static void radix_sort(sort_item *it, sort_item *tmp, size_t n) {
     static _Thread_local size_t count[1u << RADIX_BITS];
     sort_item *src = it, *dst = tmp;
+    uint64_t all_or = 0, all_and = ~0ull; /* bits where they differ: the digits to sort by */
+    for (size_t i = 0; i < n; i++) all_or |= it[i].prefix, all_and &= it[i].prefix;
+    uint64_t differ = all_or ^ all_and;
     for (unsigned shift = 0; shift < 64; shift += RADIX_BITS) {
+        if (!((differ >> shift) & ((1u << RADIX_BITS) - 1))) continue;
         memset(count, 0, sizeof count);
         for (size_t i = 0; i < n; i++) count[(src[i].prefix >> shift) & ((1u << RADIX_BITS) - 1)]++;
-        if (count[(src[0].prefix >> shift) & ((1u << RADIX_BITS) - 1)] == n) continue;
         size_t sum = 0;
         for (size_t d = 0; d < (1u << RADIX_BITS); d++) {
             size_t c = count[d];
