@@ -159,6 +159,11 @@ check_eq "logout: token file removed" "" "$(ls "$H2"/tokens/ 2>/dev/null)"
 check_eq "logout: the token is ended on the server" 401 "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOK" "$U/v1/ledgers")"
 TALLY_HOME="$H2" "$T" --server "$U" logout >/dev/null 2>&1
 check_eq "logout without a token: exit 4" 4 "$?"
+printf '%s\n' "$ADMIN_PW" | TALLY_HOME="$H2" "$T" --server "$U" login admin >/dev/null 2>&1
+TOK=$(cat "$H2"/tokens/* 2>/dev/null)
+OUT=$(printf 'logout\n' | TALLY_HOME="$H2" "$T" shell --server "$U" 2>&1)
+check_match "shell: logout" 'logged out' "$OUT"
+check_eq "shell: logout ended the session on the server" 401 "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOK" "$U/v1/ledgers")"
 
 # ---------------------------------------------------------------- 3. a rollback
 # Stop tallyd, keep a copy of its directory (size 4), write two more

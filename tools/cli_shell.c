@@ -380,6 +380,18 @@ static int sh_login(shell *s, int argc, char **argv)
     return 0;
 }
 
+static int sh_logout(shell *s, int argc, char **argv)
+{
+    int rc = tally_client_logout(s->cl);
+    if (rc != TALLY_OK)
+        return shell_fail(s, rc, "logout");
+    if (s->json)
+        puts("{\"ok\":true}");
+    else
+        puts("logged out");
+    return 0;
+}
+
 static int sh_use(shell *s, int argc, char **argv)
 {
     char old[sizeof s->ledger];
@@ -786,6 +798,7 @@ static int sh_quit(shell *s, int argc, char **argv)
 static const shell_cmd COMMANDS[] = {
     { "login", sh_login, 1, 1, "login USER",
       "log in (the password is asked for); saves the token" },
+    { "logout", sh_logout, 0, 0, "logout", "end the session on the server; removes the saved token" },
     { "use", sh_use, 1, 1, "use LEDGER", "work on LEDGER from now on" },
     { "ledgers", sh_ledgers, 0, 0, "ledgers", "the ledgers you have a role on (* = in use)" },
     { "set", sh_set, 2, -1, "set KEY VALUE [KEY VALUE ...] [--if-absent | --if-rev R]",
