@@ -256,6 +256,8 @@ static void db_free(tally_db *db) {
     pthread_cond_destroy(&db->ckpt_cond);
     pthread_rwlock_destroy(&db->ixlock);
     pthread_mutex_destroy(&db->ckpt_mu);
+    etree_cache_free(db);
+    pthread_mutex_destroy(&db->etree_mu);
     free(db);
 }
 
@@ -287,6 +289,7 @@ int tally_db_open(tally_db **out, const char *dir, const tally_options *opts, ta
     pthread_cond_init(&db->ckpt_cond, NULL);
     pthread_rwlock_init(&db->ixlock, NULL);
     pthread_mutex_init(&db->ckpt_mu, NULL);
+    pthread_mutex_init(&db->etree_mu, NULL);
     int rc = 0;
     if (db->opt.segment_bytes_max < 4096 || db->opt.segment_bytes_max > (4ull << 30) - 1)
         rc = tally_seterr(TALLY_EINVAL, "segment_bytes_max must be in [4 KiB, 4 GiB)");

@@ -33,6 +33,9 @@
 #include "merkle/store.h"
 #include "os/afile.h"
 
+#define ETREE_SLOTS 4          /* cached entry trees (read.c) */
+#define ETREE_ENTRIES_MIN 64u  /* smaller transactions are hashed per proof */
+
 #define TXIDX_ITEM_LEN 16 /* u64 log position | u64 ts_ns */
 /* Bit 63 of an item's position: its record had been fdatasynced when the item
 ** was written (always so with durability FULL). Recovery takes it as proof
@@ -112,8 +115,17 @@ struct tally_db {
 
     _Atomic(uint64_t) *checked[TXCHECK_CHUNKS]; /* txcheck.c */
 
+    /* read.c: the entry trees of the last few large transactions proven, so
+    ** proofs of many entries of one transaction hash it once. */
+    pthread_mutex_t etree_mu;
+    struct etree *etree[ETREE_SLOTS];
+    unsigned etree_next;
+
     _Atomic uint64_t st_commits, st_syncs, st_sync_ns, st_checkpoints;
 };
+
+/* read.c: frees the entry-tree cache (close). */
+void etree_cache_free(tally_db *db);
 
 /* index.c */
 /* Latest version count of (ns,key) in the layers older than `active`. */
