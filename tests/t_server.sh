@@ -458,12 +458,52 @@ req POST "$U/v1/ledgers/B/set" "@$W/big33.json" "$AT"
 check_eq "33 values of 1 MiB in one transaction (ledger B)" 200 "$CODE"
 python3 -c 'import json; print(json.dumps({"keys": ["big%02d" % i for i in range(33)]}))' >"$W/big33k.json"
 req POST "$U/v1/ledgers/B/verified/getmany" "@$W/big33k.json" "$AT"
-err_is "verified/getmany: a JSON answer over 64 MiB" 413 too_large
+check_eq "verified/getmany: a 33 MiB JSON answer (under 64 MiB) is given" "200 33" "$CODE $(jq_py 'len(j["results"])')"
 GMB=$(curl -s -m 60 -o "$W/gm.bin" -w '%{http_code} %{size_download}' -H "Authorization: Bearer $AT" \
     -H 'Accept: application/vnd.tally.bundles' -H 'Content-Type: application/json' \
     --data-binary "@$W/big33k.json" "$U/v1/ledgers/B/verified/getmany")
-check_match "verified/getmany: the same keys in binary (33 MiB) are answered" '^200 3[0-9]{7}$' "$GMB"
+check_match "verified/getmany: the same keys in binary (33 MiB)" '^200 3[0-9]{7}$' "$GMB"
 rm -f "$W/big33.json" "$W/gm.bin"
+# Binary batches (API.md "Binary batches") for the bounds below.
+cat >"$W/tb01.py" <<'PYEOF'
+import struct, sys
+n, byte, vlen, prefix, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+with open(out, "wb") as f:
+    f.write(b"TB01" + struct.pack("<II", n, 0))
+    v = bytes([byte]) * vlen
+    for i in range(n):
+        k = ("%s%06d" % (prefix, i)).encode()
+        f.write(struct.pack("<BBHIIQ", 0, 0, len(k), vlen, 0, 0) + k + v)
+PYEOF
+binset() { # ledger file -> CODE
+    CODE=$(curl -s -m 120 -o "$W/resp.body" -w '%{http_code}' -H "Authorization: Bearer $AT" \
+        -H 'Content-Type: application/vnd.tally.batch' --data-binary "@$2" "$U/v1/ledgers/$1/set")
+}
+gm_bin() { # ledger keys-json -> "CODE SIZE"
+    curl -s -m 120 -o "$W/gm.bin" -w '%{http_code} %{size_download}' -H "Authorization: Bearer $AT" \
+        -H 'Accept: application/vnd.tally.bundles' -H 'Content-Type: application/json' \
+        --data-binary "$2" "$U/v1/ledgers/$1/verified/getmany"
+}
+# JSON escapes: 11 values of 1 MiB of 0x01 are 66 MiB as JSON strings (\u0001)
+python3 "$W/tb01.py" 11 1 1048576 ctl "$W/ctl.bin"
+binset B "$W/ctl.bin"
+check_eq "11 values of 1 MiB of control bytes (binary batch)" 200 "$CODE"
+CTLK='{"keys":["ctl000000","ctl000001","ctl000002","ctl000003","ctl000004","ctl000005","ctl000006","ctl000007","ctl000008","ctl000009","ctl000010"]}'
+req POST "$U/v1/ledgers/B/verified/getmany" "$CTLK" "$AT"
+err_is "verified/getmany: JSON escapes counted in the 64 MiB bound" 413 too_large
+check_match "verified/getmany: the same in binary (11 MiB) is answered" '^200 11[0-9]{6}$' "$(gm_bin B "$CTLK")"
+# The proofs' work: 5 transactions of 55 MiB of entries each; keys from all
+# five mean hashing 275 MiB (> 256 MiB: 413), from four 220 MiB (answered).
+for t in 0 1 2 3 4; do
+    python3 "$W/tb01.py" 55 $((65 + t)) 1048576 "w$t-" "$W/w.bin"
+    binset B "$W/w.bin"
+    [ "$CODE" = 200 ] || bad "55 MiB transaction $t" 200 "$CODE"
+done
+rm -f "$W/w.bin" "$W/ctl.bin"
+req POST "$U/v1/ledgers/B/verified/getmany" '{"keys":["w0-000001","w1-000002","w2-000003","w3-000004","w4-000005"]}' "$AT"
+err_is "verified/getmany: proofs that would hash 275 MiB of entries" 413 too_large
+check_match "verified/getmany: four of those transactions (220 MiB) are answered" '^200 [0-9]+$' "$(gm_bin B '{"keys":["w0-000001","w1-000002","w2-000003","w3-000004","w3-000009"]}')"
+rm -f "$W/gm.bin"
 req GET "$U/v1/ledgers/A/verified/tx/2?trusted=2" "" "$RT"
 check_eq "verified/tx keys" '["checkpoint", "consistency", "entries", "ts", "tx", "tx_header_hex", "tx_proof"]' "$(jq_py 'sorted(k for k in j)')"
 check_eq "verified/tx entry keys" '["header_hex", "index", "key", "meta_hex", "value"]' "$(jq_py 'sorted(j["entries"][0])')"
@@ -536,6 +576,14 @@ req POST "$U/v1/logout" '{}' "$LOUT"
 err_is "logout twice" 401 unauthorized
 req POST "$U/v1/logout" '{}' ""
 err_is "logout without a token" 401 unauthorized
+LOUT2=$(login "$U" rd rd-secret-pw)
+LOPIDS=""
+for i in 1 2 3 4; do
+    curl -s -o /dev/null -w '%{http_code}\n' -X POST -H "Authorization: Bearer $LOUT2" "$U/v1/logout" >"$W/lo.$i" &
+    LOPIDS="$LOPIDS $!"
+done
+wait $LOPIDS
+check_eq "4 concurrent logouts of one token: one succeeds" "1 3" "$(cat "$W"/lo.* | grep -c '^200$') $(cat "$W"/lo.* | grep -c '^401$')"
 
 stop_tallyd "$PID1"
 check_eq "SIGTERM: clean exit 0" 0 "$STOP_RC"
@@ -556,7 +604,7 @@ WT=$(login "$U" wr wr-secret-pw)
 check_ne "restart: admin login" "" "$AT"
 check_ne "restart: reader login (user persisted)" "" "$RT"
 req GET "$U/v1/ledgers" "" "$AT"
-check_eq "restart: ledgers persisted" '[["A", "'"$AID"'", 7], ["B", "'"$BID"'", 1]]' "$(jq_py 'sorted([[l["name"],l["id"],l["size"]] for l in j["ledgers"] if l["name"] in ("A","B")])')"
+check_eq "restart: ledgers persisted" '[["A", "'"$AID"'", 7], ["B", "'"$BID"'", 7]]' "$(jq_py 'sorted([[l["name"],l["id"],l["size"]] for l in j["ledgers"] if l["name"] in ("A","B")])')"
 req GET "$U/v1/ledgers/A/get?key=k" "" "$RT"
 check_eq "restart: data persisted" "v4 6" "$(jq_py 'j["value"] + " " + str(j["tx"])')"
 req GET "$U/v1/ledgers/A/proof/consistency?old=6&size=7" "" "$RT"

@@ -249,9 +249,10 @@ static int rset_stdin(cli_ctx *c, tally_client *cl)
 
 /* ---- get KEY [--tx N | --at TIME | --rev R] ---- */
 
-/* get K1 K2 …: one verified/getmany per TALLY_CLIENT_GETMANY_MAX keys, each
-** value printed as a single get prints it, in the order given; an absent key
-** is reported on stderr and makes the exit code 1 once all are printed. */
+/* get K1 K2 …: one verified/getmany per TALLY_CLIENT_GETMANY_MAX keys (fewer
+** when the server finds an answer too large), each value printed as a single
+** get prints it, in the order given, once its request verified; an absent
+** key is reported on stderr and makes the exit code 1 once all are printed. */
 static int rget_many(cli_ctx *c, tally_client *cl, int how, uint64_t arg)
 {
     const cli_args *a = c->args;
@@ -268,9 +269,14 @@ static int rget_many(cli_ctx *c, tally_client *cl, int how, uint64_t arg)
         keys[i].key_len = strlen(a->pos[i]);
     }
     int ec = CLI_EXIT_OK;
-    for (size_t at = 0; at < n && ec != CLI_EXIT_INTEGRITY; at += TALLY_CLIENT_GETMANY_MAX) {
-        size_t m = n - at < TALLY_CLIENT_GETMANY_MAX ? n - at : TALLY_CLIENT_GETMANY_MAX;
+    size_t chunk = TALLY_CLIENT_GETMANY_MAX;
+    for (size_t at = 0; at < n && ec != CLI_EXIT_INTEGRITY;) {
+        size_t m = n - at < chunk ? n - at : chunk;
         int rc = tally_client_verified_get_many(cl, out, NULL, keys + at, m, how, arg);
+        if (rc == TALLY_ETOOBIG && m > 1) { /* the answer would be too large: halve */
+            chunk = m / 2;
+            continue;
+        }
         if (rc != TALLY_OK) {
             ec = cli_fail(rc, "%zu keys", m);
             break;
@@ -285,6 +291,7 @@ static int rget_many(cli_ctx *c, tally_client *cl, int how, uint64_t arg)
             }
             tally_client_version_free(&out[i]);
         }
+        at += m;
     }
     free(keys);
     free(out);

@@ -215,8 +215,9 @@ int tally_client_logout(tally_client *c)
 {
     char path[TC_PATH_MAX * 2];
     snprintf(path, sizeof path, "%s/tokens/%s", c->state_dir, c->url_esc);
-    int rc = c->token ? tc_http(c, "POST", "/v1/logout", "{}", 2, 1)
-                      : tally_seterr(TALLY_EINVAL, "not logged in: no token for %s", c->url);
+    if (!c->token)
+        return tally_seterr(TALLY_EINVAL, "not logged in: no token for %s", c->url);
+    int rc = tc_http(c, "POST", "/v1/logout", "{}", 2, 1);
     /* A token the server no longer knows is as good as ended. */
     if (rc == TALLY_EINVAL && c->status == 401)
         rc = 0;
@@ -1425,6 +1426,7 @@ int tally_client_verified_get_many(tally_client *c, tally_client_version *out,
     add_selector(&p, sel, arg);
     c->accept_bundles = 1;
     rc = req_json(c, "POST", &p, body);
+    c->accept_bundles = 0; /* also when the request was never sent */
     if (rc != 0)
         rc = v_refused(c, &v, rc);
     tc_checkpoint cp;

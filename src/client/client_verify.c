@@ -763,6 +763,9 @@ int tc_verify_batch(const tc_trust *t, const tc_expect *e, size_t n, const char 
     /* The checkpoint and its consistency with the trusted state, once. */
     if ((rc = tc_check_note(t, (const char *)note, note_len, &cp->size, cp->root, why)))
         return rc;
+    if (old != 0 && (old >= cp->size || t->size == 0))
+        return bad(why, "a consistency proof from %" PRIu64 " where none belongs (size %" PRIu64
+                   ", trusted %" PRIu64 ")", old, cp->size, t->size);
     cons.a = old;
     cons.size = cp->size;
     if ((rc = consistency_core(t, cp->size, cp->root, old || cons.len ? &cons : NULL, why)))

@@ -34,7 +34,8 @@
 #include "os/afile.h"
 
 #define ETREE_SLOTS 4          /* cached entry trees (read.c) */
-#define ETREE_ENTRIES_MIN 64u  /* smaller transactions are hashed per proof */
+#define ETREE_ENTRIES_MIN 64u  /* smaller transactions (and under ETREE_BYTES_MIN of */
+#define ETREE_BYTES_MIN 65536u /* entries) are hashed again for each proof */
 
 #define TXIDX_ITEM_LEN 16 /* u64 log position | u64 ts_ns */
 /* Bit 63 of an item's position: its record had been fdatasynced when the item

@@ -328,7 +328,8 @@ int tally_proof_consistency(tally_db *db, tally_proof *out, uint64_t old_size, u
 /* The entry tree of one transaction with every complete subtree's hash:
 ** level l holds n >> l nodes, from off[l]. An entry proof then reads
 ** O(log n) of them instead of hashing the whole transaction (a 65,536-entry
-** transaction is ~30 ms of SHA-256: too much per key of a batched read). */
+** transaction is ~30 ms of SHA-256, a 64 MiB one more: too much per key of a
+** batched read). */
 typedef struct etree {
     uint64_t tx;
     uint32_t n;
@@ -410,7 +411,7 @@ int tally_proof_entry(tally_db *db, tally_proof *out, uint64_t tx, uint32_t i) {
         return tally_seterr(TALLY_ERANGE, "tx %llu has %u entries", (unsigned long long)tx, t.entry_count);
     out->index = i;
     out->size = t.entry_count;
-    if (t.entry_count >= ETREE_ENTRIES_MIN) {
+    if (t.entry_count >= ETREE_ENTRIES_MIN || t.entries_len >= ETREE_BYTES_MIN) {
         pthread_mutex_lock(&db->etree_mu);
         rc = etree_proof(db, tx, i, out);
         pthread_mutex_unlock(&db->etree_mu);

@@ -135,8 +135,8 @@ uint64_t run_lower_bound(const run *r, uint8_t ns, const void *key, size_t len) 
 ** One pass over the merge of the old run and the frozen memtable. Key count
 ** and key bytes are known in advance (base_rev tells which memtable keys the
 ** run already has), which fixes every section's offset; each section streams
-** through its own 1 MiB buffer to its final offset. Only
-** the hash-slot array is held in memory. The trailer CRC is then taken by
+** through its own 1 MiB buffer to its final offset. Only the hash-slot
+** array and its buckets (16 bytes per key) are held in memory. The trailer CRC is then taken by
 ** reading the written file back sequentially (page cache).
 **
 ** The slot array is filled in two steps: the merge appends (hash, slot

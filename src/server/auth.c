@@ -395,10 +395,13 @@ static int token_issue(tallyd *s, srv_err *e, const srv_user *u, char out[SRV_TO
     uint64_t now = srv_now_ns();
     t->user = u;
     t->expires_ns = *expires_ns = now + s->cfg.token_ttl_s * 1000000000ull;
+    /* Reserve the slot before committing, so a durable session always fits. */
     pthread_rwlock_wrlock(&s->token_lock);
-    if (s->tokens.count >= SRV_TOKENS_MAX || (s->tokens.count & 1023) == 1023)
+    if (s->tokens.count + s->tokens_pending >= SRV_TOKENS_MAX || (s->tokens.count & 1023) == 1023)
         tokens_sweep(s, now);
-    int full = s->tokens.count >= SRV_TOKENS_MAX;
+    int full = s->tokens.count + s->tokens_pending >= SRV_TOKENS_MAX;
+    if (!full)
+        s->tokens_pending++;
     pthread_rwlock_unlock(&s->token_lock);
     if (full) {
         free(t);
@@ -413,16 +416,14 @@ static int token_issue(tallyd *s, srv_err *e, const srv_user *u, char out[SRV_TO
                        .value = text, .value_len = text ? strlen(text) : 0 };
     int rc = text ? sys_commit(s, u->name, "login", &en, 1) : TALLY_ENOMEM;
     free(text);
+    pthread_rwlock_wrlock(&s->token_lock);
+    s->tokens_pending--;
+    if (rc == TALLY_OK)
+        rc = strmap_put(&s->tokens, tkey, t) < 0 ? TALLY_ENOMEM : TALLY_OK;
+    pthread_rwlock_unlock(&s->token_lock);
     if (rc != TALLY_OK) {
         free(t);
         return srv_fail_engine(e, rc);
-    }
-    pthread_rwlock_wrlock(&s->token_lock);
-    rc = strmap_put(&s->tokens, tkey, t);
-    pthread_rwlock_unlock(&s->token_lock);
-    if (rc < 0) {
-        free(t);
-        return srv_fail(e, 500, "internal", "out of memory");
     }
     return 0;
 }
@@ -433,23 +434,30 @@ int auth_logout(tallyd *s, srv_err *e, const char *token)
     if (!token || strlen(token) != SRV_TOKEN_HEX_LEN)
         return srv_fail(e, 401, "unauthorized", "no, unknown or expired token");
     token_key(token, tkey);
-    pthread_rwlock_rdlock(&s->token_lock);
-    srv_token *t = strmap_get(&s->tokens, tkey);
-    uint64_t exp = t ? t->expires_ns : 0;
-    char user[SRV_NAME_LEN_MAX + 1];
-    snprintf(user, sizeof user, "%s", t ? t->user->name : "");
-    pthread_rwlock_unlock(&s->token_lock);
-    if (!t || exp <= srv_now_ns())
-        return srv_fail(e, 401, "unauthorized", "no, unknown or expired token");
-    int klen = session_key(skey, exp, tkey);
-    tally_entry en = { .ns = TALLY_NS_SYSTEM, .key = skey, .key_len = (size_t)klen, .deleted = 1 };
-    int rc = sys_commit(s, user, "logout", &en, 1);
-    if (rc != TALLY_OK)
-        return srv_fail_engine(e, rc);
+    /* Out of the table first: a second logout of the same token (or a
+    ** request) finds nothing from here on; put back if the commit fails. */
     pthread_rwlock_wrlock(&s->token_lock);
-    free(strmap_del(&s->tokens, tkey));
+    srv_token *t = strmap_del(&s->tokens, tkey);
+    int live = t && t->expires_ns > srv_now_ns();
+    if (live)
+        s->tokens_pending++; /* its slot stays reserved until it is settled */
     pthread_rwlock_unlock(&s->token_lock);
-    return 0;
+    if (!live) {
+        free(t);
+        return srv_fail(e, 401, "unauthorized", "no, unknown or expired token");
+    }
+    char skey_user[SRV_NAME_LEN_MAX + 1];
+    snprintf(skey_user, sizeof skey_user, "%s", t->user->name);
+    int klen = session_key(skey, t->expires_ns, tkey);
+    tally_entry en = { .ns = TALLY_NS_SYSTEM, .key = skey, .key_len = (size_t)klen, .deleted = 1 };
+    int rc = sys_commit(s, skey_user, "logout", &en, 1);
+    pthread_rwlock_wrlock(&s->token_lock);
+    s->tokens_pending--;
+    if (rc != TALLY_OK && strmap_put(&s->tokens, tkey, t) == 0)
+        t = NULL; /* back in the table: the session goes on */
+    pthread_rwlock_unlock(&s->token_lock);
+    free(t);
+    return rc == TALLY_OK ? 0 : srv_fail_engine(e, rc);
 }
 
 /* ---- Login rate limit ---- */

@@ -416,6 +416,57 @@ static int getmany_point(srv_req *r, srv_err *e, srv_checkpoint *cp, uint64_t *t
     return 0;
 }
 
+static int u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The work the keys' entry proofs need: each distinct transaction's entries
+** are hashed once (the engine caches the trees of large ones). Returns 0 or
+** 413 (e) when they exceed SRV_GETMANY_HASH_BYTES_MAX. */
+static int getmany_budget(srv_req *r, srv_err *e, const tally_version *vs, const int *found,
+                          size_t n)
+{
+    uint64_t *txs = malloc((n ? n : 1) * sizeof *txs), bytes = 0;
+    size_t m = 0;
+    if (!txs)
+        return srv_fail(e, 500, "internal", "out of memory");
+    for (size_t i = 0; i < n; i++)
+        if (found[i])
+            txs[m++] = vs[i].tx;
+    qsort(txs, m, sizeof *txs, u64_cmp);
+    for (size_t i = 0; i < m; i++) {
+        tally_tx_info t;
+        if ((i > 0 && txs[i] == txs[i - 1]) || tally_tx_get(r->db, &t, txs[i]) != TALLY_OK)
+            continue;
+        const uint8_t *h = t.header;
+        bytes += (uint64_t)h[85] | (uint64_t)h[86] << 8 | (uint64_t)h[87] << 16 |
+                 (uint64_t)h[88] << 24; /* entries_len (FORMAT.md §2.3) */
+    }
+    free(txs);
+    if (bytes > SRV_GETMANY_HASH_BYTES_MAX)
+        return srv_fail(e, 413, "too_large",
+                        "proving these keys means hashing %" PRIu64 " bytes of their transactions "
+                        "(at most %u per request): ask for fewer keys", bytes,
+                        SRV_GETMANY_HASH_BYTES_MAX);
+    return 0;
+}
+
+/* Bytes a string or bytes field takes in the JSON answer, at most: a UTF-8
+** string with its escapes (a control byte is \u00XX), else hex. */
+static uint64_t json_field_bytes(const void *p, size_t n)
+{
+    if (!srv_utf8_valid(p, n))
+        return 2 * (uint64_t)n + 16;
+    uint64_t b = 16;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = ((const uint8_t *)p)[i];
+        b += c < 0x20 ? 6 : c == '"' || c == '\\' ? 2 : 1;
+    }
+    return b;
+}
+
 /* Answers every key (found: a bundle; absent: not_found) into either form.
 ** Returns 0 or an HTTP status (e). */
 static int getmany_answer(srv_req *r, srv_err *e, const gm_key *keys, size_t n, int binary,
@@ -445,17 +496,32 @@ static int getmany_answer(srv_req *r, srv_err *e, const gm_key *keys, size_t n, 
         return st ? st : srv_fail(e, 500, "internal", "out of memory");
     }
     vitem *it = malloc(sizeof *it);
-    if (!it)
+    tally_version *vs = calloc(n, sizeof *vs);
+    int *found = calloc(n, sizeof *found);
+    if (!it || !vs || !found) {
+        free(it);
+        free(vs);
+        free(found);
         return srv_fail(e, 500, "internal", "out of memory");
-    uint64_t json_bytes = 0; /* an upper bound of the JSON answer's size */
+    }
+    /* The lookups first, to bound the proofs' work before doing it. */
     for (size_t i = 0; i < n && st == 0; i++) {
         /* as_of >= 1 here unless the ledger is empty: then nothing is found. */
-        rc = as_of ? tally_get(r->db, &it->v, TALLY_NS_KV, keys[i].p, keys[i].n, as_of)
+        rc = as_of ? tally_get(r->db, &vs[i], TALLY_NS_KV, keys[i].p, keys[i].n, as_of)
                    : TALLY_ENOTFOUND;
-        if (rc == TALLY_OK)
-            st = vitem_fetch(r, e, it, cp.size);
-        else if (rc != TALLY_ENOTFOUND)
+        found[i] = rc == TALLY_OK;
+        if (rc != TALLY_OK && rc != TALLY_ENOTFOUND)
             st = srv_fail_engine(e, rc);
+    }
+    if (st == 0)
+        st = getmany_budget(r, e, vs, found, n);
+    uint64_t json_bytes = 0; /* an upper bound of the JSON answer's size */
+    for (size_t i = 0; i < n && st == 0; i++) {
+        rc = found[i] ? TALLY_OK : TALLY_ENOTFOUND;
+        if (found[i]) {
+            it->v = vs[i];
+            st = vitem_fetch(r, e, it, cp.size);
+        }
         if (st)
             break;
         if (binary) {
@@ -474,9 +540,10 @@ static int getmany_answer(srv_req *r, srv_err *e, const gm_key *keys, size_t n, 
                               SRV_GETMANY_BYTES_MAX);
             continue;
         }
-        json_bytes += 512 + 2 * keys[i].n;
+        json_bytes += 512 + json_field_bytes(keys[i].p, keys[i].n);
         if (rc == TALLY_OK)
-            json_bytes += 2 * ((uint64_t)it->ev.value_len + it->ev.meta_len + it->t.header_len) +
+            json_bytes += json_field_bytes(it->ev.value, it->ev.value_len) +
+                          2 * ((uint64_t)it->ev.meta_len + it->t.header_len) +
                           68 * ((uint64_t)it->ep.len + it->tp.len);
         if (json_bytes > SRV_GETMANY_BYTES_MAX) {
             st = srv_fail(e, 413, "too_large", "the answer exceeds %u bytes: ask for fewer keys",
@@ -495,6 +562,8 @@ static int getmany_answer(srv_req *r, srv_err *e, const gm_key *keys, size_t n, 
             st = srv_fail(e, 500, "internal", "out of memory");
     }
     free(it);
+    free(vs);
+    free(found);
     return st;
 }
 

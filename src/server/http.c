@@ -87,7 +87,7 @@ static const srv_route routes[] = {
     { "GET", SCOPE_LEDGER, "/verified/get", ROLE_READER, h_verified_get, 0 },
     { "POST", SCOPE_LEDGER, "/verified/set", ROLE_WRITER, h_verified_set, 0 },
     { "GET", SCOPE_LEDGER, "/verified/tx/#", ROLE_READER, h_verified_tx, 0 },
-    { "POST", SCOPE_LEDGER, "/verified/getmany", ROLE_READER, h_verified_getmany, 0 },
+    { "POST", SCOPE_LEDGER, "/verified/getmany", ROLE_READER, h_verified_getmany, SLOW },
 };
 #define ROUTES_COUNT (sizeof routes / sizeof routes[0])
 

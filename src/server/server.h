@@ -62,6 +62,7 @@
 #define SRV_WORKERS             8u           /* threads for slow requests (scrypt, admin, del) */
 #define SRV_GETMANY_KEYS_MAX    1000u        /* keys of one verified/getmany */
 #define SRV_GETMANY_BYTES_MAX   (64u << 20)  /* its answer; beyond: 413 */
+#define SRV_GETMANY_HASH_BYTES_MAX (256u << 20) /* entry bytes its proofs hash; beyond: 413 */
 #define SRV_DRAIN_MS_MAX        30000u       /* shutdown: wait for suspended requests */
 
 /* ---- strmap.c: open addressing, linear probing, backward-shift delete ---- */
@@ -182,7 +183,8 @@ typedef struct tallyd {
     pthread_rwlock_t auth_lock;  /* guards users, roles */
     strmap users;                /* name -> srv_user* */
     strmap roles;                /* "user/ledger" -> (void*)(uintptr_t)role */
-    pthread_rwlock_t token_lock; /* guards tokens */
+    pthread_rwlock_t token_lock; /* guards tokens and tokens_pending */
+    size_t tokens_pending;      /* logins committing their session: slots reserved */
     strmap tokens;               /* hex -> srv_token* */
     pthread_mutex_t rate_mu;     /* guards rate */
     strmap rate;                 /* user name -> srv_rate* */
