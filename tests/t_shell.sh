@@ -162,9 +162,13 @@ ATOK=$(curl -s -X POST -H 'Content-Type: application/json' --data-binary "{\"use
 check_eq "65,536 entries in one binary transaction" 200 "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $ATOK" -H 'Content-Type: application/vnd.tally.batch' --data-binary "@$W/big.bin" "$U/v1/ledgers/bulk/set")"
 KEYS=$(python3 -c 'print(" ".join("big%05d" % (i * 65 + 7) for i in range(1000)))')
 # shellcheck disable=SC2086
-OUT=$(TALLY_USER=admin TALLY_PASSWORD="$ADMIN_PW" "$T" --server "$U" --ledger bulk get $KEYS 2>"$W/err")
+OUT=$(TALLY_HOME="$W/home-bulk" TALLY_USER=admin TALLY_PASSWORD="$ADMIN_PW" "$T" --server "$U" --ledger bulk get $KEYS 2>"$W/err")
 check_eq "get of 1000 keys of that transaction: exit 0" 0 "$?"
 check_eq "get of 1000 keys: every value, in order" "$(python3 -c 'print("\n".join("val%05d" % ((i * 65 + 7) * 7 % 100000) for i in range(1000)))')" "$OUT"
+OUT=$(TALLY_HOME="$W/home-bulk" TALLY_USER=admin TALLY_PASSWORD="$ADMIN_PW" "$T" --server "$U" --ledger bulk get big00007 2>&1)
+check_eq "get of one key of that transaction (verified/get, on tallyd's pool)" "val00049" "$OUT"
+OUT=$(TALLY_HOME="$W/home-bulk" TALLY_USER=admin TALLY_PASSWORD="$ADMIN_PW" "$T" --server "$U" --ledger bulk --json tx 1 2>&1)
+check_eq "tx 1 whole, verified (verified/tx, on tallyd's pool): 65,536 entries" 65536 "$(printf '%s' "$OUT" | python3 -c 'import sys, json; print(len(json.load(sys.stdin)["entries"]))' 2>&1)"
 rm -f "$W/big.bin"
 
 # ---------------------------------------------------------------- CLI login / logout

@@ -168,6 +168,14 @@ int h_checkpoint(srv_req *r)
 }
 
 /* ---- verified/get and verified/getmany ---- */
+/* The entries section's length of a tx (its header, FORMAT.md §2.3): what
+** an entry proof of that tx hashes. */
+static uint64_t tx_entries_bytes(const tally_tx_info *t)
+{
+    const uint8_t *h = t->header;
+    return (uint64_t)h[85] | (uint64_t)h[86] << 8 | (uint64_t)h[87] << 16 | (uint64_t)h[88] << 24;
+}
+
 /* Everything one key's bundle needs, fetched once, written as JSON or binary. */
 typedef struct vitem {
     tally_version v;
@@ -247,6 +255,10 @@ static int verified_get(srv_req *r, srv_err *e, json_t *o, vitem *it, uint8_t **
         return st;
     if (it->v.tx > cp.size && (st = checkpoint_covering(r, e, it->v.tx, &cp)))
         return st;
+    tally_tx_info t;
+    if (!r->defer && tally_tx_get(r->db, &t, it->v.tx) == TALLY_OK &&
+        tx_entries_bytes(&t) > SRV_LOOP_HASH_BYTES_MAX)
+        return -1; /* the entry proof hashes a large transaction: on the pool */
     if ((st = vitem_fetch(r, e, it, cp.size)))
         return st;
     if (vitem_json(o, it) < 0)
@@ -264,6 +276,10 @@ int h_verified_get(srv_req *r)
                      : srv_fail(&e, 500, "internal", "out of memory");
     free(owned);
     free(it);
+    if (st == -1) {
+        json_decref(o);
+        return http_to_pool(r);
+    }
     if (st) {
         json_decref(o);
         return http_error(r, &e);
@@ -426,7 +442,7 @@ static int u64_cmp(const void *a, const void *b)
 ** are hashed once (the engine caches the trees of large ones). Returns 0 or
 ** 413 (e) when they exceed SRV_GETMANY_HASH_BYTES_MAX. */
 static int getmany_budget(srv_req *r, srv_err *e, const tally_version *vs, const int *found,
-                          size_t n)
+                          size_t n, uint64_t *hash_bytes)
 {
     uint64_t *txs = malloc((n ? n : 1) * sizeof *txs), bytes = 0;
     size_t m = 0;
@@ -440,11 +456,10 @@ static int getmany_budget(srv_req *r, srv_err *e, const tally_version *vs, const
         tally_tx_info t;
         if ((i > 0 && txs[i] == txs[i - 1]) || tally_tx_get(r->db, &t, txs[i]) != TALLY_OK)
             continue;
-        const uint8_t *h = t.header;
-        bytes += (uint64_t)h[85] | (uint64_t)h[86] << 8 | (uint64_t)h[87] << 16 |
-                 (uint64_t)h[88] << 24; /* entries_len (FORMAT.md §2.3) */
+        bytes += tx_entries_bytes(&t);
     }
     free(txs);
+    *hash_bytes = bytes;
     if (bytes > SRV_GETMANY_HASH_BYTES_MAX)
         return srv_fail(e, 413, "too_large",
                         "proving these keys means hashing %" PRIu64 " bytes of their transactions "
@@ -513,8 +528,11 @@ static int getmany_answer(srv_req *r, srv_err *e, const gm_key *keys, size_t n, 
         if (rc != TALLY_OK && rc != TALLY_ENOTFOUND)
             st = srv_fail_engine(e, rc);
     }
+    uint64_t hash_bytes = 0;
     if (st == 0)
-        st = getmany_budget(r, e, vs, found, n);
+        st = getmany_budget(r, e, vs, found, n, &hash_bytes);
+    if (st == 0 && !r->defer && hash_bytes > SRV_LOOP_HASH_BYTES_MAX)
+        st = -1; /* costly: the caller moves the request to the worker pool */
     uint64_t json_bytes = 0; /* an upper bound of the JSON answer's size */
     for (size_t i = 0; i < n && st == 0; i++) {
         rc = found[i] ? TALLY_OK : TALLY_ENOTFOUND;
@@ -587,6 +605,11 @@ int h_verified_getmany(srv_req *r)
     free(keys);
     free(owned);
     json_decref(j);
+    if (st == -1) { /* proofs to hash beyond what a loop does: again, on the pool */
+        json_decref(o);
+        free(b.p);
+        return http_to_pool(r);
+    }
     if (st) {
         json_decref(o);
         free(b.p);
@@ -693,6 +716,8 @@ static int verified_tx(srv_req *r, srv_err *e, json_t *o)
         return st;
     if ((rc = tally_tx_get(r->db, &t, tx)) != TALLY_OK)
         return srv_fail_engine(e, rc);
+    if (!r->defer && tx_entries_bytes(&t) > SRV_LOOP_HASH_BYTES_MAX)
+        return -1; /* a large transaction to send whole: on the pool */
     srv_fmt_time(ts, t.ts_ns);
     json_t *arr = json_array();
     if (json_object_set_new(o, "tx", json_integer((json_int_t)tx)) < 0 ||
@@ -712,6 +737,10 @@ int h_verified_tx(srv_req *r)
     srv_err e;
     json_t *o = json_object();
     int st = o ? verified_tx(r, &e, o) : srv_fail(&e, 500, "internal", "out of memory");
+    if (st == -1) {
+        json_decref(o);
+        return http_to_pool(r);
+    }
     if (st) {
         json_decref(o);
         return http_error(r, &e);

@@ -344,6 +344,12 @@ int http_arg_bytes(srv_req *r, const char *name, const uint8_t **p, size_t *len,
 ** this returns. Only from a handler on the event thread (not a slow route). */
 int http_commit_async(srv_req *r, const tally_entry *e, size_t n, const void *meta,
                       size_t meta_len, int (*cont)(srv_req *r));
+/* From a handler on an event loop that finds its request costly: moves r to
+** the worker pool, where the handler runs again from the start with
+** r->defer set (it must then do the work). Returns MHD's result. */
+int http_to_pool(srv_req *r);
+/* Work a handler on an event loop does itself; above it, http_to_pool. */
+#define SRV_LOOP_HASH_BYTES_MAX (1u << 20)
 /* In a continuation: the error response for a failed r->commit_rc. */
 int http_commit_failed(srv_req *r);
 /* 1 if the request's Content-Type is SRV_BINARY_CTYPE (a binary batch). */
