@@ -67,11 +67,11 @@ $(BS)/tallyd: tools/tallyd.c $(SRV_OBJ_S) $(BS)/libtally.a
 	@echo "  LINK    $@"
 	@$(CC) $(BASE) $(SANFLAGS) tools/tallyd.c $(SRV_OBJ_S) $(BS)/libtally.a $(LDLIBS) -o $@
 
-$(B)/tests/%: tests/%.c tests/testutil.h $(wildcard fuzz/*.c) $(LIBS)
+$(B)/tests/%: tests/%.c $(wildcard tests/*.h) $(wildcard fuzz/*.c) $(LIBS)
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
 	@$(CC) $(BASE) $(CFLAGS) $< $(LIBS) $(LDLIBS) -o $@
-$(BS)/tests/%: tests/%.c tests/testutil.h $(wildcard fuzz/*.c) $(LIBS_S)
+$(BS)/tests/%: tests/%.c $(wildcard tests/*.h) $(wildcard fuzz/*.c) $(LIBS_S)
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
 	@$(CC) $(BASE) $(SANFLAGS) $< $(LIBS_S) $(LDLIBS) -o $@

@@ -37,6 +37,7 @@
 #include "note/note.h"
 #include "tally_client.h"
 #include "tally.h"
+#include "bundle_util.h"
 #include "testutil.h"
 
 #define KEYNAME "tally.test"
@@ -44,30 +45,6 @@
 #define ORIGIN KEYNAME "/ledger/" LEDGER_ID
 
 static uint8_t g_priv[32], g_pub[32], g_priv2[32], g_pub2[32];
-
-static char *hexs(const void *p, size_t n)
-{
-    char *s = malloc(2 * n + 1);
-    tc_hex(s, p, n);
-    return s;
-}
-
-static json_t *jhex(const void *p, size_t n)
-{
-    char *s = hexs(p, n);
-    json_t *j = json_string(s);
-    free(s);
-    return j;
-}
-
-static json_t *jproof(const char *first, uint64_t a, const tally_proof *p)
-{
-    json_t *arr = json_array();
-    for (size_t i = 0; i < p->len; i++)
-        json_array_append_new(arr, jhex(p->path[i], 32));
-    return json_pack("{s:I, s:I, s:o}", first, (json_int_t)a, "size", (json_int_t)p->size,
-                     "proof", arr);
-}
 
 /* Signed checkpoint of db at size with origin, signed by priv as name. */
 static char *checkpoint(tally_db *db, uint64_t size, const char *origin, const char *name,
@@ -1008,37 +985,6 @@ out:
 }
 
 /* ---- batched verified reads: the binary TVB1 form (docs/API.md) ---- */
-
-typedef struct tb {
-    uint8_t *p;
-    size_t len, cap;
-} tb;
-
-static void tb_put(tb *b, const void *p, size_t n)
-{
-    if (b->len + n > b->cap) {
-        b->cap = (b->len + n) * 2 + 256;
-        b->p = realloc(b->p, b->cap);
-        CHECK(b->p != NULL);
-    }
-    if (n)
-        memcpy(b->p + b->len, p, n);
-    b->len += n;
-}
-
-static void tb_le(tb *b, uint64_t v, unsigned bytes)
-{
-    uint8_t x[8];
-    for (unsigned i = 0; i < bytes; i++)
-        x[i] = (uint8_t)(v >> (8 * i));
-    tb_put(b, x, bytes);
-}
-
-static void tb_path(tb *b, const tally_proof *p)
-{
-    tb_le(b, p->len, 1);
-    tb_put(b, p->path, p->len * 32);
-}
 
 /* The answer to keys[0..n) as of size S with a consistency proof from
 ** trusted (0: none), written from the spec, independently of tallyd's

@@ -28,43 +28,12 @@
 
 #include "../fuzz/fuzz_bundles.c"
 #include "util/text.h"
+#include "bundle_util.h"
 #include "testutil.h"
 
 #define CORPUS "fuzz/corpus/bundles"
 
 /* ---- the seed generator ---- */
-
-typedef struct tb {
-    uint8_t *p;
-    size_t len, cap;
-} tb;
-
-static void tb_put(tb *b, const void *p, size_t n)
-{
-    if (b->len + n > b->cap) {
-        b->cap = (b->len + n) * 2 + 256;
-        b->p = realloc(b->p, b->cap);
-        if (!b->p)
-            abort();
-    }
-    if (n)
-        memcpy(b->p + b->len, p, n);
-    b->len += n;
-}
-
-static void tb_le(tb *b, uint64_t v, unsigned bytes)
-{
-    uint8_t x[8];
-    for (unsigned i = 0; i < bytes; i++)
-        x[i] = (uint8_t)(v >> (8 * i));
-    tb_put(b, x, bytes);
-}
-
-static void tb_path(tb *b, const tally_proof *p)
-{
-    tb_le(b, p->len, 1);
-    tb_put(b, p->path, p->len * 32);
-}
 
 static const char *g_dir;
 static unsigned g_written;
@@ -113,24 +82,6 @@ static char *signed_checkpoint(tally_db *db, uint64_t size)
     CHECK(checkpoint_format(text, sizeof text, FB_ORIGIN, size, root) > 0);
     CHECK(note_sign(out, sizeof out, text, FB_KEYNAME, FB_PRIV) > 0);
     return strdup(out);
-}
-
-static json_t *jhex(const void *p, size_t n)
-{
-    char *s = malloc(2 * n + 1);
-    tally_hex_encode(s, p, n);
-    json_t *j = json_string(s);
-    free(s);
-    return j;
-}
-
-static json_t *jproof(const char *first, uint64_t a, const tally_proof *p)
-{
-    json_t *arr = json_array();
-    for (size_t i = 0; i < p->len; i++)
-        json_array_append_new(arr, jhex(p->path[i], 32));
-    return json_pack("{s:I, s:I, s:o}", first, (json_int_t)a, "size", (json_int_t)p->size,
-                     "proof", arr);
 }
 
 /* o[name] as UTF-8 text, or o[name_hex] when it is not valid UTF-8 (tallyd's rule). */
