@@ -178,6 +178,11 @@ struct tally_client;
 const char *cli_ledger_or_default(const char *given);
 int cli_client_open(struct tally_client **out, const char *url, const char *ledger, const char *vkey,
                     long timeout_ms, int with_creds);
+/* The keys of a batched verified get: words[0..n) as their text bytes (the
+** array points at the words). Caller frees the array with free(). NULL if
+** out of memory. */
+struct tally_client_key;
+struct tally_client_key *cli_words_as_keys(char *const *words, size_t n);
 
 /* cli_shell.c, cli_audit.c: commands with their own option parsing */
 int cli_shell_main(int argc, char **argv);

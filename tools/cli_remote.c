@@ -253,20 +253,26 @@ static int rset_stdin(cli_ctx *c, tally_client *cl)
 ** when the server finds an answer too large), each value printed as a single
 ** get prints it, in the order given, once its request verified; an absent
 ** key is reported on stderr and makes the exit code 1 once all are printed. */
+tally_client_key *cli_words_as_keys(char *const *words, size_t n)
+{
+    tally_client_key *keys = calloc(n ? n : 1, sizeof *keys);
+    for (size_t i = 0; keys && i < n; i++) {
+        keys[i].key = words[i];
+        keys[i].key_len = strlen(words[i]);
+    }
+    return keys;
+}
+
 static int rget_many(cli_ctx *c, tally_client *cl, int how, uint64_t arg)
 {
     const cli_args *a = c->args;
     size_t n = (size_t)a->npos;
-    tally_client_key *keys = calloc(n, sizeof *keys);
+    tally_client_key *keys = cli_words_as_keys(a->pos, n);
     tally_client_version *out = calloc(TALLY_CLIENT_GETMANY_MAX, sizeof *out);
     if (!keys || !out) {
         free(keys);
         free(out);
         return cli_failx(TALLY_ENOMEM, "%zu keys", n);
-    }
-    for (size_t i = 0; i < n; i++) {
-        keys[i].key = a->pos[i];
-        keys[i].key_len = strlen(a->pos[i]);
     }
     int ec = CLI_EXIT_OK;
     size_t chunk = TALLY_CLIENT_GETMANY_MAX;

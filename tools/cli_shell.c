@@ -524,16 +524,12 @@ static int get_many(shell *s, const shell_cmd *cmd, const shell_opts *o)
     if (o->sel == TALLY_CLIENT_REV)
         return shell_usage(cmd, "--rev selects one key's revision: give one key");
     size_t n = (size_t)o->npos;
-    tally_client_key *keys = calloc(n, sizeof *keys);
+    tally_client_key *keys = cli_words_as_keys(o->pos, n);
     tally_client_version *v = calloc(n, sizeof *v);
     if (!v || !keys) {
         free(keys);
         free(v);
         return shell_fail(s, TALLY_ENOMEM, "get of %zu keys", n);
-    }
-    for (size_t i = 0; i < n; i++) {
-        keys[i].key = o->pos[i];
-        keys[i].key_len = strlen(o->pos[i]);
     }
     int rc = tally_client_verified_get_many(s->cl, v, NULL, keys, n, o->sel, o->arg), ec = 0;
     free(keys);
