@@ -7,12 +7,21 @@
 ** size S, the consistency proof goes from the client's trusted size to S, and
 ** the value read is one visible at S.
 **
+** verified/getmany answers up to SRV_GETMANY_KEYS_MAX keys under one
+** checkpoint, as JSON or as the binary TVB1 form (docs/API.md, "Batched
+** verified reads"); every key's bundle is built by the same code as
+** verified/get's (vitem_*).
+**
 ** Invariants:
 **   (1) a bundle's proofs and its checkpoint name the same size S, and the
-**       transaction it proves is <= S;
+**       transaction it proves is <= S (for a batch: every result's);
 **   (2) trusted > S is refused (400) before anything is committed;
 **   (3) a consistency proof is included only when 0 < trusted < S (trusted 0
-**       means "nothing trusted yet"; trusted == S needs no proof).
+**       means "nothing trusted yet"; trusted == S needs no proof);
+**   (4) an event loop hashes at most SRV_LOOP_HASH_BYTES_MAX of transactions
+**       for one request: beyond, the handler moves to the worker pool
+**       (http_to_pool); a batch is refused (413) past
+**       SRV_GETMANY_HASH_BYTES_MAX, and its answer past SRV_GETMANY_BYTES_MAX.
 */
 #include <inttypes.h>
 #include <jansson.h>
