@@ -57,5 +57,22 @@ echo "### Proofs and checkpoints"; ex GET '/v1/ledgers/books/proof/inclusion?tx=
 echo "### Verified variants"; ex GET '/v1/ledgers/books/verified/get?key=acct:1&trusted=1'
 ex POST /v1/ledgers/books/verified/set '{"entries":[{"key":"acct:4","value":"1"}],"trusted":4}'
 ex GET '/v1/ledgers/books/verified/tx/1?trusted=5'
+echo "### Batched verified reads"
+ex POST '/v1/ledgers/books/verified/getmany?trusted=5' '{"keys":["acct:1","acct:9"]}'
+echo '```'
+echo "POST /v1/ledgers/books/verified/getmany?trusted=6   (Accept: application/vnd.tally.bundles)"
+echo '{"keys":["acct:1","acct:9"]}'
+echo
+curl -s -X POST -H "Authorization: Bearer $TOKEN" -H 'Accept: application/vnd.tally.bundles' \
+    "$U/v1/ledgers/books/verified/getmany?trusted=6" -d '{"keys":["acct:1","acct:9"]}' >"$DIR/gm.bin"
+NOTE_END=$(python3 -c 'import sys,struct; b=open(sys.argv[1],"rb").read(); print(12+struct.unpack_from("<I",b,8)[0])' "$DIR/gm.bin")
+xxd -l 12 "$DIR/gm.bin"
+echo "… the signed checkpoint note (bytes 12..$((NOTE_END - 1))), then:"
+xxd -s "$NOTE_END" "$DIR/gm.bin"
+echo '```'
+echo "### Logout"
+LOGOUT_TOKEN=$(curl -s -XPOST "$U/v1/login" -d '{"user":"admin","password":"correct-horse"}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["token"])')
+TOKEN=$LOGOUT_TOKEN ex POST /v1/logout '{}'
+TOKEN=$LOGOUT_TOKEN ex POST /v1/logout '{}'
 echo "### Errors"; TOKEN=bogus ex GET /v1/ledgers/books/state
 echo "### Metrics (excerpt)"; echo '```'; curl -s "$U/metrics" | grep -E '^tally_|^http_requests_total' | head -12; echo '```'
