@@ -165,6 +165,10 @@ KEYS=$(python3 -c 'print(" ".join("big%05d" % (i * 65 + 7) for i in range(1000))
 OUT=$(TALLY_HOME="$W/home-bulk" TALLY_USER=admin TALLY_PASSWORD="$ADMIN_PW" "$T" --server "$U" --ledger bulk get $KEYS 2>"$W/err")
 check_eq "get of 1000 keys of that transaction: exit 0" 0 "$?"
 check_eq "get of 1000 keys: every value, in order" "$(python3 -c 'print("\n".join("val%05d" % ((i * 65 + 7) * 7 % 100000) for i in range(1000)))')" "$OUT"
+KEYS=$(python3 -c 'print(" ".join("big%05d" % (i * 43) for i in range(1500)))')
+# shellcheck disable=SC2086
+OUT=$(TALLY_HOME="$W/home-bulk" TALLY_USER=admin TALLY_PASSWORD="$ADMIN_PW" "$T" --server "$U" --ledger bulk get $KEYS 2>&1)
+check_eq "get of 1500 keys (two requests of at most 1000): every value, in order" "$(python3 -c 'print("\n".join("val%05d" % (i * 43 * 7 % 100000) for i in range(1500)))')" "$OUT"
 OUT=$(TALLY_HOME="$W/home-bulk" TALLY_USER=admin TALLY_PASSWORD="$ADMIN_PW" "$T" --server "$U" --ledger bulk get big00007 2>&1)
 check_eq "get of one key of that transaction (verified/get, on tallyd's pool)" "val00049" "$OUT"
 OUT=$(TALLY_HOME="$W/home-bulk" TALLY_USER=admin TALLY_PASSWORD="$ADMIN_PW" "$T" --server "$U" --ledger bulk --json tx 1 2>&1)
