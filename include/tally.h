@@ -216,6 +216,8 @@ typedef struct tally_tx_info {
     uint64_t tx;
     uint64_t ts_ns;
     uint32_t entry_count;
+    uint32_t entries_len;                 /* bytes of its entries (FORMAT.md §2.3): what
+                                             an entry proof of this tx hashes */
     uint8_t hash[TALLY_HASH_LEN];         /* RFC 6962 leaf hash of the tx header */
     uint8_t prev_hash[TALLY_HASH_LEN];
     uint8_t entries_root[TALLY_HASH_LEN];

@@ -244,6 +244,7 @@ int tally_tx_get(tally_db *db, tally_tx_info *out, uint64_t tx) {
     out->tx = tx;
     out->ts_ns = t.ts_ns;
     out->entry_count = t.entry_count;
+    out->entries_len = t.entries_len;
     memcpy(out->hash, mstore_leaf(db->ms, tx - 1), 32);
     memcpy(out->prev_hash, t.prev_hash, 32);
     memcpy(out->entries_root, t.entries_root, 32);

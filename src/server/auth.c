@@ -446,11 +446,11 @@ int auth_logout(tallyd *s, srv_err *e, const char *token)
         free(t);
         return srv_fail(e, 401, "unauthorized", "no, unknown or expired token");
     }
-    char skey_user[SRV_NAME_LEN_MAX + 1];
-    snprintf(skey_user, sizeof skey_user, "%s", t->user->name);
+    char user[SRV_NAME_LEN_MAX + 1];
+    snprintf(user, sizeof user, "%s", t->user->name);
     int klen = session_key(skey, t->expires_ns, tkey);
     tally_entry en = { .ns = TALLY_NS_SYSTEM, .key = skey, .key_len = (size_t)klen, .deleted = 1 };
-    int rc = sys_commit(s, skey_user, "logout", &en, 1);
+    int rc = sys_commit(s, user, "logout", &en, 1);
     pthread_rwlock_wrlock(&s->token_lock);
     s->tokens_pending--;
     if (rc != TALLY_OK && strmap_put(&s->tokens, tkey, t) == 0)

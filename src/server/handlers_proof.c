@@ -177,13 +177,6 @@ int h_checkpoint(srv_req *r)
 }
 
 /* ---- verified/get and verified/getmany ---- */
-/* The entries section's length of a tx (its header, FORMAT.md §2.3): what
-** an entry proof of that tx hashes. */
-static uint64_t tx_entries_bytes(const tally_tx_info *t)
-{
-    const uint8_t *h = t->header;
-    return (uint64_t)h[85] | (uint64_t)h[86] << 8 | (uint64_t)h[87] << 16 | (uint64_t)h[88] << 24;
-}
 
 /* Everything one key's bundle needs, fetched once, written as JSON or binary. */
 typedef struct vitem {
@@ -194,15 +187,19 @@ typedef struct vitem {
     tally_proof tp;   /* tx in the tree of the checkpoint's size */
 } vitem;
 
-/* Completes it (it->v set: a version visible at size) with the entry, the tx
-** header and both proofs. Returns 0 or an HTTP status (e). */
+/* Completes it (it->v set: a version visible at size) with the tx header,
+** the entry and both proofs. Returns 0, an HTTP status (e), or -1 on an
+** event loop when the entry proof would hash more than
+** SRV_LOOP_HASH_BYTES_MAX (invariant 4: the caller moves to the pool). */
 static int vitem_fetch(srv_req *r, srv_err *e, vitem *it, uint64_t size)
 {
-    int rc = tally_tx_entry(r->db, &it->ev, it->v.tx, it->v.entry_index);
+    int rc = tally_tx_get(r->db, &it->t, it->v.tx);
+    if (rc == TALLY_OK && !r->defer && it->t.entries_len > SRV_LOOP_HASH_BYTES_MAX)
+        return -1;
+    if (rc == TALLY_OK)
+        rc = tally_tx_entry(r->db, &it->ev, it->v.tx, it->v.entry_index);
     if (rc == TALLY_OK)
         rc = tally_proof_entry(r->db, &it->ep, it->v.tx, it->v.entry_index);
-    if (rc == TALLY_OK)
-        rc = tally_tx_get(r->db, &it->t, it->v.tx);
     if (rc == TALLY_OK)
         rc = tally_proof_tx(r->db, &it->tp, it->v.tx, size);
     return rc == TALLY_OK ? 0 : srv_fail_engine(e, rc);
@@ -264,10 +261,6 @@ static int verified_get(srv_req *r, srv_err *e, json_t *o, vitem *it, uint8_t **
         return st;
     if (it->v.tx > cp.size && (st = checkpoint_covering(r, e, it->v.tx, &cp)))
         return st;
-    tally_tx_info t;
-    if (!r->defer && tally_tx_get(r->db, &t, it->v.tx) == TALLY_OK &&
-        tx_entries_bytes(&t) > SRV_LOOP_HASH_BYTES_MAX)
-        return -1; /* the entry proof hashes a large transaction: on the pool */
     if ((st = vitem_fetch(r, e, it, cp.size)))
         return st;
     if (vitem_json(o, it) < 0)
@@ -465,7 +458,7 @@ static int getmany_budget(srv_req *r, srv_err *e, const tally_version *vs, const
         tally_tx_info t;
         if ((i > 0 && txs[i] == txs[i - 1]) || tally_tx_get(r->db, &t, txs[i]) != TALLY_OK)
             continue;
-        bytes += tx_entries_bytes(&t);
+        bytes += t.entries_len;
     }
     free(txs);
     *hash_bytes = bytes;
@@ -725,7 +718,7 @@ static int verified_tx(srv_req *r, srv_err *e, json_t *o)
         return st;
     if ((rc = tally_tx_get(r->db, &t, tx)) != TALLY_OK)
         return srv_fail_engine(e, rc);
-    if (!r->defer && tx_entries_bytes(&t) > SRV_LOOP_HASH_BYTES_MAX)
+    if (!r->defer && t.entries_len > SRV_LOOP_HASH_BYTES_MAX)
         return -1; /* a large transaction to send whole: on the pool */
     srv_fmt_time(ts, t.ts_ns);
     json_t *arr = json_array();
