@@ -709,30 +709,10 @@ static int ev_send(worker *w)
     return 0;
 }
 
-/* Reads what is there. Returns 1 when a whole response is in w->resp (its
-** status in *status), 0 when more is needed, -1 on a transport error. */
-static int ev_recv(worker *w, long *status)
+/* 1 when a whole response is in w->resp (its status in *status; the body
+** moved to the front), 0 when more is needed, -1 if more than one arrived. */
+static int ev_parse(worker *w, long *status)
 {
-    for (;;) {
-        if (w->resp.cap - w->resp.len < 4096) {
-            size_t cap = w->resp.cap ? w->resp.cap * 2 : 16384;
-            char *p = realloc(w->resp.p, cap);
-            if (!p)
-                die("out of memory");
-            w->resp.p = p;
-            w->resp.cap = cap;
-        }
-        ssize_t n = recv(w->fd, w->resp.p + w->resp.len, w->resp.cap - w->resp.len - 1, 0);
-        if (n == 0)
-            return -1;
-        if (n < 0) {
-            if (errno != EAGAIN)
-                return -1;
-            break;
-        }
-        w->resp.len += (size_t)n;
-        w->resp.p[w->resp.len] = '\0';
-    }
     char *end = strstr(w->resp.p, "\r\n\r\n");
     if (!end)
         return 0;
@@ -748,6 +728,35 @@ static int ev_recv(worker *w, long *status)
     memmove(w->resp.p, w->resp.p + hl, cl + 1); /* keep the body for error notes */
     w->resp.len = cl;
     return 1;
+}
+
+/* Reads what is there. Returns 1 when a whole response is in w->resp (its
+** status in *status), 0 when more is needed, -1 on a transport error. It
+** stops reading as soon as the response is whole: with one request in flight
+** nothing else can be pending, so the edge-triggered loop loses no event, and
+** the recv that would only return EAGAIN (one syscall per request) is saved. */
+static int ev_recv(worker *w, long *status)
+{
+    for (;;) {
+        if (w->resp.cap - w->resp.len < 4096) {
+            size_t cap = w->resp.cap ? w->resp.cap * 2 : 16384;
+            char *p = realloc(w->resp.p, cap);
+            if (!p)
+                die("out of memory");
+            w->resp.p = p;
+            w->resp.cap = cap;
+        }
+        ssize_t n = recv(w->fd, w->resp.p + w->resp.len, w->resp.cap - w->resp.len - 1, 0);
+        if (n == 0)
+            return -1;
+        if (n < 0)
+            return errno == EAGAIN ? 0 : -1;
+        w->resp.len += (size_t)n;
+        w->resp.p[w->resp.len] = '\0';
+        int rc = ev_parse(w, status);
+        if (rc != 0)
+            return rc;
+    }
 }
 
 typedef struct ev_loop {

@@ -98,7 +98,9 @@ void tally_options_init(tally_options *opts);
 /* What recovery did on open. */
 typedef struct tally_open_report {
     uint64_t tx_count;           /* transactions in the ledger after recovery */
-    uint64_t torn_bytes_dropped; /* bytes of an incomplete tail record truncated */
+    uint64_t torn_bytes_dropped; /* bytes of an incomplete tail record truncated, up to its
+                                    last non-zero byte (zeros after it cannot be told from
+                                    the log's preallocated space, docs/FORMAT.md 6) */
     uint64_t replayed_tx;        /* transactions re-indexed from the log tail */
 } tally_open_report;
 

@@ -92,6 +92,8 @@ def check_dir(d):
             raise Bad(expect, f"{path}: segment header fields/checksum")
         off = 32
         while off < len(data):
+            if si == len(segs) - 1 and not data[off:].strip(b"\x00"):
+                break  # preallocated zeros end the last segment (FORMAT.md section 2)
             if len(data) - off < 32: raise Bad(expect, "truncated record header")
             magic, body_len, tx_id, txh_len, body_crc, sync_lag, hdr_crc = struct.unpack_from("<IIQIIII", data, off)
             if magic != 0x31525854 or hdr_crc != crc32c(data[off:off + 28]): raise Bad(expect, "record header")

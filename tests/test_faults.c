@@ -326,10 +326,25 @@ static int last_segment(const char *dir, char *path, size_t len) {
     return n - 1;
 }
 
-static void append_file(const char *path, const void *buf, size_t len) {
-    int fd = open(path, O_WRONLY | O_APPEND);
-    if (fd < 0 || write(fd, buf, len) != (ssize_t)len) _exit(20);
+/* Writes buf at off of the file at path (past its records: into the
+** preallocated zeros or beyond the end). */
+static void write_file_at(const char *path, const void *buf, size_t len, size_t off) {
+    int fd = open(path, O_WRONLY);
+    if (fd < 0 || pwrite(fd, buf, len, (off_t)off) != (ssize_t)len) _exit(20);
     close(fd);
+}
+
+/* The whole file at path (malloc'd, caller frees) and where its records end. */
+static uint8_t *read_segment(const char *path, size_t *len, size_t *records_end) {
+    struct stat st;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0 || fstat(fd, &st) != 0) _exit(17);
+    uint8_t *b = malloc((size_t)st.st_size + 1);
+    if (!b || pread(fd, b, (size_t)st.st_size, 0) != st.st_size) _exit(18);
+    close(fd);
+    *len = (size_t)st.st_size;
+    *records_end = tu_records_end(b, *len);
+    return b;
 }
 
 /* Child: never returns. Writes each acknowledged tx id (u64) to fd, then a
@@ -363,7 +378,7 @@ static void power_loss_child(const char *dir, const tally_options *o, int ncommi
     }
     char seg[512];
     uint8_t *tail = NULL;
-    size_t tail_len = 0;
+    size_t tail_len = 0, tail_end = 0;
     uint64_t restored_a = 0;
     if (junk == J_HALF_RECORD || junk == J_WHOLE_RECORD) {
         /* one more commit whose fdatasync fails: its record is written, unsynced */
@@ -376,28 +391,23 @@ static void power_loss_child(const char *dir, const tally_options *o, int ncommi
         if (do_commit(h, a, &tx) != TALLY_EIO) _exit(15);
         if (last_segment(dir, seg, sizeof seg) < 0) _exit(16);
         /* the unsynced tail of the last segment = that record */
-        struct stat st;
-        if (stat(seg, &st) != 0) _exit(17);
-        int sfd = open(seg, O_RDONLY);
-        tail = malloc((size_t)st.st_size);
-        if (sfd < 0 || !tail || pread(sfd, tail, (size_t)st.st_size, 0) != st.st_size) _exit(18);
-        close(sfd);
-        tail_len = (size_t)st.st_size;
+        tail = read_segment(seg, &tail_len, &tail_end);
         restored_a = a;
     }
     int64_t dropped = tally_fault_drop_unsynced();
     if (dropped < 0) _exit(19);
     if (last_segment(dir, seg, sizeof seg) < 0) _exit(16);
-    struct stat st;
-    if (stat(seg, &st) != 0) _exit(17);
+    size_t seg_len = 0, rec_end = 0;
+    free(read_segment(seg, &seg_len, &rec_end));
     uint64_t junk_len = 0;
     uint8_t buf[4096];
     switch (junk) {
     case J_NONE: break;
     case J_ZEROS:
+        /* zeros past the records are preallocated space, not a torn tail */
         memset(buf, 0, sizeof buf);
-        append_file(seg, buf, sizeof buf);
-        junk_len = sizeof buf;
+        write_file_at(seg, buf, sizeof buf, seg_len);
+        junk_len = 0;
         break;
     case J_RANDOM: {
         uint64_t x = 88172645463325252ull;
@@ -405,17 +415,18 @@ static void power_loss_child(const char *dir, const tally_options *o, int ncommi
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
             buf[i] = (uint8_t)x;
         }
-        append_file(seg, buf, 1000);
+        buf[999] |= 1; /* the torn bytes end at a non-zero one */
+        write_file_at(seg, buf, 1000, rec_end);
         junk_len = 1000;
         break;
     }
     case J_HALF_RECORD:
     case J_WHOLE_RECORD: {
-        if ((uint64_t)st.st_size >= tail_len) _exit(21); /* the record must have been dropped */
-        size_t rec_len = tail_len - (size_t)st.st_size;
+        if (rec_end >= tail_end) _exit(21); /* the record must have been dropped */
+        size_t rec_len = tail_end - rec_end;
         size_t put = junk == J_HALF_RECORD ? rec_len / 2 : rec_len;
-        append_file(seg, tail + st.st_size, put);
-        junk_len = junk == J_HALF_RECORD ? put : 0;
+        write_file_at(seg, tail + rec_end, put, rec_end);
+        junk_len = junk == J_HALF_RECORD ? tu_nonzero_end(tail, rec_end, rec_end + put) - rec_end : 0;
         if (junk == J_HALF_RECORD) restored_a = 0;
         break;
     }

@@ -34,6 +34,26 @@ static unsigned long tu_checks, tu_failed;
         }                                                                        \
     } while (0)
 
+/* Where the records of a segment image seg[0, n) end: record headers are
+** followed from offset 32 (the segment header) while their magic "TXR1" is
+** there and their body fits; what follows is preallocated zeros or a tail.
+** Byte-level, from docs/FORMAT.md section 2 (no engine code). */
+static inline size_t tu_records_end(const unsigned char *seg, size_t n) {
+    size_t off = 32;
+    while (off + 32 <= n && seg[off] == 'T' && seg[off + 1] == 'X' && seg[off + 2] == 'R' && seg[off + 3] == '1') {
+        size_t body = (size_t)seg[off + 4] | (size_t)seg[off + 5] << 8 | (size_t)seg[off + 6] << 16 |
+                      (size_t)seg[off + 7] << 24;
+        if (off + 32 + body > n) break;
+        off += 32 + body;
+    }
+    return off;
+}
+/* Index just past the last non-zero byte of seg[from, to) (from if none). */
+static inline size_t tu_nonzero_end(const unsigned char *seg, size_t from, size_t to) {
+    while (to > from && !seg[to - 1]) to--;
+    return to;
+}
+
 #define TEST_END(name)                                                           \
     do {                                                                         \
         printf("%s: %lu checks, %lu failed\n", (name), tu_checks, tu_failed);    \

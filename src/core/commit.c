@@ -475,6 +475,11 @@ static void *writer_main(void *arg) {
         if (!db->q_head && !db->sync_request) break; /* stop, nothing queued */
         if (db->q_head) herd_wait(db);
         run_batch(db);
+        if (log_group_end(db->log) && !db->failed) { /* zeros ahead of the log: log.c */
+            pthread_mutex_unlock(&db->mu);
+            log_prealloc(db->log);
+            pthread_mutex_lock(&db->mu);
+        }
     }
     pthread_mutex_unlock(&db->mu);
     return NULL;

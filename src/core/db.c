@@ -349,6 +349,11 @@ int tally_db_close(tally_db *db) {
             db->active->nversions >= db->opt.checkpoint_entries_min / CLOSE_CHECKPOINT_DIVISOR)
             rc = ckpt_run_once(db, 1);
     }
+    if (!db->failed && !db->opt.read_only) {
+        writer_stop(db); /* no more appends: trim the preallocated zeros */
+        int trc = log_trim(db->log);
+        if (trc && rc == 0) rc = tally_seterr(tally_err_from_errno(trc), "close: trim the log: %s", strerror(-trc));
+    }
     db_free(db);
     return rc;
 }

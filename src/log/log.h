@@ -13,13 +13,16 @@
 ** A record never spans segments. A log position is (segment << 32) | offset.
 **
 ** Invariants:
-**   (1) bytes are only appended; a byte below a segment's synced length never changes;
+**   (1) records are only appended; a byte of a synced record never changes
+**       (only the preallocated zeros after the last record are overwritten);
 **   (2) a new segment is created only after the previous one is fully synced,
 **       so only the last segment can end in a torn record;
 **   (3) recovery truncates an invalid tail only when no valid record header
 **       follows it; otherwise it refuses with TALLY_ECORRUPT naming the tx;
 **   (4) every segment is mapped read-only at its full capacity once, so a
-**       pointer into a record stays valid until log_close.
+**       pointer into a record stays valid until log_close;
+**   (5) only the last segment may end in preallocated zero bytes (log.c);
+**       a segment is trimmed to its records before the next is created.
 */
 #ifndef TALLY_LOG_H
 #define TALLY_LOG_H
@@ -72,6 +75,18 @@ int log_write(tlog *log, uint64_t pos, const struct iovec *iov, int iovcnt);
 int log_writev_at(tlog *log, uint64_t pos, const struct iovec *iov, int iovcnt);
 /* fdatasync of the segment being written. Returns 0 or -errno. */
 int log_sync(tlog *log);
+/* Preallocation (log.c). log_group_end ends a group (the records written
+** since the previous call) and returns 1 if the writer should now call
+** log_prealloc: the group was small and fewer than LOG_PREALLOC_AHEAD_MIN
+** zero bytes lie past the records. log_prealloc writes up to
+** LOG_PREALLOC_BYTES of zeros there (never past segment_bytes_max; best
+** effort: a failure only turns preallocation off). Writer thread only, like
+** log_write. */
+int log_group_end(tlog *log);
+void log_prealloc(tlog *log);
+/* Cuts the preallocated zeros off the last segment and syncs it (a clean
+** close leaves segments that end at their last record). Returns 0 or -errno. */
+int log_trim(tlog *log);
 /* Pointer to the byte at pos (a written position). */
 const uint8_t *log_ptr(const tlog *log, uint64_t pos);
 /* Asks the kernel to map every written page of segment s now (one call
@@ -79,7 +94,8 @@ const uint8_t *log_ptr(const tlog *log, uint64_t pos);
 void log_prefault(const tlog *log, uint32_t s);
 /* Number of segments. */
 uint32_t log_segment_count(const tlog *log);
-/* Size in bytes of segment s (file length as written). */
+/* Size in bytes of segment s: header and records (after log_recover; the
+** file may be longer by preallocated zeros). */
 uint64_t log_segment_size(const tlog *log, uint32_t s);
 
 /* The directory lock (DIR/LOCK). Returns 0 or TALLY_ELOCKED ("in use by pid

@@ -4,8 +4,11 @@
 ** Wraps the POSIX table. Counts pwritev and sync calls and fails the Nth one
 ** with the planned errno; a failing write may first write half its bytes
 ** (a torn write). It also remembers, per path, the file length at the last
-** successful sync, so tally_fault_drop_unsynced() can simulate power loss by
-** cutting every file back to what was durable.
+** successful sync and the range written since, so tally_fault_drop_unsynced()
+** can simulate power loss: every file is cut back to its synced length, and
+** bytes below it written since the last sync become zeros again (the only
+** in-place overwrites Tally makes are of the log's preallocated zeros, so
+** zeros are what those bytes held before).
 ** Limits: tracks at most FAULT_FILES_MAX files; single-threaded bookkeeping
 ** under one mutex.
 */
@@ -26,6 +29,7 @@ typedef struct fault_file {
     int fd;           /* -1 when closed */
     int64_t synced;   /* length at last successful sync */
     int dirty;
+    int64_t dirty_lo, dirty_hi; /* bytes written since the last sync (when dirty) */
 } fault_file;
 
 static pthread_mutex_t fault_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -71,7 +75,13 @@ static ssize_t f_pwritev(int fd, const struct iovec *iov, int n, off_t off) {
     pthread_mutex_lock(&fault_mu);
     int fail = plan.fail_write_after > 0 && --plan.fail_write_after == 0;
     fault_file *f = by_fd(fd);
-    if (f) f->dirty = 1;
+    if (f) {
+        int64_t len = 0;
+        for (int i = 0; i < n; i++) len += (int64_t)iov[i].iov_len;
+        if (!f->dirty || (int64_t)off < f->dirty_lo) f->dirty_lo = (int64_t)off;
+        if (!f->dirty || (int64_t)off + len > f->dirty_hi) f->dirty_hi = (int64_t)off + len;
+        f->dirty = 1;
+    }
     if (fail) fired++;
     pthread_mutex_unlock(&fault_mu);
     if (fail) {
@@ -167,7 +177,20 @@ int64_t tally_fault_drop_unsynced(void) {
     for (int i = 0; i < nfiles; i++) {
         struct stat st;
         if (!files[i].path[0] || stat(files[i].path, &st) != 0) continue;
-        if ((int64_t)st.st_size > files[i].synced) {
+        int64_t lo = files[i].dirty_lo, hi = files[i].dirty_hi < files[i].synced ? files[i].dirty_hi : files[i].synced;
+        if (files[i].dirty && lo < hi) { /* overwritten since the sync: zeros again */
+            static const uint8_t z[4096];
+            int fd = open(files[i].path, O_WRONLY);
+            for (int64_t o = lo; fd >= 0 && o < hi; o += (int64_t)sizeof z) {
+                size_t k = hi - o < (int64_t)sizeof z ? (size_t)(hi - o) : sizeof z;
+                if (pwrite(fd, z, k, (off_t)o) != (ssize_t)k) dropped = -EIO;
+            }
+            if (fd < 0) dropped = -errno;
+            else close(fd);
+            if (dropped >= 0) dropped += hi - lo;
+        }
+        files[i].dirty = 0;
+        if (dropped >= 0 && (int64_t)st.st_size > files[i].synced) {
             dropped += (int64_t)st.st_size - files[i].synced;
             if (truncate(files[i].path, files[i].synced) != 0) dropped = -errno;
         }

@@ -71,9 +71,10 @@ void tally_fault_remove(void);
 /* Number of faults fired so far. */
 int64_t tally_fault_fired(void);
 /* Simulated power loss: for every file written through the fault layer,
-** truncate it to its length at its last successful sync (bytes written after
-** the last sync are dropped). Call after the handle is abandoned. Returns the
-** number of bytes dropped. */
+** truncate it to its length at its last successful sync and zero the bytes
+** below that length written after it (bytes written after the last sync are
+** dropped). Call after the handle is abandoned. Returns the number of bytes
+** dropped or zeroed, or -errno. */
 int64_t tally_fault_drop_unsynced(void);
 
 #endif
