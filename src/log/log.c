@@ -6,8 +6,11 @@
 ** and the inode (the new length): three dependent disk writes. After an
 ** overwrite of blocks already allocated and written it writes the data
 ** alone. So after a small group (< LOG_PREALLOC_GROUP_BYTES_MAX) the writer
-** keeps at least LOG_PREALLOC_AHEAD_MIN bytes of zeros written past the last
-** record of the segment it appends to, LOG_PREALLOC_BYTES at a time
+** keeps zeros written past the last record of the segment it appends to: it
+** extends them when fewer than a quarter of the next extension are left;
+** extensions start at LOG_PREALLOC_BYTES_MIN and double up to
+** LOG_PREALLOC_BYTES (so a quiet ledger holds 64 KiB of zeros, a busy one
+** about 1 MiB)
 ** (measured on this project's VM: fdatasync of a small group 0.51 -> 0.33 ms,
 ** about 40% less CPU per fdatasync). Zeros, not fallocate(): an unwritten
 ** extent must still be converted (metadata) at the first write. Large groups
@@ -58,12 +61,14 @@ struct tlog {
     /* writer-only preallocation state (the segment write_seg) */
     uint64_t alloc_end;     /* bytes of zeros written up to here (0: none known) */
     uint64_t group_bytes;   /* record bytes written since the last log_prealloc */
+    uint32_t prealloc_next; /* bytes of the next extension (0: LOG_PREALLOC_BYTES_MIN) */
     int prealloc_off;       /* a zero write failed: no more for this handle */
 };
 
-#define LOG_PREALLOC_BYTES           (1u << 20)  /* zeros per extension */
-#define LOG_PREALLOC_AHEAD_MIN       (256u << 10) /* extend when less is left */
+#define LOG_PREALLOC_BYTES_MIN       (64u << 10) /* the first extension of a handle */
+#define LOG_PREALLOC_BYTES           (1u << 20)  /* extensions double up to this */
 #define LOG_PREALLOC_GROUP_BYTES_MAX (64u << 10)  /* only after groups smaller than this */
+/* extend when fewer than a quarter of the next extension's bytes are left */
 static const uint8_t zeros[LOG_PREALLOC_BYTES];
 
 static void seg_name(const tlog *log, uint32_t s, char *buf, size_t len) {
@@ -381,16 +386,19 @@ int log_group_end(tlog *log) {
     const segment *sg = &log->segs[log->write_seg];
     uint64_t group = log->group_bytes;
     log->group_bytes = 0;
+    uint64_t ahead_min = (log->prealloc_next ? log->prealloc_next : LOG_PREALLOC_BYTES_MIN) / 4;
     return !log->prealloc_off && !log->read_only && group < LOG_PREALLOC_GROUP_BYTES_MAX &&
-           log->alloc_end < sg->size + LOG_PREALLOC_AHEAD_MIN &&
-           sg->size + LOG_PREALLOC_AHEAD_MIN <= log->seg_bytes_max;
+           log->alloc_end < sg->size + ahead_min && sg->size + ahead_min <= log->seg_bytes_max;
 }
 
 void log_prealloc(tlog *log) {
     segment *sg = &log->segs[log->write_seg];
     uint64_t from = log->alloc_end > sg->size ? log->alloc_end : sg->size;
     if (log->prealloc_off || from >= log->seg_bytes_max) return;
-    uint64_t len = LOG_PREALLOC_BYTES;
+    /* A ledger that writes little keeps 64 KiB of zeros, a busy one up to
+    ** 1 MiB (1000 open ledgers of a server: 64 MiB, not 1 GiB). */
+    uint64_t len = log->prealloc_next ? log->prealloc_next : LOG_PREALLOC_BYTES_MIN;
+    if (len < LOG_PREALLOC_BYTES) log->prealloc_next = (uint32_t)len * 2;
     if (from + len > log->seg_bytes_max) len = log->seg_bytes_max - from;
     if (io_pwrite_all(sg->fd, zeros, (size_t)len, (off_t)from) != 0) {
         log->prealloc_off = 1; /* only zeros can have been written: harmless */

@@ -77,10 +77,10 @@ int log_writev_at(tlog *log, uint64_t pos, const struct iovec *iov, int iovcnt);
 int log_sync(tlog *log);
 /* Preallocation (log.c). log_group_end ends a group (the records written
 ** since the previous call) and returns 1 if the writer should now call
-** log_prealloc: the group was small and fewer than LOG_PREALLOC_AHEAD_MIN
-** zero bytes lie past the records. log_prealloc writes up to
-** LOG_PREALLOC_BYTES of zeros there (never past segment_bytes_max; best
-** effort: a failure only turns preallocation off). Writer thread only, like
+** log_prealloc: the group was small and fewer than a quarter of the next
+** extension's zero bytes lie past the records. log_prealloc writes the next
+** extension of zeros there (64 KiB, doubling up to 1 MiB; never past
+** segment_bytes_max; best effort: a failure only turns preallocation off). Writer thread only, like
 ** log_write. */
 int log_group_end(tlog *log);
 void log_prealloc(tlog *log);
