@@ -1,6 +1,8 @@
 /*
-** bench_server.c — tallyd over HTTP on loopback: durable single-entry
-** transactions from 64 keep-alive connections, batched writes, verified
+** bench_server.c — tallyd over HTTP on loopback: the same-run HTTP limit
+** (h) (GET /health from the same load generator and connections), durable
+** single-entry transactions from 64 keep-alive connections (as a ratio of
+** (h)), batched writes, verified
 ** (single and batched: 10 and 100 keys per request) and plain reads through
 ** the verifying client, and PostgreSQL doing a hash-chained
 ** append-only table (bench/pg_compare.sh) for the ratio.
@@ -8,7 +10,7 @@
 ** Usage: build/bench_server [--duration S] [--only LIST] [--tallyd PATH]
 **                           [--pg-script PATH] [--no-pg] [--perf S]
 **   --duration S   seconds per measured run (default 5)
-**   --only LIST    phases to run, e.g. "1,3" (1 single-entry tx, 2 batched
+**   --only LIST    phases to run, e.g. "1,3" (1 limit (h) and single-entry tx, 2 batched
 **                  writes, 3 reads, 4 PostgreSQL); 3 needs the keys of 1, so
 **                  1 runs whenever 3 does
 **   --tallyd PATH  server binary (default build/tallyd)
@@ -19,6 +21,7 @@
 ** Env: TMPDIR — where the temporary data directory goes (default /tmp; it
 ** should be on the disk you care about: the commits fdatasync there).
 **      BENCH_ONLY_BIN=1 — phase 2 runs the binary batches only.
+**      BENCH_NO_LIMIT=1 — phase 1 skips its limit (h) run (quicker A/B runs).
 **
 ** tallyd and this load generator run on the same machine and share its cores;
 ** the CPU each used during every run is printed beside the result. So that
@@ -461,7 +464,7 @@ static void perf_report(const char *tag)
 /* ------------------------------------------------------------------ */
 /* Workers.                                                            */
 
-enum { W_SET1, W_SETN, W_SETBIN, W_VGET, W_GET, W_VGETN };
+enum { W_SET1, W_SETN, W_SETBIN, W_VGET, W_GET, W_VGETN, W_HEALTH };
 
 typedef struct worker {
     int id, kind;
@@ -878,7 +881,8 @@ static result run(worker *ws, int nw, double secs, double items_per_op, const ch
     atomic_store(&g_ready, 0);
     atomic_store(&g_go, 0);
     g_deadline_ns = UINT64_MAX;
-    int evented = ws[0].kind == W_SET1 || ws[0].kind == W_SETN || ws[0].kind == W_SETBIN;
+    int evented = ws[0].kind == W_SET1 || ws[0].kind == W_SETN || ws[0].kind == W_SETBIN ||
+                  ws[0].kind == W_HEALTH;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int nloops = ncpu < 1 ? 1 : ncpu > EV_THREADS_MAX ? EV_THREADS_MAX : (int)ncpu;
     if (nloops > nw)
@@ -983,6 +987,15 @@ static void init_http_worker(worker *w, int id, int kind, int phase, size_t n)
     w->kind = kind;
     w->fd = -1;
     w->rng = 0x5eed0000u + (uint64_t)id * 7919u + (uint64_t)phase * 104729u;
+    if (kind == W_HEALTH) { /* the HTTP limit: no body, no authentication, no commit */
+        char hdr[256];
+        int hl = snprintf(hdr, sizeof hdr, "GET /health HTTP/1.1\r\nHost: %s\r\n\r\n", g_url + 7);
+        if (hl < 0 || (size_t)hl >= sizeof hdr || !(w->req = malloc((size_t)hl)))
+            die("building a request");
+        memcpy(w->req, hdr, (size_t)hl);
+        w->hdr_len = w->req_len = (size_t)hl;
+        return;
+    }
     if (kind == W_SETBIN)
         build_body_binary(w, phase, n);
     else
@@ -1174,6 +1187,25 @@ int main(int argc, char **argv)
 
     /* ---- 1: single-entry durable transactions, 64 keep-alive connections ---- */
     if (ph[1]) {
+        /* the same-run limit: the same generator and connections, GET /health
+        ** (HTTP parse, route, a small JSON answer; no body, token, commit or
+        ** suspension): what loopback HTTP on these cores allows at all */
+        double health_rps = 0;
+        const char *no_limit = getenv("BENCH_NO_LIMIT");
+        if (!no_limit || !*no_limit) {
+            progress("phase 1, limit (h): %d connections, GET /health, %.0f s", CONNS, secs);
+            for (int i = 0; i < CONNS; i++)
+                init_http_worker(&g_w1[i], i, W_HEALTH, 1, 0);
+            result h = run(g_w1, CONNS, secs, 1, "health");
+            printf("Limit (h): the same generator, %d keep-alive connections, GET /health: %s "
+                   "req/s, p50 %s\n",
+                   CONNS, si(b1, sizeof b1, h.items_s), ms(b2, sizeof b2, h.p50));
+            print_cpu(&h);
+            printf("\n");
+            health_rps = h.items_s;
+            for (int i = 0; i < CONNS; i++)
+                free_http_worker(&g_w1[i], 0);
+        }
         progress("phase 1: %d connections, 1 entry per POST /set, %.0f s", CONNS, secs);
         for (int i = 0; i < CONNS; i++)
             init_http_worker(&g_w1[i], i, W_SET1, 1, 1);
@@ -1192,8 +1224,10 @@ int main(int argc, char **argv)
                r.group, r.sync_ms, r.syncs_s, r.syncs_s > 0 ? r.mean / 1e9 * r.syncs_s : 0);
         print_cpu(&r);
         printf("\n");
-        snprintf(line, sizeof line, "**%s tx/s**, p50 %s, p99 %s; %.1f tx per fdatasync",
-                 si(b1, sizeof b1, r.items_s), ms(b2, sizeof b2, r.p50), ms(b3, sizeof b3, r.p99),
+        snprintf(line, sizeof line, "**%s tx/s** = %.2f × limit (h) %s req/s, p50 %s, p99 %s; "
+                 "%.1f tx per fdatasync",
+                 si(b1, sizeof b1, r.items_s), health_rps > 0 ? r.items_s / health_rps : 0,
+                 si(b4, sizeof b4, health_rps), ms(b2, sizeof b2, r.p50), ms(b3, sizeof b3, r.p99),
                  r.group);
         add_row("1-entry durable tx, 64 keep-alive connections", line, "≥ 50k tx/s",
                 r.items_s >= 50000 ? "yes" : "no");

@@ -119,6 +119,7 @@ int ckpt_run_once(tally_db *db, int final) {
 
 static void *ckpt_main(void *arg) {
     tally_db *db = arg;
+    pthread_setname_np(pthread_self(), "tally-ckpt");
     /* Checkpoints are derived work with no deadline: let committers and
     ** readers have the CPU first (Linux applies nice per thread). Memory is
     ** the bound: the active memtable keeps growing while a checkpoint lags. */

@@ -303,6 +303,7 @@ static void complete_async(tally_db *db, pending *async) {
 ** the record. Exits when stopped and nothing is queued. */
 static void *completer_main(void *arg) {
     tally_db *db = arg;
+    pthread_setname_np(pthread_self(), "tally-complete"); /* for top -H, perf, gdb */
     pthread_mutex_lock(&db->cq_mu);
     for (;;) {
         while (!db->cq_head && !db->cq_stop) pthread_cond_wait(&db->cq_cond, &db->cq_mu);
@@ -468,6 +469,7 @@ static void herd_wait(tally_db *db) {
 
 static void *writer_main(void *arg) {
     tally_db *db = arg;
+    pthread_setname_np(pthread_self(), "tally-writer");
     pthread_mutex_lock(&db->mu);
     for (;;) {
         while (!db->q_head && !db->sync_request && !db->writer_stop)

@@ -346,6 +346,7 @@ static int run_route(srv_req *r);
 static void *pool_main(void *arg)
 {
     tallyd *s = arg;
+    pthread_setname_np(pthread_self(), "tallyd-pool");
     pthread_mutex_lock(&s->pool_mu);
     for (;;) {
         while (!s->pool_head && !s->pool_stop)
