@@ -40,6 +40,19 @@ int main(void) {
     uint8_t big[1000];
     for (int i = 0; i < 1000; i++) big[i] = (uint8_t)(i * 7);
     for (size_t n = 0; n < 1000; n += 37) CHECK(tally_crc32c(0, big, n) == tally_crc32c_sw(0, big, n));
+    /* combining: every split of big, and a long run of zeros (a run's padding) */
+    for (size_t a = 0; a <= 1000; a += 29) {
+        uint32_t whole = tally_crc32c(0, big, 1000);
+        CHECK(tally_crc32c_combine(tally_crc32c(0, big, a), tally_crc32c(0, big + a, 1000 - a), 1000 - a) == whole);
+    }
+    CHECK(tally_crc32c_combine(tally_crc32c(0, "12345", 5), tally_crc32c(0, "6789", 4), 4) == 0xE3069283u);
+    CHECK(tally_crc32c_combine(0x12345678u, 0, 0) == 0x12345678u);
+    {
+        static uint8_t zeros[1u << 20];
+        uint32_t z = tally_crc32c(0, zeros, sizeof zeros), two = tally_crc32c(z, zeros, sizeof zeros);
+        CHECK(tally_crc32c_combine(z, z, sizeof zeros) == two);
+        CHECK(tally_crc32c_combine(tally_crc32c(0, big, 1000), z, sizeof zeros) == tally_crc32c(tally_crc32c(0, big, 1000), zeros, sizeof zeros));
+    }
 
     uint8_t e1[] = {0, 0, 8, 0, 0, 0, 0, 0, 5, 0, 0, 0, 'g', 'r', 'e', 'e', 't', 'i', 'n', 'g', 'h', 'e', 'l', 'l', 'o'};
     uint8_t e2[] = {0, 1, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'g', 'r', 'e', 'e', 't', 'i', 'n', 'g'};

@@ -136,8 +136,10 @@ uint64_t run_lower_bound(const run *r, uint8_t ns, const void *key, size_t len) 
 ** and key bytes are known in advance (base_rev tells which memtable keys the
 ** run already has), which fixes every section's offset; each section streams
 ** through its own 1 MiB buffer to its final offset. Only the hash-slot
-** array and its buckets (16 bytes per key) are held in memory. The trailer CRC is then taken by
-** reading the written file back sequentially (page cache).
+** array and its buckets (16 bytes per key) are held in memory. Each stream
+** checksums what it writes, and the trailer CRC is combined from the
+** sections' CRCs in file order (tally_crc32c_combine), so the file is never
+** read back (that read was a full pass over the run at every checkpoint).
 **
 ** The slot array is filled in two steps: the merge appends (hash, slot
 ** value) to one of B buckets by the top bits of the home slot, then each
@@ -155,9 +157,11 @@ typedef struct swriter {
     size_t n;
     int rc;
     uint8_t *buf;
+    uint32_t crc;     /* CRC-32C of everything this stream wrote */
 } swriter;
 
 static void sw_flush(swriter *w) {
+    if (w->n) w->crc = tally_crc32c(w->crc, w->buf, w->n);
     if (w->rc == 0 && w->n) w->rc = io_pwrite_all(w->fd, w->buf, w->n, (off_t)w->off);
     w->off += w->n;
     w->n = 0;
@@ -289,20 +293,6 @@ static int emit_key(void *ctx, const run_key *a, const mt_key *b) {
     return 0;
 }
 
-/* CRC-32C of the first len bytes of fd, read sequentially. */
-static int file_crc(int fd, uint64_t len, uint8_t *buf, uint32_t *out) {
-    uint32_t crc = 0;
-    for (uint64_t off = 0; off < len;) {
-        size_t k = len - off < SW_BUF_BYTES ? (size_t)(len - off) : SW_BUF_BYTES;
-        int rc = io_pread_all(fd, buf, k, (off_t)off);
-        if (rc) return rc;
-        crc = tally_crc32c(crc, buf, k);
-        off += k;
-    }
-    *out = crc;
-    return 0;
-}
-
 int run_write(const char *dir, const char *name, uint64_t index_tx, const run *old, const memtable *mt) {
     build bd;
     memset(&bd, 0, sizeof bd);
@@ -330,9 +320,9 @@ int run_write(const char *dir, const char *name, uint64_t index_tx, const run *o
     else if (fd < 0) rc = -errno;
     if (rc == 0) {
         bd.nk = bd.nv = bd.heap = 0;
-        bd.keys = (swriter){fd, keys_off, 0, 0, bufs};
-        bd.vers = (swriter){fd, vers_off, 0, 0, bufs + SW_BUF_BYTES};
-        bd.heapw = (swriter){fd, heap_off, 0, 0, bufs + 2 * (size_t)SW_BUF_BYTES};
+        bd.keys = (swriter){fd, keys_off, 0, 0, bufs, 0};
+        bd.vers = (swriter){fd, vers_off, 0, 0, bufs + SW_BUF_BYTES, 0};
+        bd.heapw = (swriter){fd, heap_off, 0, 0, bufs + 2 * (size_t)SW_BUF_BYTES, 0};
         rc = merge_walk(old, mt, emit_key, &bd);
         sw_flush(&bd.keys);
         sw_flush(&bd.vers);
@@ -355,10 +345,15 @@ int run_write(const char *dir, const char *name, uint64_t index_tx, const run *o
         wr32(hdr + 60, tally_crc32c(0, hdr, 60));
         rc = io_pwrite_all(fd, hdr, sizeof hdr, 0);
         if (rc == 0) rc = io_pwrite_all(fd, bd.slots, nslots * 8, (off_t)slots_off);
-        if (rc == 0 && trailer_off > heap_off + heap_bytes)
-            rc = io_pwrite_all(fd, zeros, trailer_off - heap_off - heap_bytes, (off_t)(heap_off + heap_bytes));
-        uint32_t crc = 0;
-        if (rc == 0) rc = file_crc(fd, trailer_off, bufs, &crc);
+        uint64_t pad = trailer_off - heap_off - heap_bytes;
+        if (rc == 0 && pad) rc = io_pwrite_all(fd, zeros, pad, (off_t)(heap_off + heap_bytes));
+        /* the sections are adjacent: header, keys, versions, slots, heap, pad */
+        uint32_t crc = tally_crc32c(0, hdr, sizeof hdr);
+        crc = tally_crc32c_combine(crc, bd.keys.crc, vers_off - keys_off);
+        crc = tally_crc32c_combine(crc, bd.vers.crc, slots_off - vers_off);
+        crc = tally_crc32c_combine(crc, tally_crc32c(0, bd.slots, nslots * 8), heap_off - slots_off);
+        crc = tally_crc32c_combine(crc, bd.heapw.crc, heap_bytes);
+        crc = tally_crc32c_combine(crc, tally_crc32c(0, zeros, pad), pad);
         uint8_t trailer[8] = {0};
         wr32(trailer, crc);
         if (rc == 0) rc = io_pwrite_all(fd, trailer, 8, (off_t)trailer_off);

@@ -68,3 +68,34 @@ uint32_t tally_crc32c(uint32_t crc, const void *data, size_t len) {
 #endif
     return tally_crc32c_sw(crc, data, len);
 }
+
+/* Combining. In the reflected representation bit 31 is x^0. For this CRC
+** (init and final XOR all ones) crc(a||b) = crc(a) * x^(8|b|) mod P  XOR
+** crc(b): the conditioning of the two halves cancels. */
+#define CRC32C_POLY 0x82F63B78u
+
+/* a * b mod P. */
+static uint32_t gf2_mulmod(uint32_t a, uint32_t b) {
+    uint32_t prod = 0;
+    for (uint32_t m = 1u << 31; m; m >>= 1) {
+        if (a & m) prod ^= b;
+        b = (b & 1) ? (b >> 1) ^ CRC32C_POLY : b >> 1; /* b * x */
+    }
+    return prod;
+}
+
+/* x^(8 * nbytes) mod P, by squaring: sq holds x^(2^k) for k = 3, 4, ... */
+static uint32_t x8n_mod(uint64_t nbytes) {
+    uint32_t result = 1u << 31; /* x^0 */
+    uint32_t sq = 1u << 23;     /* x^8 */
+    while (nbytes) {
+        if (nbytes & 1) result = gf2_mulmod(result, sq);
+        sq = gf2_mulmod(sq, sq);
+        nbytes >>= 1;
+    }
+    return result;
+}
+
+uint32_t tally_crc32c_combine(uint32_t crc1, uint32_t crc2, uint64_t len2) {
+    return gf2_mulmod(x8n_mod(len2), crc1) ^ crc2;
+}

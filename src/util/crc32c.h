@@ -12,6 +12,11 @@
 
 /* Continues a CRC: pass 0 to start; crc32c(b, crc32c(a, 0)) == crc32c(a||b). */
 uint32_t tally_crc32c(uint32_t crc, const void *data, size_t len);
+/* The CRC of a||b from crc1 = crc32c(a), crc2 = crc32c(b) and len2 = |b|,
+** without the bytes (GF(2) arithmetic, O(log len2)): lets a writer that fills
+** a file's sections from separate streams checksum the whole file without
+** reading it back. */
+uint32_t tally_crc32c_combine(uint32_t crc1, uint32_t crc2, uint64_t len2);
 /* The portable table version, exposed for tests. */
 uint32_t tally_crc32c_sw(uint32_t crc, const void *data, size_t len);
 
