@@ -121,7 +121,7 @@ int main(void)
     CHECK_EQ_INT(mkdir(dir, 0700), 0);
 
     /* 1. A first run from a memtable alone. */
-    memtable *m1 = mt_new();
+    memtable *m1 = mt_new(NULL);
     uint64_t n1 = fill(m1, 200000, 1, NULL);
     CHECK(n1 > 100000);
     CHECK_EQ_INT(mt_sort(m1), 0);
@@ -152,7 +152,7 @@ int main(void)
     CHECK_EQ_INT(phantom, 0);
 
     /* 2. Merged with a newer memtable (new keys and new versions of old ones). */
-    memtable *m2 = mt_new();
+    memtable *m2 = mt_new(NULL);
     uint64_t n2 = fill(m2, 100000, 2, r1);
     CHECK_EQ_INT(mt_sort(m2), 0);
     check_sorted(m2);
@@ -168,7 +168,7 @@ int main(void)
 
     /* 3. Small memtables: the fallback sort and a one-bucket run. */
     for (size_t n = 0; n < 5; n++) {
-        memtable *m = mt_new();
+        memtable *m = mt_new(NULL);
         fill(m, n, 3, NULL);
         CHECK_EQ_INT(mt_sort(m), 0);
         check_sorted(m);
@@ -181,6 +181,52 @@ int main(void)
         check_found(r, m, 0);
         run_close(r);
         mt_free(m);
+    }
+
+    /* 4. A memtable whose arena blocks come back from a freed one (the
+    ** ledger's pool): stale bytes must not show through. The first fills
+    ** several 4 MiB blocks; the second, with other keys, must find each of
+    ** its own keys with its own versions, and no key of the first. */
+    {
+        mt_pool *pool = mt_pool_new();
+        CHECK(pool != NULL);
+        memtable *a = mt_new(pool);
+        uint64_t na = fill(a, 150000, 7, NULL);
+        CHECK(a->nblocks >= 2);
+        CHECK_EQ_INT(mt_sort(a), 0);
+        size_t nsa = a->nsorted;
+        uint8_t (*copy)[64] = malloc(nsa * 64);
+        uint16_t *lens = malloc(nsa * sizeof *lens);
+        uint8_t *nss = malloc(nsa);
+        CHECK(copy && lens && nss);
+        for (size_t i = 0; i < nsa; i++) {
+            memcpy(copy[i], a->sorted[i]->key, a->sorted[i]->key_len);
+            lens[i] = a->sorted[i]->key_len;
+            nss[i] = a->sorted[i]->ns;
+        }
+        mt_free(a); /* its blocks go to the pool */
+        memtable *b = mt_new(pool);
+        uint64_t nb = fill(b, 150000, 8, NULL); /* the generator has moved on: other keys */
+        CHECK(na > 0 && nb > 0);
+        CHECK_EQ_INT(mt_sort(b), 0);
+        check_sorted(b);
+        size_t wrong = 0, leaked = 0;
+        for (size_t i = 0; i < b->nsorted; i++) {
+            const mt_key *k = b->sorted[i];
+            const mt_key *f = mt_find(b, k->ns, k->key, k->key_len, ix_hash(k->ns, k->key, k->key_len));
+            wrong += f != k || k->nver != 1 || k->vers[0].tx != 8 || k->base_rev != 0;
+        }
+        for (size_t i = 0; i < nsa; i++) {
+            const mt_key *f = mt_find(b, nss[i], copy[i], lens[i], ix_hash(nss[i], copy[i], lens[i]));
+            leaked += f && f->vers[0].tx != 8;
+        }
+        CHECK_EQ_INT(wrong, 0);
+        CHECK_EQ_INT(leaked, 0);
+        mt_free(b);
+        mt_pool_free(pool);
+        free(copy);
+        free(lens);
+        free(nss);
     }
 
     run_close(r1);

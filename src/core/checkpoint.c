@@ -101,7 +101,7 @@ int ckpt_run_once(tally_db *db, int final) {
     db->run = nr;
     db->index_tx = upto;
     if (final) {
-        db->active = mt_new(); /* NULL is tolerated only because the handle is closing */
+        db->active = mt_new(db->mt_pool); /* NULL is tolerated only because the handle is closing */
     } else {
         db->frozen = NULL;
     }

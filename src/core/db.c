@@ -242,6 +242,7 @@ static void db_free(tally_db *db) {
     db_tx_check_free(db);
     mt_free(db->active);
     mt_free(db->frozen);
+    mt_pool_free(db->mt_pool);
     run_close(db->run);
     mstore_close(db->ms);
     afile_close(db->txidx);
@@ -315,7 +316,8 @@ int tally_db_open(tally_db **out, const char *dir, const tally_options *opts, ta
         if (e) rc = tally_seterr(TALLY_EIO, "open %s: %s", path, strerror(-e));
     }
     if (rc == 0) rc = open_index(db);
-    if (rc == 0 && !(db->active = mt_new())) rc = tally_seterr(TALLY_ENOMEM, "out of memory");
+    if (rc == 0 && (!(db->mt_pool = mt_pool_new()) || !(db->active = mt_new(db->mt_pool))))
+        rc = tally_seterr(TALLY_ENOMEM, "out of memory");
     if (rc == 0) rc = db_recover(db, rep);
     if (rc == 0 && !db->opt.read_only) {
         if (ix_checkpoint_due(db)) ix_freeze(db);

@@ -77,6 +77,7 @@ struct tally_db {
     pthread_cond_t synced_cond; /* a requested sync finished */
     pthread_rwlock_t ixlock;
     memtable *active, *frozen;
+    mt_pool *mt_pool;           /* arena blocks passed from checkpointed memtables to new ones */
     run *run;
     uint64_t index_tx, freeze_tx;
     uint8_t index_root[32];     /* ledger root at index_tx, from INDEX */

@@ -132,7 +132,7 @@ int ix_checkpoint_due(const tally_db *db) {
 }
 
 int ix_freeze(tally_db *db) {
-    memtable *fresh = mt_new();
+    memtable *fresh = mt_new(db->mt_pool);
     if (!fresh) return TALLY_ENOMEM;
     db->frozen = db->active;
     db->active = fresh;

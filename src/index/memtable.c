@@ -2,6 +2,7 @@
 ** memtable.c — hash table of key nodes with an arena (see memtable.h).
 */
 #include "index/memtable.h"
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -19,9 +20,49 @@ static void big_free(void *p, size_t len) {
     if (p) munmap(p, len);
 }
 
-memtable *mt_new(void) {
+struct mt_pool {
+    pthread_mutex_t mu;
+    size_t n;
+    void *blocks[MT_POOL_BLOCKS_MAX];
+};
+
+mt_pool *mt_pool_new(void) {
+    mt_pool *p = calloc(1, sizeof *p);
+    if (p) pthread_mutex_init(&p->mu, NULL);
+    return p;
+}
+
+void mt_pool_free(mt_pool *p) {
+    if (!p) return;
+    for (size_t i = 0; i < p->n; i++) big_free(p->blocks[i], MT_BLOCK_BYTES);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+/* A used block (its bytes are stale: arena users initialise what they take). */
+static void *pool_take(mt_pool *p) {
+    void *b = NULL;
+    if (!p) return NULL;
+    pthread_mutex_lock(&p->mu);
+    if (p->n) b = p->blocks[--p->n];
+    pthread_mutex_unlock(&p->mu);
+    return b;
+}
+
+/* 0 if the pool kept blk, -1 if it is full. */
+static int pool_put(mt_pool *p, void *blk) {
+    int rc = -1;
+    if (!p) return -1;
+    pthread_mutex_lock(&p->mu);
+    if (p->n < MT_POOL_BLOCKS_MAX) p->blocks[p->n++] = blk, rc = 0;
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+memtable *mt_new(mt_pool *pool) {
     memtable *mt = calloc(1, sizeof *mt);
     if (!mt) return NULL;
+    mt->pool = pool;
     mt->slots = big_zalloc(MT_SLOTS_MIN * sizeof *mt->slots);
     if (!mt->slots) {
         free(mt);
@@ -38,13 +79,16 @@ void mt_free(memtable *mt) {
         mt_key *k = mt->slots[i].k;
         if (k && k->vers != &k->v0) free(k->vers);
     }
-    for (size_t i = 0; i < mt->nblocks; i++) big_free(mt->blocks[i], MT_BLOCK_BYTES);
+    for (size_t i = 0; i < mt->nblocks; i++)
+        if (pool_put(mt->pool, mt->blocks[i]) != 0) big_free(mt->blocks[i], MT_BLOCK_BYTES);
     free(mt->blocks);
     big_free(mt->slots, (mt->mask + 1) * sizeof *mt->slots);
     free(mt->sorted);
     free(mt);
 }
 
+/* n bytes of the arena; a block from the pool holds stale bytes, so the
+** caller initialises all it uses. */
 static void *arena_alloc(memtable *mt, size_t n) {
     n = (n + 7) & ~(size_t)7;
     if (mt->block_used + n > MT_BLOCK_BYTES) {
@@ -55,8 +99,8 @@ static void *arena_alloc(memtable *mt, size_t n) {
             mt->blocks = b;
             mt->cap_blocks = cap;
         }
-        uint8_t *blk = big_zalloc(MT_BLOCK_BYTES);
-        if (!blk) return NULL;
+        uint8_t *blk = pool_take(mt->pool);
+        if (!blk && !(blk = big_zalloc(MT_BLOCK_BYTES))) return NULL;
         mt->blocks[mt->nblocks++] = blk;
         mt->block_used = 0;
     }
