@@ -6,8 +6,18 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
-#define MT_BLOCK_BYTES (4u << 20)
-#define MT_SLOTS_MIN   (1u << 12)
+/* Arena blocks grow from MT_BLOCK_BYTES_MIN, doubling, to MT_BLOCK_BYTES:
+** block i has block_bytes(i). A quiet ledger's memtable then holds 64 KiB of
+** nodes, not 4 MiB (1000 ledgers of a server with a write each: measured
+** 4.3 GB of RSS with 4 MiB first blocks). Only full-size blocks go through
+** the pool. */
+#define MT_BLOCK_BYTES_MIN (64u << 10)
+#define MT_BLOCK_BYTES     (4u << 20)
+#define MT_SLOTS_MIN       (1u << 12)
+
+static size_t block_bytes(size_t i) {
+    return i >= 6 ? MT_BLOCK_BYTES : (size_t)MT_BLOCK_BYTES_MIN << i; /* 64 KiB << 6 = 4 MiB */
+}
 
 /* Big, zeroed, pre-faulted memory: one mmap(MAP_POPULATE) instead of a page
 ** fault per 4 KiB page on first touch (faults are expensive under
@@ -69,7 +79,7 @@ memtable *mt_new(mt_pool *pool) {
         return NULL;
     }
     mt->mask = MT_SLOTS_MIN - 1;
-    mt->block_used = MT_BLOCK_BYTES;
+    mt->block_used = 0; /* no block yet: nblocks == 0 */
     return mt;
 }
 
@@ -80,7 +90,8 @@ void mt_free(memtable *mt) {
         if (k && k->vers != &k->v0) free(k->vers);
     }
     for (size_t i = 0; i < mt->nblocks; i++)
-        if (pool_put(mt->pool, mt->blocks[i]) != 0) big_free(mt->blocks[i], MT_BLOCK_BYTES);
+        if (block_bytes(i) != MT_BLOCK_BYTES || pool_put(mt->pool, mt->blocks[i]) != 0)
+            big_free(mt->blocks[i], block_bytes(i));
     free(mt->blocks);
     big_free(mt->slots, (mt->mask + 1) * sizeof *mt->slots);
     free(mt->sorted);
@@ -91,7 +102,7 @@ void mt_free(memtable *mt) {
 ** caller initialises all it uses. */
 static void *arena_alloc(memtable *mt, size_t n) {
     n = (n + 7) & ~(size_t)7;
-    if (mt->block_used + n > MT_BLOCK_BYTES) {
+    if (!mt->nblocks || mt->block_used + n > block_bytes(mt->nblocks - 1)) {
         if (mt->nblocks == mt->cap_blocks) {
             size_t cap = mt->cap_blocks ? mt->cap_blocks * 2 : 64;
             uint8_t **b = realloc(mt->blocks, cap * sizeof *b);
@@ -99,8 +110,9 @@ static void *arena_alloc(memtable *mt, size_t n) {
             mt->blocks = b;
             mt->cap_blocks = cap;
         }
-        uint8_t *blk = pool_take(mt->pool);
-        if (!blk && !(blk = big_zalloc(MT_BLOCK_BYTES))) return NULL;
+        size_t len = block_bytes(mt->nblocks);
+        uint8_t *blk = len == MT_BLOCK_BYTES ? pool_take(mt->pool) : NULL;
+        if (!blk && !(blk = big_zalloc(len))) return NULL;
         mt->blocks[mt->nblocks++] = blk;
         mt->block_used = 0;
     }
