@@ -22,11 +22,18 @@
 #define EXIT_USAGE 64
 #define TOKEN_TTL_S_DEFAULT 3600u
 #define TOKEN_TTL_S_MAX (366u * 86400u)
+#define IDLE_CLOSE_S_DEFAULT 300u
+#define IDLE_CLOSE_S_MAX (366u * 86400u)
 
 static const char usage_text[] =
     "usage: tallyd --data DIR --listen HOST:PORT [--tls-cert F --tls-key F]\n"
-    "              [--name NAME] [--token-ttl SECONDS] [--threads N] [--verbose]\n"
-    "  --threads N   HTTP event-loop threads (default: one per CPU, at most 64)\n";
+    "              [--name NAME] [--token-ttl SECONDS] [--threads N]\n"
+    "              [--ledger-idle-close SECONDS] [--verbose]\n"
+    "  --threads N   HTTP event-loop threads (default: one per CPU, at most 64)\n"
+    "  --ledger-idle-close SECONDS\n"
+    "                close a ledger's handle (its threads, files, memtable) once\n"
+    "                unused this long; the next request reopens it (default 300,\n"
+    "                0: keep every ledger open)\n";
 
 static int usage(const char *msg)
 {
@@ -63,6 +70,7 @@ static int parse_args(int argc, char **argv, tallyd_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->token_ttl_s = TOKEN_TTL_S_DEFAULT;
+    cfg->idle_close_s = IDLE_CLOSE_S_DEFAULT;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = strcmp(a, "--verbose") && strcmp(a, "--help") && strcmp(a, "-h");
@@ -82,6 +90,9 @@ static int parse_args(int argc, char **argv, tallyd_config *cfg)
             if (srv_parse_u64(v, &n) < 0 || n == 0 || n > SRV_EVENT_THREADS_MAX)
                 return usage("--threads needs 1..64");
             cfg->threads = (unsigned)n;
+        } else if (!strcmp(a, "--ledger-idle-close")) {
+            if (srv_parse_u64(v, &cfg->idle_close_s) < 0 || cfg->idle_close_s > IDLE_CLOSE_S_MAX)
+                return usage("--ledger-idle-close needs 0..31622400 seconds");
         } else if (!strcmp(a, "--verbose")) { cfg->verbose = 1; continue; }
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(usage_text, stdout); exit(0); }
         else return usage("unknown flag");

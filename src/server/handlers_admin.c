@@ -79,7 +79,17 @@ static json_t *ledger_summary(srv_req *r, srv_ledger *lg, int *rc)
     tally_db *db;
     uint64_t size = 0;
     uint8_t root[TALLY_HASH_LEN];
-    if ((*rc = reg_db(r->s, lg, &db)) != TALLY_OK || (*rc = tally_state(db, &size, root)))
+    *rc = TALLY_OK;
+    if ((db = reg_try_acquire(lg))) {
+        *rc = tally_state(db, &size, root);
+        reg_release(lg);
+    } else if (atomic_load(&lg->closed_size_known)) { /* closed idle: its size cannot have moved */
+        size = atomic_load(&lg->closed_size);
+    } else if ((*rc = reg_acquire(r->s, lg, &db)) == TALLY_OK) { /* not opened since start */
+        *rc = tally_state(db, &size, root);
+        reg_release(lg);
+    }
+    if (*rc)
         return NULL;
     return json_pack("{s:s,s:s,s:I}", "name", lg->name, "id", lg->id, "size", (json_int_t)size);
 }

@@ -359,7 +359,7 @@ static void *pool_main(void *arg)
         pthread_mutex_unlock(&s->pool_mu);
         r->defer = 1;
         if (r->lg && !r->db) { /* the ledger's first use: open it here, not on a loop */
-            int rc = reg_db(r->s, r->lg, &r->db);
+            int rc = reg_acquire(r->s, r->lg, &r->db); /* held until on_completed */
             if (rc != TALLY_OK)
                 http_engine_error(r, rc); /* stored */
             r->cont = rc == TALLY_OK ? run_route : send_stored;
@@ -490,9 +490,10 @@ static int admit(srv_req *r, const char *ledger, int *res)
                            r->lg->name);
         return 1;
     }
-    /* an open ledger's handle now; a closed one is opened on the worker pool
-    ** once the body is in (opening a large ledger takes a while) */
-    r->db = atomic_load_explicit(&r->lg->db, memory_order_acquire);
+    /* an open ledger's handle now, held until the request completes; a
+    ** closed one (or one being closed) is opened on the worker pool once the
+    ** body is in (opening a large ledger takes a while) */
+    r->db = reg_try_acquire(r->lg);
     return 0;
 }
 
@@ -602,6 +603,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(r->d_buf);
     if (r->ctx_free)
         r->ctx_free(r->ctx);
+    if (r->db) /* the handle admit or the pool acquired */
+        reg_release(r->lg);
     free(r);
     *con_cls = NULL;
 }

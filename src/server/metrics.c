@@ -106,6 +106,10 @@ char *metrics_render(tallyd *s, size_t *len)
     put(&b, "# HELP tally_ledgers_open Ledgers with an open handle.\n"
             "# TYPE tally_ledgers_open gauge\ntally_ledgers_open %" PRIu64 "\n",
         (uint64_t)atomic_load(&s->ledgers_open));
+    put(&b, "# HELP tally_ledgers_closed_idle_total Ledger handles closed after --ledger-idle-close "
+            "seconds unused.\n# TYPE tally_ledgers_closed_idle_total counter\n"
+            "tally_ledgers_closed_idle_total %" PRIu64 "\n",
+        (uint64_t)atomic_load(&s->ledgers_closed_idle));
     render_http(&b);
     *len = b.len;
     return b.p;

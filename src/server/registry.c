@@ -5,13 +5,21 @@
 ** every administrative change is one transaction there with metadata
 ** {"actor","action"}. DIR/ledgers/<id>/ is one data ledger (id = 16 random
 ** bytes, 32 hex). The registry maps name -> srv_ledger; a ledger's tally_db
-** is opened on first use and kept open until shutdown.
+** is opened on first use and closed again once unused for cfg.idle_close_s
+** (a thread per open ledger's writer, checkpointer and completions, its
+** files and memtable are not kept for ledgers nobody uses).
 **
 ** Invariants:
 **   (1) a srv_ledger is never freed or moved before tallyd_stop: pointers
 **       taken under reg_lock stay valid after it is released;
-**   (2) lg->db goes from NULL to an open handle once (under open_mu) and
-**       never back while the server runs;
+**   (2) lg->db changes only under open_mu (or in reg_create, before the
+**       ledger is in the map): NULL -> open handle (reg_acquire),
+**       open handle -> NULL (the reaper, only while users == 0 with closing
+**       set, so no request holds or can take the handle it closes);
+**   (2a) a request's handle is held (users) from reg_acquire/reg_try_acquire
+**       to reg_release: users++ happens before closing is read, and the
+**       reaper sets closing before it reads users (both seq_cst), so either
+**       the reaper sees the user or the user sees closing and backs off;
 **   (3) lg->cp.size only grows; a checkpoint is signed at most once per
 **       size (signing happens under cp_mu after a recheck).
 */
@@ -59,6 +67,11 @@ static srv_ledger *ledger_new(tallyd *s, const char *name, const char *id, uint6
     snprintf(lg->origin, sizeof lg->origin, "%s/ledger/%s", s->name, id);
     lg->created_ns = created_ns;
     atomic_init(&lg->db, NULL);
+    atomic_init(&lg->users, 0);
+    atomic_init(&lg->closing, 0);
+    atomic_init(&lg->last_used_ns, srv_mono_ns());
+    atomic_init(&lg->closed_size, 0);
+    atomic_init(&lg->closed_size_known, 0);
     pthread_mutex_init(&lg->open_mu, NULL);
     pthread_mutex_init(&lg->cp_mu, NULL);
     return lg;
@@ -144,29 +157,142 @@ static tally_options ledger_options(void)
     return o;
 }
 
-int reg_db(tallyd *s, srv_ledger *lg, tally_db **out)
+tally_db *reg_try_acquire(srv_ledger *lg)
 {
-    tally_db *db = atomic_load_explicit(&lg->db, memory_order_acquire);
-    if (db) {
-        *out = db;
-        return TALLY_OK;
-    }
+    atomic_fetch_add(&lg->users, 1); /* before reading closing: invariant (2a) */
+    tally_db *db = atomic_load(&lg->db);
+    if (db && !atomic_load(&lg->closing))
+        return db;
+    reg_release(lg);
+    return NULL;
+}
+
+void reg_release(srv_ledger *lg)
+{
+    atomic_store_explicit(&lg->last_used_ns, srv_mono_ns(), memory_order_relaxed);
+    atomic_fetch_sub(&lg->users, 1);
+}
+
+int reg_acquire(tallyd *s, srv_ledger *lg, tally_db **out)
+{
     int rc = TALLY_OK;
-    pthread_mutex_lock(&lg->open_mu);
-    db = atomic_load_explicit(&lg->db, memory_order_acquire);
+    pthread_mutex_lock(&lg->open_mu); /* a close in progress finishes first */
+    tally_db *db = atomic_load(&lg->db);
     if (!db) {
         char dir[SRV_PATH_MAX + 64];
         ledger_dir(s, lg, dir, sizeof dir);
         tally_options opts = ledger_options();
         rc = tally_db_open(&db, dir, &opts, NULL);
         if (rc == TALLY_OK) {
-            atomic_store_explicit(&lg->db, db, memory_order_release);
+            atomic_store(&lg->closed_size_known, 0);
+            atomic_store(&lg->db, db);
             atomic_fetch_add(&s->ledgers_open, 1);
         }
     }
+    if (rc == TALLY_OK)
+        atomic_fetch_add(&lg->users, 1); /* closing is 0: the reaper holds open_mu while it is set */
     pthread_mutex_unlock(&lg->open_mu);
-    *out = db;
+    *out = rc == TALLY_OK ? db : NULL;
     return rc;
+}
+
+/* Adds one handle's statistics into sum. */
+static void stats_add(tally_stats *sum, const tally_stats *st)
+{
+    sum->commits += st->commits;
+    sum->syncs += st->syncs;
+    sum->sync_ns_total += st->sync_ns_total;
+    sum->checkpoints += st->checkpoints;
+}
+
+/* Closes lg's handle if nobody holds it and it was last used before
+** idle_before (srv_mono_ns). Returns 1 if it closed it. */
+static int close_if_idle(tallyd *s, srv_ledger *lg, uint64_t idle_before)
+{
+    int closed = 0;
+    pthread_mutex_lock(&lg->open_mu);
+    tally_db *db = atomic_load(&lg->db);
+    if (db && atomic_load(&lg->users) == 0 &&
+        atomic_load_explicit(&lg->last_used_ns, memory_order_relaxed) < idle_before) {
+        atomic_store(&lg->closing, 1); /* before reading users: invariant (2a) */
+        if (atomic_load(&lg->users) == 0) {
+            /* its statistics move to retired in the same step that hides the
+            ** handle from reg_stats, so the metrics' counters never dip */
+            tally_stats st;
+            uint64_t size = 0;
+            uint8_t root[TALLY_HASH_LEN];
+            if (tally_state(db, &size, root) == TALLY_OK) {
+                atomic_store(&lg->closed_size, size);
+                atomic_store(&lg->closed_size_known, 1);
+            }
+            pthread_mutex_lock(&s->reaper_mu);
+            tally_db_stats(db, &st);
+            stats_add(&s->retired, &st);
+            atomic_store(&lg->db, NULL);
+            pthread_mutex_unlock(&s->reaper_mu);
+            if (tally_db_close(db) != TALLY_OK)
+                fprintf(stderr, "tallyd: closing idle ledger %s: %s\n", lg->name, tally_errmsg());
+            atomic_fetch_sub(&s->ledgers_open, 1);
+            atomic_fetch_add(&s->ledgers_closed_idle, 1);
+            closed = 1;
+        }
+        atomic_store(&lg->closing, 0);
+    }
+    pthread_mutex_unlock(&lg->open_mu);
+    return closed;
+}
+
+static void *reaper_main(void *arg)
+{
+    tallyd *s = arg;
+    pthread_setname_np(pthread_self(), "tallyd-reaper");
+    uint64_t idle_ns = s->cfg.idle_close_s * 1000000000ull;
+    uint64_t every_ns = idle_ns / 2 < 10000000000ull ? idle_ns / 2 : 10000000000ull; /* <= 10 s */
+    if (every_ns < 100000000ull)
+        every_ns = 100000000ull;
+    pthread_mutex_lock(&s->reaper_mu);
+    while (!s->reaper_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t until = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + every_ns;
+        ts.tv_sec = (time_t)(until / 1000000000ull);
+        ts.tv_nsec = (long)(until % 1000000000ull);
+        pthread_cond_timedwait(&s->reaper_cond, &s->reaper_mu, &ts);
+        if (s->reaper_stop)
+            break;
+        pthread_mutex_unlock(&s->reaper_mu);
+        srv_ledger **all;
+        size_t n = reg_snapshot(s, &all);
+        uint64_t now = srv_mono_ns(), before = now > idle_ns ? now - idle_ns : 0;
+        for (size_t i = 0; i < n; i++)
+            close_if_idle(s, all[i], before);
+        free(all);
+        pthread_mutex_lock(&s->reaper_mu);
+    }
+    pthread_mutex_unlock(&s->reaper_mu);
+    return NULL;
+}
+
+int reg_reaper_start(tallyd *s)
+{
+    if (!s->cfg.idle_close_s)
+        return 0;
+    if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0)
+        return -1;
+    s->reaper_started = 1;
+    return 0;
+}
+
+void reg_reaper_stop(tallyd *s)
+{
+    if (!s->reaper_started)
+        return;
+    pthread_mutex_lock(&s->reaper_mu);
+    s->reaper_stop = 1;
+    pthread_cond_signal(&s->reaper_cond);
+    pthread_mutex_unlock(&s->reaper_mu);
+    pthread_join(s->reaper, NULL);
+    s->reaper_started = 0;
 }
 
 /* The system record of a new ledger: {"name","id","created"}. */
@@ -204,7 +330,8 @@ static int create_locked(tallyd *s, const char *actor, srv_ledger *lg)
         tally_db_close(db); /* the empty directory stays: unreferenced, harmless */
         return rc;
     }
-    atomic_store_explicit(&lg->db, db, memory_order_release);
+    atomic_store_explicit(&lg->last_used_ns, srv_mono_ns(), memory_order_relaxed);
+    atomic_store(&lg->db, db);
     atomic_fetch_add(&s->ledgers_open, 1);
     return TALLY_OK;
 }
@@ -288,6 +415,10 @@ size_t reg_snapshot(tallyd *s, srv_ledger ***out)
 void reg_stats(tallyd *s, tally_stats *sum)
 {
     memset(sum, 0, sizeof *sum);
+    /* under reaper_mu no handle moves from open to retired, and none it shows
+    ** is closed yet (close_if_idle closes only after that move) */
+    pthread_mutex_lock(&s->reaper_mu);
+    stats_add(sum, &s->retired);
     pthread_rwlock_rdlock(&s->reg_lock);
     for (size_t i = 0; i < s->ledgers.cap; i++) {
         srv_ledger *lg = s->ledgers.slots[i].key ? s->ledgers.slots[i].val : NULL;
@@ -296,10 +427,7 @@ void reg_stats(tallyd *s, tally_stats *sum)
             continue;
         tally_stats st;
         tally_db_stats(db, &st);
-        sum->commits += st.commits;
-        sum->syncs += st.syncs;
-        sum->sync_ns_total += st.sync_ns_total;
-        sum->checkpoints += st.checkpoints;
+        stats_add(sum, &st);
         if (st.checkpoint_error) { /* summed as a count of ledgers with paused checkpoints */
             sum->checkpoint_error++;
             snprintf(sum->checkpoint_message, sizeof sum->checkpoint_message, "%s",
@@ -307,6 +435,7 @@ void reg_stats(tallyd *s, tally_stats *sum)
         }
     }
     pthread_rwlock_unlock(&s->reg_lock);
+    pthread_mutex_unlock(&s->reaper_mu);
 }
 
 void reg_close_all(tallyd *s)

@@ -68,6 +68,8 @@ static int init_tables(tallyd *s)
     pthread_rwlock_init(&s->auth_lock, NULL);
     pthread_rwlock_init(&s->token_lock, NULL);
     pthread_mutex_init(&s->rate_mu, NULL);
+    pthread_mutex_init(&s->reaper_mu, NULL);
+    pthread_cond_init(&s->reaper_cond, NULL);
     atomic_init(&s->ledgers_open, 0);
     return strmap_init(&s->ledgers, SRV_LEDGERS_MAX) < 0 ||
                    strmap_init(&s->users, SRV_USERS_MAX) < 0 ||
@@ -136,6 +138,10 @@ int tallyd_open(tallyd **out, const tallyd_config *cfg, char *admin_password,
 
 int tallyd_start(tallyd *s, char *err, size_t err_len)
 {
+    if (reg_reaper_start(s) != 0) {
+        snprintf(err, err_len, "cannot start the idle-ledger thread");
+        return -1;
+    }
     return http_start(s, err, err_len);
 }
 
@@ -144,6 +150,7 @@ void tallyd_close(tallyd *s)
     if (!s)
         return;
     http_stop(s);
+    reg_reaper_stop(s); /* before the handles it could close go */
     reg_close_all(s);
     auth_close(s);
     free(s->tls_cert);

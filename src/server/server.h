@@ -133,8 +133,16 @@ typedef struct srv_ledger {
     char id[SRV_ID_HEX_LEN + 1];
     char origin[SRV_NAME_LEN_MAX * 2 + SRV_ID_HEX_LEN + 16];
     uint64_t created_ns;
-    _Atomic(tally_db *) db;     /* NULL until first use */
-    pthread_mutex_t open_mu;    /* serializes the lazy open */
+    _Atomic(tally_db *) db;     /* NULL until first use, and again once closed idle */
+    pthread_mutex_t open_mu;    /* serializes opening and closing */
+    /* Handles in use (registry.c, reg_acquire): requests hold the handle from
+    ** admission to their completion; an idle ledger is closed only while
+    ** users == 0, and `closing` turns new users away meanwhile. */
+    atomic_uint users;
+    atomic_int closing;
+    _Atomic uint64_t last_used_ns; /* srv_mono_ns() of the last release */
+    _Atomic uint64_t closed_size;  /* its size when last closed idle (listing */
+    atomic_int closed_size_known;  /* a closed ledger does not reopen it) */
     pthread_mutex_t cp_mu;      /* guards cp */
     srv_checkpoint cp;          /* latest signed checkpoint (size 0: none yet) */
 } srv_ledger;
@@ -164,6 +172,7 @@ typedef struct tallyd_config {
     uint64_t token_ttl_s;
     int verbose;             /* a log line per request on stderr */
     unsigned threads;        /* HTTP event-loop threads; 0: one per CPU */
+    uint64_t idle_close_s;   /* close a ledger unused this long (0: never) */
 } tallyd_config;
 
 typedef struct tallyd {
@@ -179,6 +188,16 @@ typedef struct tallyd {
     pthread_rwlock_t reg_lock;   /* guards ledgers (the map, not the ledger) */
     strmap ledgers;              /* name -> srv_ledger* */
     atomic_uint_fast64_t ledgers_open;
+    /* Closing idle ledgers (registry.c, reg_reaper): a thread wakes every
+    ** reap_interval and closes the ledgers unused for cfg.idle_close_s. The
+    ** statistics of closed handles are kept in retired, so the metrics'
+    ** counters never go back. */
+    pthread_t reaper;
+    int reaper_started, reaper_stop;
+    pthread_mutex_t reaper_mu;
+    pthread_cond_t reaper_cond;
+    tally_stats retired;         /* under reaper_mu */
+    atomic_uint_fast64_t ledgers_closed_idle;
 
     pthread_rwlock_t auth_lock;  /* guards users, roles */
     strmap users;                /* name -> srv_user* */
@@ -229,8 +248,18 @@ int sys_commit(tallyd *s, const char *actor, const char *action, const tally_ent
 int reg_open(tallyd *s, char *err, size_t err_len);
 /* The ledger named name, or NULL. Never freed while the server runs. */
 srv_ledger *reg_find(tallyd *s, const char *name);
-/* The ledger's open handle (opening it on first use). Returns a TALLY_E* code. */
-int reg_db(tallyd *s, srv_ledger *lg, tally_db **out);
+/* The ledger's handle, opened if it is not (first use, or closed idle), and
+** held: the caller gives it back with reg_release. May block (opening).
+** Returns a TALLY_E* code (nothing held on error). */
+int reg_acquire(tallyd *s, srv_ledger *lg, tally_db **out);
+/* The handle if the ledger is open and not being closed, held; else NULL
+** (then use reg_acquire off the event loop). Never blocks. */
+tally_db *reg_try_acquire(srv_ledger *lg);
+void reg_release(srv_ledger *lg);
+/* Starts / stops the idle-ledger closer (no-op when cfg.idle_close_s is 0).
+** reg_reaper_start returns 0 or -1. */
+int reg_reaper_start(tallyd *s);
+void reg_reaper_stop(tallyd *s);
 /* Creates a ledger (directory + system record). TALLY_ECONFLICT if it exists. */
 int reg_create(tallyd *s, const char *actor, const char *name, srv_ledger **out);
 /* The signed checkpoint for the ledger's current size (re-signed only when
