@@ -83,8 +83,8 @@ static json_t *ledger_summary(srv_req *r, srv_ledger *lg, int *rc)
     if ((db = reg_try_acquire(lg))) {
         *rc = tally_state(db, &size, root);
         reg_release(lg);
-    } else if (atomic_load(&lg->closed_size_known)) { /* closed idle: its size cannot have moved */
-        size = atomic_load(&lg->closed_size);
+    } else if ((size = atomic_load(&lg->closed_size)) != CLOSED_SIZE_UNKNOWN) {
+        /* closed idle: its size cannot have moved */
     } else if ((*rc = reg_acquire(r->s, lg, &db)) == TALLY_OK) { /* not opened since start */
         *rc = tally_state(db, &size, root);
         reg_release(lg);

@@ -70,8 +70,7 @@ static srv_ledger *ledger_new(tallyd *s, const char *name, const char *id, uint6
     atomic_init(&lg->users, 0);
     atomic_init(&lg->closing, 0);
     atomic_init(&lg->last_used_ns, srv_mono_ns());
-    atomic_init(&lg->closed_size, 0);
-    atomic_init(&lg->closed_size_known, 0);
+    atomic_init(&lg->closed_size, CLOSED_SIZE_UNKNOWN);
     pthread_mutex_init(&lg->open_mu, NULL);
     pthread_mutex_init(&lg->cp_mu, NULL);
     return lg;
@@ -184,7 +183,7 @@ int reg_acquire(tallyd *s, srv_ledger *lg, tally_db **out)
         tally_options opts = ledger_options();
         rc = tally_db_open(&db, dir, &opts, NULL);
         if (rc == TALLY_OK) {
-            atomic_store(&lg->closed_size_known, 0);
+            atomic_store(&lg->closed_size, CLOSED_SIZE_UNKNOWN);
             atomic_store(&lg->db, db);
             atomic_fetch_add(&s->ledgers_open, 1);
         }
@@ -206,10 +205,9 @@ static void stats_add(tally_stats *sum, const tally_stats *st)
 }
 
 /* Closes lg's handle if nobody holds it and it was last used before
-** idle_before (srv_mono_ns). Returns 1 if it closed it. */
-static int close_if_idle(tallyd *s, srv_ledger *lg, uint64_t idle_before)
+** idle_before (srv_mono_ns). */
+static void close_if_idle(tallyd *s, srv_ledger *lg, uint64_t idle_before)
 {
-    int closed = 0;
     pthread_mutex_lock(&lg->open_mu);
     tally_db *db = atomic_load(&lg->db);
     if (db && atomic_load(&lg->users) == 0 &&
@@ -221,10 +219,8 @@ static int close_if_idle(tallyd *s, srv_ledger *lg, uint64_t idle_before)
             tally_stats st;
             uint64_t size = 0;
             uint8_t root[TALLY_HASH_LEN];
-            if (tally_state(db, &size, root) == TALLY_OK) {
+            if (tally_state(db, &size, root) == TALLY_OK)
                 atomic_store(&lg->closed_size, size);
-                atomic_store(&lg->closed_size_known, 1);
-            }
             pthread_mutex_lock(&s->reaper_mu);
             tally_db_stats(db, &st);
             stats_add(&s->retired, &st);
@@ -234,12 +230,10 @@ static int close_if_idle(tallyd *s, srv_ledger *lg, uint64_t idle_before)
                 fprintf(stderr, "tallyd: closing idle ledger %s: %s\n", lg->name, tally_errmsg());
             atomic_fetch_sub(&s->ledgers_open, 1);
             atomic_fetch_add(&s->ledgers_closed_idle, 1);
-            closed = 1;
         }
         atomic_store(&lg->closing, 0);
     }
     pthread_mutex_unlock(&lg->open_mu);
-    return closed;
 }
 
 static void *reaper_main(void *arg)

@@ -128,6 +128,8 @@ typedef struct srv_checkpoint {
     char note[SRV_NOTE_MAX];
 } srv_checkpoint;
 
+#define CLOSED_SIZE_UNKNOWN UINT64_MAX
+
 typedef struct srv_ledger {
     char name[SRV_NAME_LEN_MAX + 1];
     char id[SRV_ID_HEX_LEN + 1];
@@ -141,8 +143,8 @@ typedef struct srv_ledger {
     atomic_uint users;
     atomic_int closing;
     _Atomic uint64_t last_used_ns; /* srv_mono_ns() of the last release */
-    _Atomic uint64_t closed_size;  /* its size when last closed idle (listing */
-    atomic_int closed_size_known;  /* a closed ledger does not reopen it) */
+    _Atomic uint64_t closed_size;  /* its size when last closed idle, so listing does not
+                                   ** reopen it; CLOSED_SIZE_UNKNOWN while open or never closed */
     pthread_mutex_t cp_mu;      /* guards cp */
     srv_checkpoint cp;          /* latest signed checkpoint (size 0: none yet) */
 } srv_ledger;
