@@ -2,6 +2,7 @@
 ** memtable.c — hash table of key nodes with an arena (see memtable.h).
 */
 #include "index/memtable.h"
+#include "os/vmem.h"
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -19,16 +20,11 @@ static size_t block_bytes(size_t i) {
     return i >= 6 ? MT_BLOCK_BYTES : (size_t)MT_BLOCK_BYTES_MIN << i; /* 64 KiB << 6 = 4 MiB */
 }
 
-/* Big, zeroed, pre-faulted memory: one mmap(MAP_POPULATE) instead of a page
-** fault per 4 KiB page on first touch (faults are expensive under
-** virtualization: measured ~15% of ingest CPU). Sizes are multiples of 4 KiB. */
-static void *big_zalloc(size_t len) {
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
-}
-static void big_free(void *p, size_t len) {
-    if (p) munmap(p, len);
-}
+/* Big, zeroed memory is vmem_alloc(len, 1): pre-faulted, one mmap(MAP_POPULATE)
+** instead of a page fault per 4 KiB page on first touch (faults are expensive
+** under virtualization: measured ~15% of ingest CPU). */
+static void *big_zalloc(size_t len) { return vmem_alloc(len, 1); }
+static void big_free(void *p, size_t len) { vmem_free(p, len); }
 
 struct mt_pool {
     pthread_mutex_t mu;

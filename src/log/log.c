@@ -37,6 +37,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "os/io.h"
+#include "os/vmem.h"
 #include "util/crc32c.h"
 #include "util/err.h"
 
@@ -55,7 +56,7 @@ struct tlog {
     int read_only;
     _Atomic uint32_t nseg;  /* segments published to readers */
     uint32_t nused;         /* slots of segs ever filled (close frees these) */
-    segment *segs;          /* LOG_SEGMENTS_MAX slots */
+    segment *segs;          /* LOG_SEGMENTS_MAX slots (vmem: only used pages cost) */
     uint64_t reserve_pos;   /* next record position (commit lock) */
     uint32_t write_seg;     /* segment the writer appends to */
     /* writer-only preallocation state (the segment write_seg) */
@@ -153,7 +154,7 @@ static int seg_load(tlog *log, uint32_t s, int *torn_header) {
 
 int log_open(tlog **out, const char *dir, uint64_t seg_bytes_max, int read_only) {
     tlog *log = calloc(1, sizeof *log);
-    if (!log || !(log->segs = calloc(LOG_SEGMENTS_MAX, sizeof(segment)))) {
+    if (!log || !(log->segs = vmem_alloc(LOG_SEGMENTS_MAX * sizeof(segment), 0))) {
         free(log);
         return tally_seterr(TALLY_ENOMEM, "out of memory opening the log");
     }
@@ -212,7 +213,7 @@ void log_close(tlog *log) {
         sg->map = NULL;
         if (sg->fd > 0) tally_io->close(sg->fd); /* 0: slot never opened (fds 0..2 are stdio) */
     }
-    free(log->segs);
+    vmem_free(log->segs, LOG_SEGMENTS_MAX * sizeof(segment));
     free(log);
 }
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include "io.h"
+#include "vmem.h"
 
 struct afile {
     int fd;
@@ -22,11 +23,11 @@ int afile_open(afile **out, const char *path, size_t item_size) {
     if (fd < 0) return -errno;
     int64_t sz = io_file_size(fd);
     afile *f = calloc(1, sizeof *f);
-    _Atomic(uint8_t *) *ch = calloc(AFILE_CHUNKS_MAX, sizeof *ch);
+    _Atomic(uint8_t *) *ch = vmem_alloc(AFILE_CHUNKS_MAX * sizeof *ch, 0); /* zeros are NULLs */
     if (sz < 0 || !f || !ch) {
         tally_io->close(fd);
         free(f);
-        free(ch);
+        vmem_free(ch, AFILE_CHUNKS_MAX * sizeof *ch);
         return sz < 0 ? (int)sz : -ENOMEM;
     }
     f->fd = fd;
@@ -48,7 +49,7 @@ void afile_close(afile *f) {
         uint8_t *p = atomic_load(&f->chunks[i]);
         if (p) munmap(p, AFILE_CHUNK_BYTES);
     }
-    free(f->chunks);
+    vmem_free((void *)f->chunks, AFILE_CHUNKS_MAX * sizeof *f->chunks);
     tally_io->close(f->fd);
     free(f);
 }

@@ -25,6 +25,7 @@
 */
 #include <errno.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -258,9 +259,12 @@ static void *reaper_main(void *arg)
         srv_ledger **all;
         size_t n = reg_snapshot(s, &all);
         uint64_t now = srv_mono_ns(), before = now > idle_ns ? now - idle_ns : 0;
+        uint64_t closed0 = atomic_load(&s->ledgers_closed_idle);
         for (size_t i = 0; i < n; i++)
             close_if_idle(s, all[i], before);
         free(all);
+        if (atomic_load(&s->ledgers_closed_idle) != closed0)
+            malloc_trim(0);
         pthread_mutex_lock(&s->reaper_mu);
     }
     pthread_mutex_unlock(&s->reaper_mu);
