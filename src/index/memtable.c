@@ -20,10 +20,11 @@ static size_t block_bytes(size_t i) {
     return i >= 6 ? MT_BLOCK_BYTES : (size_t)MT_BLOCK_BYTES_MIN << i; /* 64 KiB << 6 = 4 MiB */
 }
 
-/* Big, zeroed memory is vmem_alloc(len, 1): pre-faulted, one mmap(MAP_POPULATE)
-** instead of a page fault per 4 KiB page on first touch (faults are expensive
-** under virtualization: measured ~15% of ingest CPU). */
-static void *big_zalloc(size_t len) { return vmem_alloc(len, 1); }
+/* Big, zeroed memory is vmem_alloc(len, VMEM_FILL): pre-faulted in one call
+** (huge pages where allowed) instead of a page fault per 4 KiB page on first
+** touch (faults are expensive under virtualization: measured ~15% of ingest
+** CPU). */
+static void *big_zalloc(size_t len) { return vmem_alloc(len, VMEM_FILL); }
 static void big_free(void *p, size_t len) { vmem_free(p, len); }
 
 struct mt_pool {
@@ -90,7 +91,7 @@ void mt_free(memtable *mt) {
             big_free(mt->blocks[i], block_bytes(i));
     free(mt->blocks);
     big_free(mt->slots, (mt->mask + 1) * sizeof *mt->slots);
-    free(mt->sorted);
+    vmem_free(mt->sorted, mt->sorted_bytes);
     free(mt);
 }
 
@@ -268,15 +269,15 @@ static void sort_level(sort_item *it, sort_item *tmp, size_t n, size_t depth) {
 
 /* Sorts the n nodes of v (level-0 items it[] already made when it != NULL). */
 static void sort_items(mt_key **v, sort_item *it, size_t n) {
-    sort_item *tmp = it && n > 256 ? malloc(n * sizeof *tmp) : NULL;
+    sort_item *tmp = it && n > 256 ? vmem_alloc(n * sizeof *tmp, VMEM_FILL) : NULL;
     if (!it || (n > 256 && !tmp)) { /* no memory for the fast path */
         qsort(v, n, sizeof *v, node_cmp);
-        free(tmp);
+        vmem_free(tmp, n * sizeof *tmp);
         return;
     }
     sort_level(it, tmp, n, 0);
     for (size_t i = 0; i < n; i++) v[i] = it[i].k;
-    free(tmp);
+    vmem_free(tmp, n * sizeof *tmp);
 }
 
 static void sort_nodes(mt_key **v, size_t n) {
@@ -309,11 +310,12 @@ int64_t mt_collect_prefix(const memtable *mt, uint8_t ns, const void *prefix, si
 }
 
 int mt_sort(memtable *mt) {
-    size_t cnt = 0;
-    mt_key **v = malloc((mt->nkeys ? mt->nkeys : 1) * sizeof *v);
-    sort_item *it = mt->nkeys > 1 ? malloc(mt->nkeys * sizeof *it) : NULL;
+    size_t cnt = 0, v_bytes = (mt->nkeys ? mt->nkeys : 1) * sizeof(mt_key *),
+           it_bytes = mt->nkeys * sizeof(sort_item);
+    mt_key **v = vmem_alloc(v_bytes, VMEM_FILL);
+    sort_item *it = mt->nkeys > 1 ? vmem_alloc(it_bytes, VMEM_FILL) : NULL;
     if (!v) {
-        free(it);
+        vmem_free(it, it_bytes);
         return -1;
     }
     /* One pass over the slots; each node is read once (prefetched ahead),
@@ -326,9 +328,10 @@ int mt_sort(memtable *mt) {
         v[cnt++] = k;
     }
     if (cnt > 1) sort_items(v, it, cnt);
-    free(it);
-    free(mt->sorted);
+    vmem_free(it, it_bytes);
+    vmem_free(mt->sorted, mt->sorted_bytes);
     mt->sorted = v;
+    mt->sorted_bytes = v_bytes;
     mt->nsorted = cnt;
     return 0;
 }

@@ -52,7 +52,7 @@ typedef struct memtable {
     uint8_t **blocks;    /* arena blocks */
     size_t nblocks, cap_blocks, block_used;
     mt_key **sorted;     /* nodes with versions in key order, once frozen (NULL before) */
-    size_t nsorted;
+    size_t nsorted, sorted_bytes; /* sorted is vmem_alloc'd, sorted_bytes long */
 } memtable;
 
 /* A pool; caller frees with mt_pool_free (after every memtable using it). */

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include "log/record.h"
 #include "os/io.h"
+#include "os/vmem.h"
 #include "util/crc32c.h"
 #include "util/err.h"
 
@@ -228,7 +229,7 @@ static int buckets_init(build *bd, uint64_t nk) {
     bd->bucket_shift = 0;
     while ((bd->nslots >> bd->bucket_shift) > bd->nbuckets) bd->bucket_shift++;
     bd->pool_n = nk / SLOT_CHUNK_ITEMS + bd->nbuckets + 1; /* one partial chunk per bucket */
-    bd->pool = malloc(bd->pool_n * sizeof *bd->pool);
+    bd->pool = vmem_alloc(bd->pool_n * sizeof *bd->pool, VMEM_FILL);
     bd->head = calloc(bd->nbuckets, sizeof *bd->head);
     bd->tail = calloc(bd->nbuckets, sizeof *bd->tail);
     return bd->pool && bd->head && bd->tail ? 0 : -ENOMEM;
@@ -263,7 +264,7 @@ static void buckets_fill(build *bd) {
 }
 
 static void buckets_free(build *bd) {
-    free(bd->pool);
+    vmem_free(bd->pool, bd->pool_n * sizeof *bd->pool);
     free(bd->head);
     free(bd->tail);
 }
@@ -311,9 +312,9 @@ int run_write(const char *dir, const char *name, uint64_t index_tx, const run *o
     char tmp[PATH_MAX], dst[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
     snprintf(dst, sizeof dst, "%s/%s", dir, name);
-    bd.slots = calloc(nslots, 8);
+    bd.slots = vmem_alloc(nslots * 8, VMEM_FILL);
     bd.nslots = nslots;
-    uint8_t *bufs = malloc(3 * (size_t)SW_BUF_BYTES);
+    uint8_t *bufs = vmem_alloc(3 * (size_t)SW_BUF_BYTES, VMEM_FILL);
     int have = bd.slots && bufs && buckets_init(&bd, nk) == 0;
     int fd = have ? tally_io->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644) : -1;
     if (!have) rc = -ENOMEM;
@@ -363,8 +364,8 @@ int run_write(const char *dir, const char *name, uint64_t index_tx, const run *o
     if (rc == 0 && tally_io->rename(tmp, dst) < 0) rc = -errno;
     if (rc == 0) rc = io_fsync_dir(dir);
     if (rc != 0 && fd >= 0) tally_io->unlink(tmp);
-    free(bd.slots);
+    vmem_free(bd.slots, nslots * 8);
     buckets_free(&bd);
-    free(bufs);
+    vmem_free(bufs, 3 * (size_t)SW_BUF_BYTES);
     return rc;
 }

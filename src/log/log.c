@@ -154,7 +154,7 @@ static int seg_load(tlog *log, uint32_t s, int *torn_header) {
 
 int log_open(tlog **out, const char *dir, uint64_t seg_bytes_max, int read_only) {
     tlog *log = calloc(1, sizeof *log);
-    if (!log || !(log->segs = vmem_alloc(LOG_SEGMENTS_MAX * sizeof(segment), 0))) {
+    if (!log || !(log->segs = vmem_alloc(LOG_SEGMENTS_MAX * sizeof(segment), VMEM_LAZY))) {
         free(log);
         return tally_seterr(TALLY_ENOMEM, "out of memory opening the log");
     }

@@ -23,7 +23,7 @@ int afile_open(afile **out, const char *path, size_t item_size) {
     if (fd < 0) return -errno;
     int64_t sz = io_file_size(fd);
     afile *f = calloc(1, sizeof *f);
-    _Atomic(uint8_t *) *ch = vmem_alloc(AFILE_CHUNKS_MAX * sizeof *ch, 0); /* zeros are NULLs */
+    _Atomic(uint8_t *) *ch = vmem_alloc(AFILE_CHUNKS_MAX * sizeof *ch, VMEM_LAZY); /* zeros are NULLs */
     if (sz < 0 || !f || !ch) {
         tally_io->close(fd);
         free(f);
