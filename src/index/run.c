@@ -164,6 +164,7 @@ typedef struct swriter {
 static void sw_flush(swriter *w) {
     if (w->n) w->crc = tally_crc32c(w->crc, w->buf, w->n);
     if (w->rc == 0 && w->n) w->rc = io_pwrite_all(w->fd, w->buf, w->n, (off_t)w->off);
+    if (w->rc == 0) io_writeback_start(w->fd, w->off, w->n); /* no burst at the fsync */
     w->off += w->n;
     w->n = 0;
 }
@@ -346,6 +347,7 @@ int run_write(const char *dir, const char *name, uint64_t index_tx, const run *o
         wr32(hdr + 60, tally_crc32c(0, hdr, 60));
         rc = io_pwrite_all(fd, hdr, sizeof hdr, 0);
         if (rc == 0) rc = io_pwrite_all(fd, bd.slots, nslots * 8, (off_t)slots_off);
+        if (rc == 0) io_writeback_start(fd, slots_off, nslots * 8);
         uint64_t pad = trailer_off - heap_off - heap_bytes;
         if (rc == 0 && pad) rc = io_pwrite_all(fd, zeros, pad, (off_t)(heap_off + heap_bytes));
         /* the sections are adjacent: header, keys, versions, slots, heap, pad */

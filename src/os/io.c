@@ -94,6 +94,10 @@ int64_t io_file_size(int fd) {
     return (int64_t)st.st_size;
 }
 
+void io_writeback_start(int fd, uint64_t off, uint64_t len) {
+    if (len) (void)sync_file_range(fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+}
+
 int io_write_file_atomic(const char *dir, const char *name, const void *buf, size_t len) {
     char tmp[PATH_MAX], dst[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name) >= (int)sizeof tmp) return -ENAMETOOLONG;

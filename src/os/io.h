@@ -49,6 +49,12 @@ int io_pread_all(int fd, void *buf, size_t len, off_t off);
 int io_fsync_dir(const char *dir);
 /* Size of an open file, or -errno. */
 int64_t io_file_size(int fd);
+/* Starts writeback of [off, off+len) of fd without waiting (sync_file_range
+** SYNC_FILE_RANGE_WRITE): a hint that spreads a large file's writes over the
+** time it is being written instead of one burst at its fsync. It changes no
+** bytes and promises no durability, so it is not in the table (fault layers
+** have nothing to model); errors are ignored (the fsync reports them). */
+void io_writeback_start(int fd, uint64_t off, uint64_t len);
 /* Writes a whole small file atomically: path.tmp, fsync, rename, fsync dir.
 ** Returns 0 or -errno. */
 int io_write_file_atomic(const char *dir, const char *name, const void *buf, size_t len);
