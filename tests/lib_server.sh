@@ -183,6 +183,34 @@ login() { # url user password -> prints token (empty on failure)
     jq_py '(j or {}).get("token", "")'
 }
 
+# write_many: writes $W/many.py, which drives many ledgers over one
+# keep-alive connection, time-bounded, and prints {"done": N, "bad": [...]}:
+#   many.py URL TOKEN NAMEFMT N SECS create           creates NAMEFMT % i (201 each)
+#   many.py URL TOKEN NAMEFMT N SECS set KEY VALFMT   writes KEY = VALFMT % i (or VALFMT
+#                                                      as is without a %) to each (200)
+write_many() {
+    cat >"$W/many.py" <<'PYEOF'
+import http.client, json, sys, time, urllib.parse
+url, tok, fmt, n, secs, mode = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+u = urllib.parse.urlparse(url)
+h = {"Authorization": "Bearer " + tok, "Content-Type": "application/json"}
+c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+t0 = time.time(); done = 0; bad = []
+for i in range(n):
+    if time.time() - t0 > secs: break
+    if mode == "create":
+        c.request("POST", "/v1/ledgers", json.dumps({"name": fmt % i}), h)
+    else:
+        key, vf = sys.argv[7], sys.argv[8]
+        val = vf % i if "%" in vf else vf
+        c.request("POST", "/v1/ledgers/%s/set" % (fmt % i), json.dumps({"entries": [{"key": key, "value": val}]}), h)
+    r = c.getresponse(); b = r.read()
+    if r.status == (201 if mode == "create" else 200): done += 1
+    elif len(bad) < 3: bad.append((i, r.status, b[:200].decode("utf-8", "replace")))
+print(json.dumps({"done": done, "secs": round(time.time() - t0, 2), "bad": bad}))
+PYEOF
+}
+
 # write_tv: writes $W/tv.py, an independent verifier (hashlib + Ed25519 from
 # the `cryptography` module, else `openssl pkeyutl -verify -rawin`) of
 # checkpoints (src/note/note.h), RFC 9162 proofs and the proof bundles of

@@ -634,26 +634,8 @@ LS_NO_ADMIN_PW=1 start_tallyd "$D2" && {
 
 section "1000 ledgers (time-bounded)"
 NL=1000
-# many.py PORT TOKEN N MODE: over one keep-alive connection, time-bounded (40 s):
-# MODE create makes ledgers m0000.., MODE set writes key "one" to each.
-cat >"$W/many.py" <<'PYEOF'
-import http.client, json, sys, time
-port, tok, n, mode = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
-h = {"Authorization": "Bearer " + tok, "Content-Type": "application/json"}
-c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-t0 = time.time(); done = 0; bad = []
-for i in range(n):
-    if time.time() - t0 > 40: break
-    if mode == "create":
-        c.request("POST", "/v1/ledgers", json.dumps({"name": "m%04d" % i}), h)
-    else:
-        c.request("POST", "/v1/ledgers/m%04d/set" % i, json.dumps({"entries": [{"key": "one", "value": str(i)}]}), h)
-    r = c.getresponse(); b = r.read()
-    if r.status == (201 if mode == "create" else 200): done += 1
-    elif len(bad) < 3: bad.append((i, r.status, b[:200].decode("utf-8", "replace")))
-print(json.dumps({"done": done, "secs": round(time.time() - t0, 2), "bad": bad}))
-PYEOF
-python3 "$W/many.py" "$PORT2" "$AT" "$NL" create >"$W/many.out" 2>&1
+write_many # $W/many.py: m0000.. created, then key "one" written to each
+python3 "$W/many.py" "http://127.0.0.1:$PORT2" "$AT" m%04d "$NL" 40 create >"$W/many.out" 2>&1
 MANY=$(tail -n1 "$W/many.out")
 echo "1000 ledgers: $MANY"
 check_eq "1000 ledgers created within 40 s" "$NL []" "$(BODY="$MANY" jq_py 'str(j["done"]) + " " + json.dumps(j["bad"])')"
@@ -673,7 +655,7 @@ check_eq "reader still sees only A among 1002 ledgers" '["A"]' "$(jq_py 'sorted(
 # Every one of the 1000 open ledgers writes once: each now has a memtable.
 # Their memory must stay small (memtable arena blocks start at 64 KiB: with
 # 4 MiB first blocks this was 4.3 GB of RSS).
-python3 "$W/many.py" "$PORT2" "$AT" "$NL" set >"$W/many-set.out" 2>&1
+python3 "$W/many.py" "http://127.0.0.1:$PORT2" "$AT" m%04d "$NL" 40 set one %d >"$W/many-set.out" 2>&1
 MANYSET=$(tail -n1 "$W/many-set.out")
 echo "one write to each of 1000 ledgers: $MANYSET"
 check_eq "one write to each of 1000 ledgers within 40 s" "$NL []" "$(BODY="$MANYSET" jq_py 'str(j["done"]) + " " + json.dumps(j["bad"])')"
