@@ -5,7 +5,6 @@
 #include "os/vmem.h"
 #include <pthread.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 
 /* Arena blocks grow from MT_BLOCK_BYTES_MIN, doubling, to MT_BLOCK_BYTES:
 ** block i has block_bytes(i). A quiet ledger's memtable then holds 64 KiB of
@@ -19,13 +18,6 @@
 static size_t block_bytes(size_t i) {
     return i >= 6 ? MT_BLOCK_BYTES : (size_t)MT_BLOCK_BYTES_MIN << i; /* 64 KiB << 6 = 4 MiB */
 }
-
-/* Big, zeroed memory is vmem_alloc(len, VMEM_FILL): pre-faulted in one call
-** (huge pages where allowed) instead of a page fault per 4 KiB page on first
-** touch (faults are expensive under virtualization: measured ~15% of ingest
-** CPU). */
-static void *big_zalloc(size_t len) { return vmem_alloc(len, VMEM_FILL); }
-static void big_free(void *p, size_t len) { vmem_free(p, len); }
 
 struct mt_pool {
     pthread_mutex_t mu;
@@ -41,7 +33,7 @@ mt_pool *mt_pool_new(void) {
 
 void mt_pool_free(mt_pool *p) {
     if (!p) return;
-    for (size_t i = 0; i < p->n; i++) big_free(p->blocks[i], MT_BLOCK_BYTES);
+    for (size_t i = 0; i < p->n; i++) vmem_free(p->blocks[i], MT_BLOCK_BYTES);
     pthread_mutex_destroy(&p->mu);
     free(p);
 }
@@ -70,7 +62,7 @@ memtable *mt_new(mt_pool *pool) {
     memtable *mt = calloc(1, sizeof *mt);
     if (!mt) return NULL;
     mt->pool = pool;
-    mt->slots = big_zalloc(MT_SLOTS_MIN * sizeof *mt->slots);
+    mt->slots = vmem_alloc(MT_SLOTS_MIN * sizeof *mt->slots, VMEM_FILL);
     if (!mt->slots) {
         free(mt);
         return NULL;
@@ -88,9 +80,9 @@ void mt_free(memtable *mt) {
     }
     for (size_t i = 0; i < mt->nblocks; i++)
         if (block_bytes(i) != MT_BLOCK_BYTES || pool_put(mt->pool, mt->blocks[i]) != 0)
-            big_free(mt->blocks[i], block_bytes(i));
+            vmem_free(mt->blocks[i], block_bytes(i));
     free(mt->blocks);
-    big_free(mt->slots, (mt->mask + 1) * sizeof *mt->slots);
+    vmem_free(mt->slots, (mt->mask + 1) * sizeof *mt->slots);
     vmem_free(mt->sorted, mt->sorted_bytes);
     free(mt);
 }
@@ -109,7 +101,9 @@ static void *arena_alloc(memtable *mt, size_t n) {
         }
         size_t len = block_bytes(mt->nblocks);
         uint8_t *blk = len == MT_BLOCK_BYTES ? pool_take(mt->pool) : NULL;
-        if (!blk && !(blk = big_zalloc(len))) return NULL;
+        /* fresh blocks, slot tables and sort arrays are VMEM_FILL: faulted in
+        ** at once as huge pages, not a (costly, virtualized) fault per page */
+        if (!blk && !(blk = vmem_alloc(len, VMEM_FILL))) return NULL;
         mt->blocks[mt->nblocks++] = blk;
         mt->block_used = 0;
     }
@@ -129,7 +123,7 @@ mt_key *mt_find(const memtable *mt, uint8_t ns, const void *key, size_t len, uin
 
 static int mt_grow(memtable *mt) {
     uint64_t nslots = (mt->mask + 1) * 2;
-    mt_slot *s = big_zalloc(nslots * sizeof *s);
+    mt_slot *s = vmem_alloc(nslots * sizeof *s, VMEM_FILL);
     if (!s) return -1;
     for (uint64_t i = 0; i <= mt->mask; i++) {
         if (!mt->slots[i].k) continue;
@@ -137,7 +131,7 @@ static int mt_grow(memtable *mt) {
         while (s[j].k) j = (j + 1) & (nslots - 1);
         s[j] = mt->slots[i];
     }
-    big_free(mt->slots, (mt->mask + 1) * sizeof *mt->slots);
+    vmem_free(mt->slots, (mt->mask + 1) * sizeof *mt->slots);
     mt->slots = s;
     mt->mask = nslots - 1;
     return 0;

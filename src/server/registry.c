@@ -264,7 +264,7 @@ static void *reaper_main(void *arg)
             close_if_idle(s, all[i], before);
         free(all);
         if (atomic_load(&s->ledgers_closed_idle) != closed0)
-            malloc_trim(0);
+            malloc_trim(0); /* the closed handles' freed heap goes back to the system too */
         pthread_mutex_lock(&s->reaper_mu);
     }
     pthread_mutex_unlock(&s->reaper_mu);
