@@ -22,6 +22,7 @@
 ** should be on the disk you care about: the commits fdatasync there).
 **      BENCH_ONLY_BIN=1 — phase 2 runs the binary batches only.
 **      BENCH_NO_LIMIT=1 — phase 1 skips its limit (h) run (quicker A/B runs).
+**      BENCH_PERF_DIR=D — with --perf, keep perf-<run>.data in D.
 **
 ** tallyd and this load generator run on the same machine and share its cores;
 ** the CPU each used during every run is printed beside the result. So that
@@ -420,12 +421,20 @@ static void setup_ledger(void)
 /* ------------------------------------------------------------------ */
 /* perf (optional).                                                    */
 
+/* BENCH_PERF_DIR keeps the perf data for a closer look (default: the temporary
+** directory, removed at the end). */
+static const char *perf_dir(void)
+{
+    const char *d = getenv("BENCH_PERF_DIR");
+    return d && *d ? d : g_tmp;
+}
+
 static void perf_start(const char *tag)
 {
     if (g_perf_secs <= 0 || g_tallyd <= 0)
         return;
     char out[700], pid[16], secs[16];
-    snprintf(out, sizeof out, "%s/perf-%s.data", g_tmp, tag);
+    snprintf(out, sizeof out, "%s/perf-%s.data", perf_dir(), tag);
     snprintf(pid, sizeof pid, "%d", (int)g_tallyd);
     snprintf(secs, sizeof secs, "%d", g_perf_secs);
     pid_t p = fork();
@@ -454,7 +463,7 @@ static void perf_report(const char *tag)
              "perf report -i '%s/perf-%s.data' --stdio --no-children --sort dso,symbol "
              "--percent-limit 1.5 -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -30 "
              "| sed 's/^/  perf[%s] /'",
-             g_tmp, tag, tag);
+             perf_dir(), tag, tag);
     printf("  perf record -g of tallyd during \"%s\" (self time, symbols >= 1.5%%):\n", tag);
     fflush(stdout);
     if (system(cmd)) { /* best effort */ }

@@ -127,7 +127,7 @@ int main(void)
     CHECK_EQ_INT(mt_sort(m1), 0);
     CHECK_EQ_INT(m1->nsorted, n1);
     check_sorted(m1);
-    CHECK_EQ_INT(run_write(dir, "run-1.idx", 1, NULL, m1), 0);
+    CHECK_EQ_INT(run_write(dir, "run-1.idx", 1, NULL, m1, NULL), 0);
     run *r1;
     char path[128];
     snprintf(path, sizeof path, "%s/run-1.idx", dir);
@@ -156,7 +156,7 @@ int main(void)
     uint64_t n2 = fill(m2, 100000, 2, r1);
     CHECK_EQ_INT(mt_sort(m2), 0);
     check_sorted(m2);
-    CHECK_EQ_INT(run_write(dir, "run-2.idx", 2, r1, m2), 0);
+    CHECK_EQ_INT(run_write(dir, "run-2.idx", 2, r1, m2, NULL), 0);
     run *r2;
     snprintf(path, sizeof path, "%s/run-2.idx", dir);
     CHECK_EQ_INT(run_open(&r2, path), 0);
@@ -174,7 +174,7 @@ int main(void)
         check_sorted(m);
         char name[32];
         snprintf(name, sizeof name, "run-small-%zu.idx", n);
-        CHECK_EQ_INT(run_write(dir, name, 3, NULL, m), 0);
+        CHECK_EQ_INT(run_write(dir, name, 3, NULL, m, NULL), 0);
         run *r;
         snprintf(path, sizeof path, "%s/%s", dir, name);
         CHECK_EQ_INT(run_open(&r, path), 0);

@@ -12,7 +12,10 @@
 **   2. the new run is written to a temp file, fsynced, renamed, dir fsynced;
 **   3. the tx index and Merkle node files are fdatasynced (they cover >= freeze_tx);
 **   4. INDEX is replaced atomically (temp, fsync, rename, dir fsync);
-**   5. readers switch to the new run; the frozen memtable and old run are dropped.
+**   5. readers switch to the new run; the frozen memtable and old run are
+**      dropped, the old run's file renamed index/spare.idx: the next
+**      checkpoint writes its run over it (run_write), reusing its cached
+**      pages; close and open delete it (it is never part of the ledger).
 ** A crash between steps leaves the previous INDEX in force, which is still
 ** correct: open replays the log from its index_tx.
 */
@@ -83,7 +86,7 @@ int ckpt_run_once(tally_db *db, int final) {
     int rc = db->opt.durability == TALLY_SYNC_FULL ? 0 : writer_sync(db);
     if (rc) return tally_seterr(rc, "index checkpoint: the log could not be synced");
     run_file_name(name, sizeof name, upto);
-    if (rc == 0) rc = run_write(idir, name, upto, db->run, fr);
+    if (rc == 0) rc = run_write(idir, name, upto, db->run, fr, RUN_SPARE_NAME);
     if (rc == 0) rc = afile_sync(db->txidx);
     if (rc == 0) rc = mstore_sync(db->ms);
     uint8_t h[32] = {0}, root[32];
@@ -108,10 +111,12 @@ int ckpt_run_once(tally_db *db, int final) {
     pthread_rwlock_unlock(&db->ixlock);
     mt_free(fr);
     run_close(old);
-    if (old && old_tx != upto) {
+    if (old && old_tx != upto) { /* kept as the next checkpoint's spare (close deletes it) */
+        char sparepath[PATH_MAX];
         run_file_name(name, sizeof name, old_tx);
         snprintf(oldpath, sizeof oldpath, "%s/%s", idir, name);
-        tally_io->unlink(oldpath);
+        snprintf(sparepath, sizeof sparepath, "%s/%s", idir, RUN_SPARE_NAME);
+        if (tally_io->rename(oldpath, sparepath) != 0) tally_io->unlink(oldpath);
     }
     atomic_fetch_add(&db->st_checkpoints, 1);
     return 0;

@@ -33,7 +33,7 @@ mt_pool *mt_pool_new(void) {
 
 void mt_pool_free(mt_pool *p) {
     if (!p) return;
-    for (size_t i = 0; i < p->n; i++) vmem_free(p->blocks[i], MT_BLOCK_BYTES);
+    for (size_t i = 0; i < p->n; i++) vmem_free(p->blocks[i], MT_BLOCK_BYTES, VMEM_FILL);
     pthread_mutex_destroy(&p->mu);
     free(p);
 }
@@ -80,10 +80,10 @@ void mt_free(memtable *mt) {
     }
     for (size_t i = 0; i < mt->nblocks; i++)
         if (block_bytes(i) != MT_BLOCK_BYTES || pool_put(mt->pool, mt->blocks[i]) != 0)
-            vmem_free(mt->blocks[i], block_bytes(i));
+            vmem_free(mt->blocks[i], block_bytes(i), VMEM_FILL);
     free(mt->blocks);
-    vmem_free(mt->slots, (mt->mask + 1) * sizeof *mt->slots);
-    vmem_free(mt->sorted, mt->sorted_bytes);
+    vmem_free(mt->slots, (mt->mask + 1) * sizeof *mt->slots, VMEM_FILL);
+    vmem_free(mt->sorted, mt->sorted_bytes, VMEM_FILL);
     free(mt);
 }
 
@@ -131,7 +131,7 @@ static int mt_grow(memtable *mt) {
         while (s[j].k) j = (j + 1) & (nslots - 1);
         s[j] = mt->slots[i];
     }
-    vmem_free(mt->slots, (mt->mask + 1) * sizeof *mt->slots);
+    vmem_free(mt->slots, (mt->mask + 1) * sizeof *mt->slots, VMEM_FILL);
     mt->slots = s;
     mt->mask = nslots - 1;
     return 0;
@@ -266,12 +266,12 @@ static void sort_items(mt_key **v, sort_item *it, size_t n) {
     sort_item *tmp = it && n > 256 ? vmem_alloc(n * sizeof *tmp, VMEM_FILL) : NULL;
     if (!it || (n > 256 && !tmp)) { /* no memory for the fast path */
         qsort(v, n, sizeof *v, node_cmp);
-        vmem_free(tmp, n * sizeof *tmp);
+        vmem_free(tmp, n * sizeof *tmp, VMEM_FILL);
         return;
     }
     sort_level(it, tmp, n, 0);
     for (size_t i = 0; i < n; i++) v[i] = it[i].k;
-    vmem_free(tmp, n * sizeof *tmp);
+    vmem_free(tmp, n * sizeof *tmp, VMEM_FILL);
 }
 
 static void sort_nodes(mt_key **v, size_t n) {
@@ -309,7 +309,7 @@ int mt_sort(memtable *mt) {
     mt_key **v = vmem_alloc(v_bytes, VMEM_FILL);
     sort_item *it = mt->nkeys > 1 ? vmem_alloc(it_bytes, VMEM_FILL) : NULL;
     if (!v) {
-        vmem_free(it, it_bytes);
+        vmem_free(it, it_bytes, VMEM_FILL);
         return -1;
     }
     /* One pass over the slots; each node is read once (prefetched ahead),
@@ -322,8 +322,8 @@ int mt_sort(memtable *mt) {
         v[cnt++] = k;
     }
     if (cnt > 1) sort_items(v, it, cnt);
-    vmem_free(it, it_bytes);
-    vmem_free(mt->sorted, mt->sorted_bytes);
+    vmem_free(it, it_bytes, VMEM_FILL);
+    vmem_free(mt->sorted, mt->sorted_bytes, VMEM_FILL);
     mt->sorted = v;
     mt->sorted_bytes = v_bytes;
     mt->nsorted = cnt;

@@ -265,7 +265,7 @@ static void buckets_fill(build *bd) {
 }
 
 static void buckets_free(build *bd) {
-    vmem_free(bd->pool, bd->pool_n * sizeof *bd->pool);
+    vmem_free(bd->pool, bd->pool_n * sizeof *bd->pool, VMEM_FILL);
     free(bd->head);
     free(bd->tail);
 }
@@ -295,7 +295,8 @@ static int emit_key(void *ctx, const run_key *a, const mt_key *b) {
     return 0;
 }
 
-int run_write(const char *dir, const char *name, uint64_t index_tx, const run *old, const memtable *mt) {
+int run_write(const char *dir, const char *name, uint64_t index_tx, const run *old, const memtable *mt,
+              const char *spare) {
     build bd;
     memset(&bd, 0, sizeof bd);
     int rc = 0;
@@ -317,7 +318,13 @@ int run_write(const char *dir, const char *name, uint64_t index_tx, const run *o
     bd.nslots = nslots;
     uint8_t *bufs = vmem_alloc(3 * (size_t)SW_BUF_BYTES, VMEM_FILL);
     int have = bd.slots && bufs && buckets_init(&bd, nk) == 0;
-    int fd = have ? tally_io->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644) : -1;
+    int reuse = 0;
+    if (have && spare) {
+        char sp[PATH_MAX];
+        snprintf(sp, sizeof sp, "%s/%s", dir, spare);
+        reuse = tally_io->rename(sp, tmp) == 0;
+    }
+    int fd = have ? tally_io->open(tmp, O_RDWR | O_CREAT | (reuse ? 0 : O_TRUNC), 0644) : -1;
     if (!have) rc = -ENOMEM;
     else if (fd < 0) rc = -errno;
     if (rc == 0) {
@@ -360,14 +367,16 @@ int run_write(const char *dir, const char *name, uint64_t index_tx, const run *o
         uint8_t trailer[8] = {0};
         wr32(trailer, crc);
         if (rc == 0) rc = io_pwrite_all(fd, trailer, 8, (off_t)trailer_off);
+        /* a spare written over may have been longer */
+        if (rc == 0 && reuse && tally_io->ftruncate(fd, (off_t)(trailer_off + 8)) < 0) rc = -errno;
         if (rc == 0 && tally_io->fsync(fd) < 0) rc = -errno;
     }
     if (fd >= 0) tally_io->close(fd);
     if (rc == 0 && tally_io->rename(tmp, dst) < 0) rc = -errno;
     if (rc == 0) rc = io_fsync_dir(dir);
     if (rc != 0 && fd >= 0) tally_io->unlink(tmp);
-    vmem_free(bd.slots, nslots * 8);
+    vmem_free(bd.slots, nslots * 8, VMEM_FILL);
     buckets_free(&bd);
-    vmem_free(bufs, 3 * (size_t)SW_BUF_BYTES);
+    vmem_free(bufs, 3 * (size_t)SW_BUF_BYTES, VMEM_FILL);
     return rc;
 }

@@ -59,7 +59,16 @@ int run_check_crc(const run *r);
 
 /* Writes a new run = old (may be NULL) merged with the frozen, sorted
 ** memtable mt (may be NULL), covering transactions 1..index_tx, to path
-** (via path.tmp, fsync, rename, directory fsync). Returns 0 or -errno. */
-int run_write(const char *dir, const char *name, uint64_t index_tx, const run *old, const memtable *mt);
+** (via path.tmp, fsync, rename, directory fsync). With spare != NULL, the
+** file dir/spare (a run no longer in use, see RUN_SPARE_NAME) becomes the
+** temp file and is written over (its cached pages are reused rather than
+** new ones allocated), then cut to the new run's length; if it cannot be
+** renamed, a new temp file is made. Returns 0 or -errno. */
+int run_write(const char *dir, const char *name, uint64_t index_tx, const run *old, const memtable *mt,
+              const char *spare);
+
+/* The name in the index directory of the previous run kept to be written
+** over by the next checkpoint. Not a run of the ledger: open deletes it. */
+#define RUN_SPARE_NAME "spare.idx"
 
 #endif

@@ -213,7 +213,7 @@ void log_close(tlog *log) {
         sg->map = NULL;
         if (sg->fd > 0) tally_io->close(sg->fd); /* 0: slot never opened (fds 0..2 are stdio) */
     }
-    vmem_free(log->segs, LOG_SEGMENTS_MAX * sizeof(segment));
+    vmem_free(log->segs, LOG_SEGMENTS_MAX * sizeof(segment), VMEM_LAZY);
     free(log);
 }
 

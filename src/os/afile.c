@@ -27,7 +27,7 @@ int afile_open(afile **out, const char *path, size_t item_size) {
     if (sz < 0 || !f || !ch) {
         tally_io->close(fd);
         free(f);
-        vmem_free(ch, AFILE_CHUNKS_MAX * sizeof *ch);
+        vmem_free(ch, AFILE_CHUNKS_MAX * sizeof *ch, VMEM_LAZY);
         return sz < 0 ? (int)sz : -ENOMEM;
     }
     f->fd = fd;
@@ -49,7 +49,7 @@ void afile_close(afile *f) {
         uint8_t *p = atomic_load(&f->chunks[i]);
         if (p) munmap(p, AFILE_CHUNK_BYTES);
     }
-    vmem_free((void *)f->chunks, AFILE_CHUNKS_MAX * sizeof *f->chunks);
+    vmem_free((void *)f->chunks, AFILE_CHUNKS_MAX * sizeof *f->chunks, VMEM_LAZY);
     tally_io->close(f->fd);
     free(f);
 }

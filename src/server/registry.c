@@ -35,6 +35,7 @@
 
 #include "note/note.h"
 #include "server/server.h"
+#include "os/vmem.h"
 #include "util/err.h"
 
 uint64_t srv_now_ns(void)
@@ -265,6 +266,7 @@ static void *reaper_main(void *arg)
         free(all);
         if (atomic_load(&s->ledgers_closed_idle) != closed0)
             malloc_trim(0); /* the closed handles' freed heap goes back to the system too */
+        vmem_trim(VMEM_RESERVE_AGE_MS); /* kept checkpoint memory nobody reused (os/vmem.h) */
         pthread_mutex_lock(&s->reaper_mu);
     }
     pthread_mutex_unlock(&s->reaper_mu);
