@@ -237,6 +237,21 @@ static double proc_cpu_s(pid_t pid)
     return (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* The machine's stolen CPU time so far (the hypervisor ran someone else on
+** our vCPUs), seconds over all cores: /proc/stat "cpu" field 8. A noisy
+** neighbour shows here, so a slow run can be told from a slow build. */
+static double steal_s(void)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    unsigned long long v[8] = {0};
+    if (!f)
+        return 0;
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    return n == 8 ? (double)v[7] / (double)sysconf(_SC_CLK_TCK) : 0;
+}
+
 static double self_cpu_s(void)
 {
     struct rusage ru;
@@ -875,7 +890,7 @@ typedef struct result {
     double ops_s, items_s;   /* requests/s, entries or reads/s */
     double p50, p99, mean;   /* ns */
     uint64_t ops, errs;
-    double secs, srv_cpu, cli_cpu;
+    double secs, srv_cpu, cli_cpu, steal;
     double group;            /* commits per fdatasync during the run (writes) */
     double sync_ms;          /* mean fdatasync time */
     double syncs_s;          /* fdatasyncs per second (group-commit cycles) */
@@ -917,7 +932,7 @@ static result run(worker *ws, int nw, double secs, double items_per_op, const ch
     if (atomic_load(&g_ready) < nw)
         progress("warning: only %d of %d workers warmed up within 60 s", atomic_load(&g_ready), nw);
     metrics m0 = get_metrics();
-    double s0 = proc_cpu_s(g_tallyd), c0 = self_cpu_s();
+    double s0 = proc_cpu_s(g_tallyd), c0 = self_cpu_s(), st0 = steal_s();
     uint64_t t0 = now_ns();
     g_deadline_ns = t0 + (uint64_t)(secs * 1e9);
     atomic_store(&g_go, 1);
@@ -934,7 +949,7 @@ static result run(worker *ws, int nw, double secs, double items_per_op, const ch
         if (ws[i].t_end > tend)
             tend = ws[i].t_end;
     }
-    double s1 = proc_cpu_s(g_tallyd), c1 = self_cpu_s();
+    double s1 = proc_cpu_s(g_tallyd), c1 = self_cpu_s(), st1 = steal_s();
     metrics m1 = get_metrics();
     size_t total = 0;
     for (int i = 0; i < nw; i++) {
@@ -970,6 +985,7 @@ static result run(worker *ws, int nw, double secs, double items_per_op, const ch
     r.items_s = r.ops_s * items_per_op;
     r.srv_cpu = s1 - s0;
     r.cli_cpu = c1 - c0;
+    r.steal = st1 - st0;
     double dc = m1.commits - m0.commits, ds = m1.syncs - m0.syncs;
     r.group = ds > 0 ? dc / ds : 0;
     r.sync_ms = ds > 0 ? (m1.sync_s - m0.sync_s) / ds * 1e3 : 0;
@@ -982,9 +998,9 @@ static void print_cpu(const result *r)
 {
     long nc = sysconf(_SC_NPROCESSORS_ONLN);
     printf("  CPU during the run: tallyd %.2f s (%.0f%% of %ld cores), load generator %.2f s "
-           "(%.0f%%), other/idle the rest\n",
+           "(%.0f%%), stolen by the hypervisor %.2f s (%.0f%%), other/idle the rest\n",
            r->srv_cpu, 100 * r->srv_cpu / (r->secs * (double)nc), nc, r->cli_cpu,
-           100 * r->cli_cpu / (r->secs * (double)nc));
+           100 * r->cli_cpu / (r->secs * (double)nc), r->steal, 100 * r->steal / (r->secs * (double)nc));
     if (r->errs)
         printf("  ERRORS: %" PRIu64 " failed operations; first: %s\n", r->errs, r->err);
 }
