@@ -192,6 +192,9 @@ typedef struct sort_item {
     mt_key *k;
 } sort_item;
 
+/* How many items ahead the sort fetches nodes (mt_prefetch_node). */
+#define SORT_AHEAD 24
+
 /* 9-bit codes of key bytes [from, from + count) in the low 9*count bits. */
 static uint64_t key_codes(const mt_key *k, size_t from, unsigned count) {
     uint64_t p = 0;
@@ -252,7 +255,7 @@ static void sort_level(sort_item *it, sort_item *tmp, size_t n, size_t depth) {
         ** memtable's keys are unique, so only go on while bytes remain. */
         if (j - i > 1 && (it[i].prefix & 0x1FF) != 0) {
             for (size_t m = i; m < j; m++) {
-                if (m + 16 < j) __builtin_prefetch(it[m + 16].k); /* scattered nodes */
+                if (m + SORT_AHEAD < j) mt_prefetch_node(it[m + SORT_AHEAD].k, next); /* scattered nodes */
                 it[m].prefix = level_prefix(it[m].k, next);
             }
             sort_level(it + i, tmp, j - i, next);
@@ -315,7 +318,7 @@ int mt_sort(memtable *mt) {
     /* One pass over the slots; each node is read once (prefetched ahead),
     ** for its version count and its level-0 prefix together. */
     for (uint64_t i = 0; i <= mt->mask; i++) {
-        if (i + 16 <= mt->mask && mt->slots[i + 16].k) __builtin_prefetch(mt->slots[i + 16].k);
+        if (i + SORT_AHEAD <= mt->mask && mt->slots[i + SORT_AHEAD].k) mt_prefetch_node(mt->slots[i + SORT_AHEAD].k, 0);
         mt_key *k = mt->slots[i].k;
         if (!k || !k->nver) continue;
         if (it) it[cnt].prefix = level_prefix(k, 0), it[cnt].k = k;

