@@ -197,7 +197,10 @@ int tally_get_rev(tally_db *db, tally_version *out, uint8_t ns, const void *key,
 ** when the ledger had no transaction then. Returns 0. */
 int tally_tx_at_time(tally_db *db, uint64_t *out_tx, uint64_t ts_ns);
 
-/* Callback for history and scan. Return 0 to continue, non-zero to stop. */
+/* Callback for history and scan. Return 0 to continue, non-zero to stop.
+** key is valid only during the call (a scan's key points into the index,
+** which a background checkpoint may free once the scan has returned: copy
+** it to keep it); v's value and meta point into the log, valid until close. */
 typedef int (*tally_version_fn)(void *ctx, const void *key, size_t key_len,
                                 const tally_version *v);
 /* Versions of key in revision order, starting at revision start_rev (>= 1),

@@ -397,9 +397,11 @@ static void check_revs(size_t ki) {
     CHECK_EQ_INT(tally_get_rev(db, &got, TALLY_NS_SQL, k->k, k->len, 1), TALLY_ENOTFOUND);
 }
 
+/* Keys are copied: the key a scan passes points into the index, which a
+** background checkpoint may free once the scan has returned (tally.h). */
 typedef struct collected {
     size_t n, cap;
-    const uint8_t **key;
+    uint8_t **key;
     size_t *klen;
     tally_version *v;
     size_t stop_after; /* callback returns 1 after this many (0 = never) */
@@ -413,13 +415,15 @@ static int collect_fn(void *ctx, const void *key, size_t key_len, const tally_ve
         c->klen = xrealloc(c->klen, c->cap * sizeof *c->klen);
         c->v = xrealloc(c->v, c->cap * sizeof *c->v);
     }
-    c->key[c->n] = key;
+    c->key[c->n] = xmalloc(key_len ? key_len : 1);
+    memcpy(c->key[c->n], key, key_len);
     c->klen[c->n] = key_len;
     c->v[c->n] = *v;
     c->n++;
     return c->stop_after && c->n >= c->stop_after;
 }
 static void collected_free(collected *c) {
+    for (size_t i = 0; i < c->n; i++) free(c->key[i]);
     free(c->key);
     free(c->klen);
     free(c->v);
