@@ -191,7 +191,7 @@ int main(void)
         mt_pool *pool = mt_pool_new();
         CHECK(pool != NULL);
         memtable *a = mt_new(pool);
-        uint64_t na = fill(a, 150000, 7, NULL);
+        uint64_t na = fill(a, 200000, 7, NULL);
         CHECK(a->nblocks >= 8); /* 6 growing blocks (64 KiB..2 MiB), then 4 MiB ones: those are pooled */
         CHECK_EQ_INT(mt_sort(a), 0);
         size_t nsa = a->nsorted;

@@ -142,7 +142,6 @@ mt_key *mt_insert(memtable *mt, uint8_t ns, const void *key, size_t len, uint64_
     mt_key *k = arena_alloc(mt, sizeof *k + len);
     if (!k) return NULL;
     memset(k, 0, sizeof *k);
-    k->hash = hash;
     k->base_rev = base_rev;
     k->ns = ns;
     k->key_len = (uint16_t)len;
