@@ -73,7 +73,7 @@ int manifest_read(const char *dir, uint64_t *index_tx, uint8_t tx_hash[32], uint
 }
 
 int ckpt_run_once(tally_db *db, int final) {
-    char idir[PATH_MAX], name[64], path[PATH_MAX], oldpath[PATH_MAX];
+    char idir[PATH_MAX], name[64], path[PATH_MAX];
     snprintf(idir, sizeof idir, "%s/index", db->dir);
     memtable *fr = db->frozen;
     uint64_t upto = db->freeze_tx;
@@ -112,11 +112,8 @@ int ckpt_run_once(tally_db *db, int final) {
     mt_free(fr);
     run_close(old);
     if (old && old_tx != upto) { /* kept as the next checkpoint's spare (close deletes it) */
-        char sparepath[PATH_MAX];
         run_file_name(name, sizeof name, old_tx);
-        snprintf(oldpath, sizeof oldpath, "%s/%s", idir, name);
-        snprintf(sparepath, sizeof sparepath, "%s/%s", idir, RUN_SPARE_NAME);
-        if (tally_io->rename(oldpath, sparepath) != 0) tally_io->unlink(oldpath);
+        run_spare_keep(idir, name);
     }
     atomic_fetch_add(&db->st_checkpoints, 1);
     return 0;

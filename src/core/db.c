@@ -185,11 +185,7 @@ static int open_index(tally_db *db) {
     char path[PATH_MAX], name[64];
     snprintf(path, sizeof path, "%s/index", db->dir);
     if (!db->opt.read_only && mkdir(path, 0755) == 0) io_fsync_dir(db->dir);
-    if (!db->opt.read_only) { /* a crashed writer's spare run: garbage (run.h) */
-        char spare[PATH_MAX];
-        snprintf(spare, sizeof spare, "%s/index/%s", db->dir, RUN_SPARE_NAME);
-        tally_io->unlink(spare);
-    }
+    if (!db->opt.read_only) run_spare_drop(path); /* a crashed writer's spare run: garbage */
     int rc = manifest_read(db->dir, &db->index_tx, h, db->index_root);
     if (rc || db->index_tx == 0) return rc;
     run_file_name(name, sizeof name, db->index_tx);
@@ -357,9 +353,9 @@ int tally_db_close(tally_db *db) {
             rc = ckpt_run_once(db, 1);
     }
     if (!db->opt.read_only) { /* the spare run is scratch for the next checkpoint */
-        char spare[PATH_MAX];
-        snprintf(spare, sizeof spare, "%s/index/%s", db->dir, RUN_SPARE_NAME);
-        tally_io->unlink(spare);
+        char idir[PATH_MAX];
+        snprintf(idir, sizeof idir, "%s/index", db->dir);
+        run_spare_drop(idir);
     }
     if (!db->failed && !db->opt.read_only) {
         writer_stop(db); /* no more appends: trim the preallocated zeros */

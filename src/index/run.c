@@ -380,3 +380,16 @@ int run_write(const char *dir, const char *name, uint64_t index_tx, const run *o
     vmem_free(bufs, 3 * (size_t)SW_BUF_BYTES, VMEM_FILL);
     return rc;
 }
+
+void run_spare_keep(const char *dir, const char *name) {
+    char from[PATH_MAX], to[PATH_MAX];
+    snprintf(from, sizeof from, "%s/%s", dir, name);
+    snprintf(to, sizeof to, "%s/%s", dir, RUN_SPARE_NAME);
+    if (tally_io->rename(from, to) != 0) tally_io->unlink(from);
+}
+
+void run_spare_drop(const char *dir) {
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s/%s", dir, RUN_SPARE_NAME);
+    tally_io->unlink(p);
+}

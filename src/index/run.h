@@ -68,7 +68,13 @@ int run_write(const char *dir, const char *name, uint64_t index_tx, const run *o
               const char *spare);
 
 /* The name in the index directory of the previous run kept to be written
-** over by the next checkpoint. Not a run of the ledger: open deletes it. */
+** over by the next checkpoint. Not a run of the ledger: open and close
+** delete it (run_spare_drop). */
 #define RUN_SPARE_NAME "spare.idx"
+/* Keeps the run file dir/name, no longer in use, as the spare (deleted if
+** it cannot be renamed). */
+void run_spare_keep(const char *dir, const char *name);
+/* Deletes dir/RUN_SPARE_NAME if there is one. */
+void run_spare_drop(const char *dir);
 
 #endif

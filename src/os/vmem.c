@@ -128,12 +128,10 @@ static size_t reserve_take_all(size_t len, region *out) {
     return k;
 }
 
-static void reserve_put(uint8_t *p, size_t len);
-
 /* Keeps [p, p+len) (2 MiB-aligned, a multiple of 2 MiB), or unmaps it when it
 ** cannot be kept: the oldest regions make room first. */
 static void reserve_put(uint8_t *p, size_t len) {
-    region old[VMEM_RESERVE_REGIONS_MAX + 1];
+    region old[VMEM_RESERVE_REGIONS_MAX];
     size_t k = 0, cap = reserve_cap();
     uint64_t now = now_ms();
     if (len > cap || ((uintptr_t)p & (HUGE_BYTES - 1)) || (len & (HUGE_BYTES - 1))) {
