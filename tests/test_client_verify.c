@@ -816,8 +816,17 @@ static void *raw_main(void *arg)
                 if (raw.trickle)
                     usleep(200);
             }
-            if (raw.close_after)
+            if (raw.close_after) {
+                /* a lingering close, as HTTP servers do: closing with the
+                ** request body still unread sends a reset, which may destroy
+                ** the answer in the client's receive buffer before it reads it */
+                struct timeval tv = {1, 0};
+                shutdown(fd, SHUT_WR);
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+                while (recv(fd, buf, sizeof buf, 0) > 0) {
+                }
                 break;
+            }
         }
         close(fd);
     }
