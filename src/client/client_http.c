@@ -155,6 +155,7 @@ int tc_http_init(tally_client *c)
     SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)TC_BODY_MAX); /* announced: refused at once */
     SETOPT(CURLOPT_WRITEFUNCTION, on_data);
     SETOPT(CURLOPT_WRITEDATA, c);
+    SETOPT(CURLOPT_ERRORBUFFER, c->curl_err); /* more precise than curl_easy_strerror */
 #undef SETOPT
     if (cc != CURLE_OK)
         return tally_seterr(TALLY_EIO, "libcurl: %s", curl_easy_strerror(cc));
@@ -337,6 +338,7 @@ static int perform(tally_client *c, const char *method, const char *path, const 
     c->body[0] = '\0';
     c->status = 0;
     c->err_code[0] = '\0';
+    c->curl_err[0] = '\0';
     curl_easy_setopt(h, CURLOPT_URL, c->url_buf);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     if (body) {
@@ -355,7 +357,8 @@ static int perform(tally_client *c, const char *method, const char *path, const 
         c->body[0] = '\0';
         return tally_seterr(big ? TALLY_ETOOBIG : TALLY_EIO, "%s %s%s: %s", method, c->url, path,
                             big ? "response too large or out of memory"
-                                : curl_easy_strerror(cc));
+                            : c->curl_err[0] ? c->curl_err
+                                             : curl_easy_strerror(cc));
     }
     long status = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);

@@ -59,6 +59,7 @@ struct tally_client {
     char *body;                 /* allocated once by tc_http_init, reused */
     size_t body_len, body_cap;
     char last_request[512];     /* "GET /v1/..." for evidence */
+    char curl_err[256];         /* CURLOPT_ERRORBUFFER: libcurl's own reason */
     /* Caches (client.c, "Caches"). */
     char pin_name[65], pin_id[33]; /* the last ledger name -> pinned id looked up */
     tc_state_cache sc;
