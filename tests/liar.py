@@ -37,6 +37,8 @@ MODE (an optional ":ARG" selects a variant):
   extra_proof:WHICH       append an element
                           (consistency also applies to GET proof/consistency,
                           tx also to GET proof/inclusion)
+  proof_field:NAME        flip a byte of field NAME (root, leaf_hash, old_root)
+                          of a GET proof/inclusion or proof/consistency answer
   tx_index[:only]         claim another tx id (tx+1 and tx_proof.index+1; with
                           :only just "tx")
   rollback                replay the first response recorded for the same
@@ -492,6 +494,8 @@ class Liar:
                         p[0], p[1] = p[1], p[0]
                     elif mode == "extra_proof":
                         p.append(hashlib.sha256(b"extra").hexdigest())
+            elif kind == "proof" and mode == "proof_field" and isinstance(j.get(arg), str):
+                j[arg] = flip_hex(j[arg], 10)  # root, leaf_hash or old_root of GET proof/*
             elif kind == "bundle" and mode == "tx_index" and isinstance(j.get("tx"), int):
                 j["tx"] += 1
                 if arg != "only" and isinstance(j.get("tx_proof"), dict):

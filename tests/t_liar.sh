@@ -15,7 +15,10 @@
 # its own key). The same lies (and batch_drop, batch_swap, other_key) on
 # batched gets (`get K1 K2 K3`: POST verified/getmany, which the client asks
 # for in the binary TVB1 form): there the proxy's stats must also show that
-# it lied on verified/getmany (batch_lies). Then: the trusted-state file
+# it lied on verified/getmany (batch_lies). The proof, rollback, signature
+# and identity lies (and proof_field: a flipped root, leaf_hash or old_root)
+# also on `proof inclusion N` and `proof consistency M N`, after honest ones
+# that must print the server's proof at the trusted size. Then: the trusted-state file
 # survives kill -9 of clients at random moments (always a complete, validly
 # signed checkpoint of the real ledger; never smaller than before).
 #
@@ -219,6 +222,35 @@ fi
 for m in $TXM; do
     case1 "$m" tx 1
 done
+# verified proofs: `proof inclusion N` and `proof consistency M N` check the
+# proof against the hashes the server names, then anchor its root to the
+# trusted state. Honest first: the same JSON as the server's, and a root that
+# is the checkpoint's.
+grow "$UA" L 2
+honest "honest proof inclusion 3" "" --json proof inclusion 3
+PI_OUT=$OUT
+req GET "$UA/v1/ledgers/L/checkpoint" "" "$AT"
+CP_SIZE=$(printf '%s\n' "$BODY" | sed -n 2p)
+CP_ROOT_HEX=$(printf '%s\n' "$BODY" | sed -n 3p | base64 -d | od -An -tx1 | tr -d ' \n')
+req GET "$UA/v1/ledgers/L/proof/inclusion?tx=3&size=$CP_SIZE" "" "$AT"
+PI_WANT=$(jq_py '"%s %s %s %s %s" % (j["tx"], j["size"], j["leaf_hash"], j["root"], ",".join(j["proof"]))')
+BODY=$PI_OUT
+check_eq "proof inclusion 3 (client) = the server's proof at the trusted size" "$PI_WANT" \
+    "$(jq_py '"%s %s %s %s %s" % (j["tx"], j["size"], j["leaf_hash"], j["root"], ",".join(j["proof"]))')"
+check_eq "proof inclusion 3: root = the checkpoint's root" "$CP_ROOT_HEX" "$(jq_py 'j["root"]')"
+honest "honest proof consistency 2 $CP_SIZE" "" --json proof consistency 2 "$CP_SIZE"
+BODY=$OUT
+check_eq "proof consistency 2 $CP_SIZE: old, size, root" "2 $CP_SIZE $CP_ROOT_HEX" \
+    "$(jq_py '"%s %s %s" % (j["old"], j["size"], j["root"])')"
+for m in drop_proof:tx reorder_proof:tx extra_proof:tx proof_field:root proof_field:leaf_hash \
+    rollback bad_signature swap_identity; do
+    case1 "$m" proof inclusion 3
+done
+for m in drop_proof:consistency reorder_proof:consistency extra_proof:consistency \
+    proof_field:root proof_field:old_root rollback bad_signature; do
+    case1 "$m" proof consistency 2 8
+done
+
 # valid bundles for something else than what was asked
 case1 other_key get k
 case1 other_key:h get k

@@ -1111,17 +1111,16 @@ int tally_client_trusted_state(tally_client *c, uint64_t *out_size, uint8_t root
     return 0;
 }
 
-/* The latest checkpoint verified against v's trusted state, which then moves
-** forward; with v locked. */
-static int state_locked(tally_client *c, vctx *v, uint64_t *out_size, uint8_t root[32],
-                        char **out_note)
+/* The latest checkpoint, verified against v's trusted state (signature,
+** identity, and consistency with it) into *cp, which the caller frees with
+** tc_checkpoint_free; the trusted state does not move. With v locked. */
+static int latest_verified(tally_client *c, vctx *v, tc_checkpoint *cp)
 {
     char *note = NULL, *cons = NULL, why[TC_WHY_MAX];
     size_t note_len = 0, cons_len = 0;
     uint64_t size;
     uint8_t r[32];
-    tc_checkpoint cp;
-    memset(&cp, 0, sizeof cp);
+    memset(cp, 0, sizeof *cp);
     tc_buf p = { 0 };
     ledger_path(c, &p, "/checkpoint");
     int rc = raw(c, &note, &p);
@@ -1137,11 +1136,22 @@ static int state_locked(tally_client *c, vctx *v, uint64_t *out_size, uint8_t ro
             goto out;
         cons_len = strlen(cons);
     }
-    rc = tc_verify_checkpoint(&v->t, note, note_len, cons, cons_len, &cp, why);
-    if (rc == TALLY_EBADPROOF) {
+    rc = tc_verify_checkpoint(&v->t, note, note_len, cons, cons_len, cp, why);
+    if (rc == TALLY_EBADPROOF)
         rc = v_fail(c, v, why, note, note_len, cons, cons_len, note);
-        goto out;
-    }
+out:
+    free(note);
+    free(cons);
+    return rc;
+}
+
+/* The latest checkpoint verified against v's trusted state, which then moves
+** forward; with v locked. */
+static int state_locked(tally_client *c, vctx *v, uint64_t *out_size, uint8_t root[32],
+                        char **out_note)
+{
+    tc_checkpoint cp;
+    int rc = latest_verified(c, v, &cp);
     if (rc == 0 && (rc = v_commit(c, v, &cp)) == 0) {
         *out_size = cp.size;
         memcpy(root, cp.root, 32);
@@ -1150,10 +1160,7 @@ static int state_locked(tally_client *c, vctx *v, uint64_t *out_size, uint8_t ro
             cp.note = NULL;
         }
     }
-out:
     tc_checkpoint_free(&cp);
-    free(note);
-    free(cons);
     return rc;
 }
 
@@ -1200,9 +1207,10 @@ static int parse_proof(const char *body, size_t len, const char *first, tally_pr
     return ok ? 0 : -1;
 }
 
-/* Anchors root_s (claimed root at size s) to the verified (t, root_t). */
+/* Anchors root_s (claimed root at size s) to the verified (t, root_t), the
+** root of the checkpoint cp_note (kept as the offending note if it fails). */
 static int anchor(tally_client *c, vctx *v, uint64_t s, const uint8_t root_s[32], uint64_t t,
-                  const uint8_t root_t[32], const char *body1, size_t len1)
+                  const uint8_t root_t[32], const char *body1, size_t len1, const char *cp_note)
 {
     char why[TC_WHY_MAX], *cons = NULL;
     if (s == t) {
@@ -1210,7 +1218,7 @@ static int anchor(tally_client *c, vctx *v, uint64_t s, const uint8_t root_s[32]
             return 0;
         snprintf(why, sizeof why, "root at size %" PRIu64 " differs from the verified checkpoint's",
                  s);
-        return v_fail(c, v, why, body1, len1, NULL, 0, NULL);
+        return v_fail(c, v, why, body1, len1, NULL, 0, cp_note);
     }
     int rc = tally_client_proof_consistency_json(c, &cons, s, t);
     if (rc != 0)
@@ -1218,15 +1226,78 @@ static int anchor(tally_client *c, vctx *v, uint64_t s, const uint8_t root_s[32]
     tally_proof p;
     uint8_t o1[32], o2[32];
     if (parse_proof(cons, strlen(cons), "old", &p, "old_root", o1, "root", o2, why) != 0)
-        rc = v_fail(c, v, why, body1, len1, cons, strlen(cons), NULL);
+        rc = v_fail(c, v, why, body1, len1, cons, strlen(cons), cp_note);
     else if (p.index != s || p.size != t ||
              rfc6962_verify_consistency(s, t, root_s, root_t, (const rfc6962_hash *)p.path,
                                         p.len) != 0) {
         snprintf(why, sizeof why, "root at size %" PRIu64 " is not consistent with the verified"
                  " checkpoint at %" PRIu64, s, t);
-        rc = v_fail(c, v, why, body1, len1, cons, strlen(cons), NULL);
+        rc = v_fail(c, v, why, body1, len1, cons, strlen(cons), cp_note);
     }
     free(cons);
+    return rc;
+}
+
+/* The verified proofs: an inclusion proof of tx `a` (cons == 0) or a
+** consistency proof from size `a` (cons == 1), both up to `size` (0: the
+** trusted size), checked and then anchored to the trusted state. h1 is the
+** leaf hash or the old root; root the root at `size`. */
+static int verified_proof(tally_client *c, int cons, tally_proof *out,
+                          uint8_t h1[TALLY_HASH_LEN], uint8_t root[TALLY_HASH_LEN],
+                          uint64_t a, uint64_t size)
+{
+    vctx v;
+    tc_checkpoint cp;
+    memset(&cp, 0, sizeof cp);
+    char *body = NULL, why[TC_WHY_MAX];
+    int rc = v_begin(c, &v);
+    if (rc != 0)
+        return rc;
+    /* The latest checkpoint becomes the trusted state only once the proof
+    ** checks out too: a failed call leaves the trusted state as it was. */
+    if ((rc = latest_verified(c, &v, &cp)) != 0)
+        goto out;
+    uint64_t t = cp.size;
+    if (size == 0)
+        size = t;
+    if (a == 0 || a > size || size > t) {
+        rc = tally_seterr(TALLY_ERANGE, cons ? "sizes %" PRIu64 " -> %" PRIu64 ": the verified "
+                                               "ledger has %" PRIu64 " transactions"
+                                             : "tx %" PRIu64 " in size %" PRIu64 ": the verified "
+                                               "ledger has %" PRIu64 " transactions",
+                          a, size, t);
+        goto out;
+    }
+    rc = cons ? tally_client_proof_consistency_json(c, &body, a, size)
+              : tally_client_proof_inclusion_json(c, &body, a, size);
+    if (rc != 0)
+        goto out;
+    if (parse_proof(body, strlen(body), cons ? "old" : "index", out,
+                    cons ? "old_root" : "leaf_hash", h1, "root", root, why) != 0) {
+        rc = v_fail(c, &v, why, body, strlen(body), NULL, 0, cp.note);
+        goto out;
+    }
+    const rfc6962_hash *path = (const rfc6962_hash *)out->path;
+    int bad = cons ? out->index != a || out->size != size ||
+                         rfc6962_verify_consistency(a, size, h1, root, path, out->len) != 0
+                   : out->index != a - 1 || out->size != size ||
+                         rfc6962_verify_inclusion(h1, a - 1, size, path, out->len, root) != 0;
+    if (bad) {
+        if (cons)
+            snprintf(why, sizeof why, "consistency proof %" PRIu64 " -> %" PRIu64
+                     " does not verify", a, size);
+        else
+            snprintf(why, sizeof why, "inclusion proof of tx %" PRIu64 " in size %" PRIu64
+                     " does not verify", a, size);
+        rc = v_fail(c, &v, why, body, strlen(body), NULL, 0, cp.note);
+        goto out;
+    }
+    if ((rc = anchor(c, &v, size, root, t, cp.root, body, strlen(body), cp.note)) == 0)
+        rc = v_commit(c, &v, &cp);
+out:
+    tc_checkpoint_free(&cp);
+    free(body);
+    v_end(&v);
     return rc;
 }
 
@@ -1234,42 +1305,7 @@ int tally_client_verified_inclusion(tally_client *c, tally_proof *out,
                                     uint8_t leaf_hash[TALLY_HASH_LEN],
                                     uint8_t root[TALLY_HASH_LEN], uint64_t tx, uint64_t size)
 {
-    vctx v;
-    uint64_t t;
-    uint8_t root_t[32];
-    char *body = NULL, why[TC_WHY_MAX];
-    int rc = v_begin(c, &v);
-    if (rc != 0)
-        return rc;
-    if ((rc = state_locked(c, &v, &t, root_t, NULL)) != 0)
-        goto out;
-    if (size == 0)
-        size = t;
-    if (tx == 0 || tx > size || size > t) {
-        rc = tally_seterr(TALLY_ERANGE, "tx %" PRIu64 " in size %" PRIu64 ": the verified "
-                          "ledger has %" PRIu64 " transactions", tx, size, t);
-        goto out;
-    }
-    if ((rc = tally_client_proof_inclusion_json(c, &body, tx, size)) != 0)
-        goto out;
-    if (parse_proof(body, strlen(body), "index", out, "leaf_hash", leaf_hash, "root", root,
-                    why) != 0) {
-        rc = v_fail(c, &v, why, body, strlen(body), NULL, 0, NULL);
-        goto out;
-    }
-    if (out->index != tx - 1 || out->size != size ||
-        rfc6962_verify_inclusion(leaf_hash, tx - 1, size, (const rfc6962_hash *)out->path,
-                                 out->len, root) != 0) {
-        snprintf(why, sizeof why, "inclusion proof of tx %" PRIu64 " in size %" PRIu64
-                 " does not verify", tx, size);
-        rc = v_fail(c, &v, why, body, strlen(body), NULL, 0, NULL);
-        goto out;
-    }
-    rc = anchor(c, &v, size, root, t, root_t, body, strlen(body));
-out:
-    free(body);
-    v_end(&v);
-    return rc;
+    return verified_proof(c, 0, out, leaf_hash, root, tx, size);
 }
 
 int tally_client_verified_consistency(tally_client *c, tally_proof *out,
@@ -1277,42 +1313,7 @@ int tally_client_verified_consistency(tally_client *c, tally_proof *out,
                                       uint8_t root[TALLY_HASH_LEN], uint64_t old_size,
                                       uint64_t size)
 {
-    vctx v;
-    uint64_t t;
-    uint8_t root_t[32];
-    char *body = NULL, why[TC_WHY_MAX];
-    int rc = v_begin(c, &v);
-    if (rc != 0)
-        return rc;
-    if ((rc = state_locked(c, &v, &t, root_t, NULL)) != 0)
-        goto out;
-    if (size == 0)
-        size = t;
-    if (old_size == 0 || old_size > size || size > t) {
-        rc = tally_seterr(TALLY_ERANGE, "sizes %" PRIu64 " -> %" PRIu64 ": the verified "
-                          "ledger has %" PRIu64 " transactions", old_size, size, t);
-        goto out;
-    }
-    if ((rc = tally_client_proof_consistency_json(c, &body, old_size, size)) != 0)
-        goto out;
-    if (parse_proof(body, strlen(body), "old", out, "old_root", old_root, "root", root,
-                    why) != 0) {
-        rc = v_fail(c, &v, why, body, strlen(body), NULL, 0, NULL);
-        goto out;
-    }
-    if (out->index != old_size || out->size != size ||
-        rfc6962_verify_consistency(old_size, size, old_root, root,
-                                   (const rfc6962_hash *)out->path, out->len) != 0) {
-        snprintf(why, sizeof why, "consistency proof %" PRIu64 " -> %" PRIu64 " does not verify",
-                 old_size, size);
-        rc = v_fail(c, &v, why, body, strlen(body), NULL, 0, NULL);
-        goto out;
-    }
-    rc = anchor(c, &v, size, root, t, root_t, body, strlen(body));
-out:
-    free(body);
-    v_end(&v);
-    return rc;
+    return verified_proof(c, 1, out, old_root, root, old_size, size);
 }
 
 static int version_of_bundle(tally_client_version *out, tc_bundle *b)
