@@ -130,6 +130,24 @@ req POST "$U/v1/users" '{"name":"nol","password":"p","role":"reader","ledger":"n
 err_is "create user on unknown ledger" 404 not_found
 req POST "$U/v1/users" '{"name":"bad name","password":"p","role":"reader","ledger":"A"}' "$AT"
 err_is "create user bad name" 400 bad_request
+# A NUL in a name, role or password is refused, not cut off at the NUL
+# (bodies are parsed with NULs allowed, for keys and values).
+req POST "$U/v1/users" '{"name":"nulpw","password":"x\u0000long-secret","role":"reader","ledger":"A"}' "$AT"
+err_is "create user: NUL in the password" 400 bad_request
+req POST "$U/v1/users" '{"name":"nul\u0000x","password":"pw-secret","role":"reader","ledger":"A"}' "$AT"
+err_is "create user: NUL in the name" 400 bad_request
+req POST "$U/v1/users" '{"name":"nulrole","password":"pw-secret","role":"admin\u0000","ledger":"A"}' "$AT"
+err_is "create user: NUL in the role" 400 bad_request
+req POST "$U/v1/users" '{"name":"nulled","password":"pw-secret","role":"reader","ledger":"A\u0000x"}' "$AT"
+err_is "create user: NUL in the ledger" 400 bad_request
+req POST "$U/v1/ledgers" '{"name":"nul\u0000x"}' "$AT"
+err_is "create ledger: NUL in the name" 400 bad_request
+req GET "$U/v1/ledgers/nul" "" "$AT"
+check_eq "no ledger 'nul' was created" 404 "$CODE"
+req POST "$U/v1/login" "{\"user\":\"admin\\u0000x\",\"password\":\"$ADMIN_PW\"}"
+err_is "login: NUL in the user name" 400 bad_request
+req POST "$U/v1/login" "{\"user\":\"admin\",\"password\":\"$ADMIN_PW\\u0000x\"}"
+err_is "login: NUL in the password" 400 bad_request
 
 RT=$(login "$U" rd rd-secret-pw)
 WT=$(login "$U" wr wr-secret-pw)

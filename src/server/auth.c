@@ -106,8 +106,8 @@ static srv_user *user_parse(const void *p, size_t len)
 {
     json_t *j = json_loadb(p, len, 0, NULL);
     json_t *sc = json_object_get(j, "scrypt");
-    const char *name = json_string_value(json_object_get(j, "name"));
-    const char *created = json_string_value(json_object_get(j, "created"));
+    const char *name = srv_json_text(j, "name");
+    const char *created = srv_json_text(j, "created");
     srv_user *u = calloc(1, sizeof *u);
     int64_t cns = 0;
     int ok = u && name && srv_name_valid(name) && sc &&
@@ -184,7 +184,7 @@ static int load_session(void *ctx, const void *key, size_t key_len, const tally_
     char k[SESSION_KEY_MAX + 1];
     json_error_t jerr;
     json_t *j = json_loadb(v->value, v->value_len, 0, &jerr);
-    const char *user = json_string_value(json_object_get(j, "user"));
+    const char *user = srv_json_text(j, "user");
     unsigned long long exp;
     int n = -1;
     if (key_len == SESSION_KEY_MAX - 1 && user) {

@@ -43,8 +43,8 @@ int h_login(srv_req *r)
     json_t *j = http_body_json(r, &res);
     if (!j)
         return res;
-    const char *user = json_string_value(json_object_get(j, "user"));
-    const char *pw = json_string_value(json_object_get(j, "password"));
+    const char *user = srv_json_text(j, "user");
+    const char *pw = srv_json_text(j, "password");
     if (!user || !pw || strlen(pw) > SRV_PASSWORD_LEN_MAX) {
         json_decref(j);
         return http_errorf(r, 400, "bad_request", "login needs \"user\" and \"password\"");
@@ -123,7 +123,7 @@ int h_ledgers_create(srv_req *r)
     json_t *j = http_body_json(r, &res);
     if (!j)
         return res;
-    const char *name = json_string_value(json_object_get(j, "name"));
+    const char *name = srv_json_text(j, "name");
     if (!name || !srv_name_valid(name)) {
         json_decref(j);
         return http_errorf(r, 400, "bad_request", "a ledger needs a \"name\" of [A-Za-z0-9._-]{1,64}");
@@ -162,10 +162,10 @@ static int users_check(srv_req *r, srv_err *e, json_t *j, const char **name,
                        const char **pw, int *role, const char **ledger)
 {
     json_t *jpw = json_object_get(j, "password");
-    const char *rn = json_string_value(json_object_get(j, "role"));
-    *name = json_string_value(json_object_get(j, "name"));
-    *ledger = json_string_value(json_object_get(j, "ledger"));
-    *pw = json_string_value(jpw);
+    const char *rn = srv_json_text(j, "role");
+    *name = srv_json_text(j, "name");
+    *ledger = srv_json_text(j, "ledger");
+    *pw = srv_json_text(j, "password");
     if (!*name || !srv_name_valid(*name))
         return srv_fail(e, 400, "bad_request", "a user needs a \"name\" of [A-Za-z0-9._-]{1,64}");
     if ((jpw && !json_is_null(jpw) && !*pw) || (*pw && (!**pw || strlen(*pw) > SRV_PASSWORD_LEN_MAX)))

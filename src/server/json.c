@@ -111,6 +111,13 @@ int srv_json_get_bytes(json_t *obj, const char *name, const uint8_t **out, size_
     return 1;
 }
 
+const char *srv_json_text(json_t *obj, const char *name)
+{
+    json_t *v = json_object_get(obj, name);
+    const char *s = json_string_value(v);
+    return s && strlen(s) == json_string_length(v) ? s : NULL;
+}
+
 /* The shared implementations: src/util/text.c (also used by the CLI and the client). */
 int srv_utf8_valid(const void *p, size_t n) { return tally_utf8_valid(p, n); }
 void srv_hex(char *out, const void *p, size_t n) { tally_hex_encode(out, p, n); }

@@ -113,6 +113,10 @@ int srv_json_set_bytes(struct json_t *obj, const char *name, const void *p, size
 int srv_json_set_hex(struct json_t *obj, const char *name, const void *p, size_t n);
 /* New JSON array of hex proof hashes. */
 struct json_t *srv_json_path(const tally_proof *p);
+/* obj[name] as a C string, or NULL when it is absent, not a string, or holds
+** a NUL (bodies are parsed with JSON_ALLOW_NUL for keys and values; a name,
+** role or password with a NUL would be cut at it). Valid while obj lives. */
+const char *srv_json_text(struct json_t *obj, const char *name);
 /* Reads obj[name] (string, zero copy: valid while obj lives) or obj[name_hex]
 ** (decoded into *owned, which the caller frees; NULL for a string).
 ** Returns 1 found, 0 absent, -1 malformed (both given, not a string, bad
