@@ -1240,14 +1240,18 @@ static int anchor(tally_client *c, vctx *v, uint64_t s, const uint8_t root_s[32]
 
 /* The verified proofs: an inclusion proof of tx `a` (cons == 0) or a
 ** consistency proof from size `a` (cons == 1), both up to `size` (0: the
-** trusted size), checked and then anchored to the trusted state. h1 is the
-** leaf hash or the old root; root the root at `size`. */
+** trusted size), checked and then anchored to the trusted state. h1_out is
+** the leaf hash or the old root, root_out the root at `size`; they and *out
+** are written only on success (the server's claims stay in locals until
+** then). */
 static int verified_proof(tally_client *c, int cons, tally_proof *out,
-                          uint8_t h1[TALLY_HASH_LEN], uint8_t root[TALLY_HASH_LEN],
+                          uint8_t h1_out[TALLY_HASH_LEN], uint8_t root_out[TALLY_HASH_LEN],
                           uint64_t a, uint64_t size)
 {
     vctx v;
     tc_checkpoint cp;
+    tally_proof pr;
+    uint8_t h1[TALLY_HASH_LEN], root[TALLY_HASH_LEN];
     memset(&cp, 0, sizeof cp);
     char *body = NULL, why[TC_WHY_MAX];
     int rc = v_begin(c, &v);
@@ -1272,16 +1276,16 @@ static int verified_proof(tally_client *c, int cons, tally_proof *out,
               : tally_client_proof_inclusion_json(c, &body, a, size);
     if (rc != 0)
         goto out;
-    if (parse_proof(body, strlen(body), cons ? "old" : "index", out,
+    if (parse_proof(body, strlen(body), cons ? "old" : "index", &pr,
                     cons ? "old_root" : "leaf_hash", h1, "root", root, why) != 0) {
         rc = v_fail(c, &v, why, body, strlen(body), NULL, 0, cp.note);
         goto out;
     }
-    const rfc6962_hash *path = (const rfc6962_hash *)out->path;
-    int bad = cons ? out->index != a || out->size != size ||
-                         rfc6962_verify_consistency(a, size, h1, root, path, out->len) != 0
-                   : out->index != a - 1 || out->size != size ||
-                         rfc6962_verify_inclusion(h1, a - 1, size, path, out->len, root) != 0;
+    const rfc6962_hash *path = (const rfc6962_hash *)pr.path;
+    int bad = cons ? pr.index != a || pr.size != size ||
+                         rfc6962_verify_consistency(a, size, h1, root, path, pr.len) != 0
+                   : pr.index != a - 1 || pr.size != size ||
+                         rfc6962_verify_inclusion(h1, a - 1, size, path, pr.len, root) != 0;
     if (bad) {
         if (cons)
             snprintf(why, sizeof why, "consistency proof %" PRIu64 " -> %" PRIu64
@@ -1292,8 +1296,12 @@ static int verified_proof(tally_client *c, int cons, tally_proof *out,
         rc = v_fail(c, &v, why, body, strlen(body), NULL, 0, cp.note);
         goto out;
     }
-    if ((rc = anchor(c, &v, size, root, t, cp.root, body, strlen(body), cp.note)) == 0)
-        rc = v_commit(c, &v, &cp);
+    if ((rc = anchor(c, &v, size, root, t, cp.root, body, strlen(body), cp.note)) == 0 &&
+        (rc = v_commit(c, &v, &cp)) == 0) {
+        *out = pr;
+        memcpy(h1_out, h1, TALLY_HASH_LEN);
+        memcpy(root_out, root, TALLY_HASH_LEN);
+    }
 out:
     tc_checkpoint_free(&cp);
     free(body);

@@ -47,7 +47,8 @@ int h_login(srv_req *r)
     const char *pw = srv_json_text(j, "password");
     if (!user || !pw || strlen(pw) > SRV_PASSWORD_LEN_MAX) {
         json_decref(j);
-        return http_errorf(r, 400, "bad_request", "login needs \"user\" and \"password\"");
+        return http_errorf(r, 400, "bad_request",
+                           "login needs \"user\" and \"password\" strings (no NUL characters)");
     }
     srv_err e;
     char token[SRV_TOKEN_HEX_LEN + 1], ts[SRV_TIME_BUF];
@@ -169,7 +170,8 @@ static int users_check(srv_req *r, srv_err *e, json_t *j, const char **name,
     if (!*name || !srv_name_valid(*name))
         return srv_fail(e, 400, "bad_request", "a user needs a \"name\" of [A-Za-z0-9._-]{1,64}");
     if ((jpw && !json_is_null(jpw) && !*pw) || (*pw && (!**pw || strlen(*pw) > SRV_PASSWORD_LEN_MAX)))
-        return srv_fail(e, 400, "bad_request", "\"password\" must be a non-empty string");
+        return srv_fail(e, 400, "bad_request",
+                        "\"password\" must be a non-empty string without NUL characters");
     if (!rn || (*role = role_parse(rn)) < 0)
         return srv_fail(e, 400, "bad_request",
                         "\"role\" must be reader, auditor, writer, admin or \"\"");
