@@ -266,8 +266,8 @@ static void fb_bundle_ok(const tc_trust *t, const tc_expect *e, const tc_bundle 
             if (!s->deleted)
                 FB_CHECK(fb_eq(x->value, x->value_len, s->value, s->value_len));
         }
-        if (e->check_meta)
-            FB_CHECK(fb_eq(b->tx_meta, b->tx_meta_len, e->meta, e->meta_len));
+        FB_CHECK(fb_eq(b->tx_meta, b->tx_meta_len, e->meta ? e->meta : "",
+                       e->meta ? e->meta_len : 0));
     }
 }
 
@@ -385,7 +385,6 @@ static int fb_run(const uint8_t *data, size_t size, uint8_t digest[32])
             if (m->meta) {
                 e.meta = m->meta;
                 e.meta_len = strlen(m->meta);
-                e.check_meta = 1;
             }
         }
         tc_bundle b;

@@ -243,6 +243,24 @@ int tally_client_verified_del(tally_client *c, uint64_t *out_tx, const void *key
 /* Verified tx N, every entry. *out freed with tally_client_tx_free. */
 int tally_client_verified_tx(tally_client *c, tally_client_tx *out, uint64_t tx);
 
+/* The callback of tally_client_verified_walk. First called once with
+** tx == NULL: (size, root) is the latest checkpoint, verified (signature,
+** origin, consistency with the trusted state) but not yet trusted, and
+** *from (preset to 1) may be set to the first tx to walk (size + 1: none).
+** Then called with each verified tx from *from to size in order (from ==
+** NULL; *tx and its bytes are valid during the call only). Returning
+** nonzero stops the walk, which returns that value. */
+typedef int (*tally_client_walk_fn)(void *arg, const tally_client_tx *tx, uint64_t size,
+                                    const uint8_t root[TALLY_HASH_LEN], uint64_t *from);
+/* Verifies the latest checkpoint and then every transaction the callback
+** asks for, each proven included in a tree consistent with that checkpoint
+** (entries root, count and length recomputed). Only when every check passed
+** and every call of fn returned 0 does the checkpoint become the trusted
+** state; on any failure or stop the trusted state is kept as it was.
+** Returns 0, fn's nonzero value, TALLY_EBADPROOF (evidence saved),
+** TALLY_EIO, TALLY_ENOMEM, or the server's error. */
+int tally_client_verified_walk(tally_client *c, tally_client_walk_fn fn, void *arg);
+
 #ifdef __cplusplus
 }
 #endif

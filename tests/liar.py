@@ -37,6 +37,12 @@ MODE (an optional ":ARG" selects a variant):
   extra_proof:WHICH       append an element
                           (consistency also applies to GET proof/consistency,
                           tx also to GET proof/inclusion)
+  inject_meta[:TEXT]      add tx metadata TEXT ("approved-by: mallory") to a
+                          POST verified/set before forwarding it
+  replay_set:N            answer POST verified/set with the real, valid
+                          bundle of the existing tx N (verified/tx/N with the
+                          request's "trusted"), and POST del with {"tx": N},
+                          without forwarding the write
   proof_field:NAME        flip a byte of field NAME (root, leaf_hash, old_root)
                           of a GET proof/inclusion or proof/consistency answer
   tx_index[:only]         claim another tx id (tx+1 and tx_proof.index+1; with
@@ -633,6 +639,25 @@ def make_handler(st):
                     if nq != query or nrest != rest:
                         fwd_path = "/v1/ledgers/" + ledger + nrest + ("?" + nq if nq else "")
                     told()
+            if mode == "inject_meta" and self.command == "POST" and rest == "/verified/set":
+                jb = json.loads(body)
+                jb["meta"] = arg or "approved-by: mallory"
+                fwd_body = json.dumps(jb).encode()
+                told()
+            if mode == "replay_set" and self.command == "POST" and rest in ("/verified/set", "/del"):
+                told()
+                if rest == "/del":
+                    return self.reply(200, "application/json", json.dumps({"tx": int(arg)}).encode())
+                trusted = json.loads(body).get("trusted", 0)
+                fwd_path = "/v1/ledgers/%s/verified/tx/%d?trusted=%d" % (ledger, int(arg), trusted)
+                host, port = loopback(upstream)
+                hh = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
+                c = http.client.HTTPConnection(host, port, timeout=60)
+                c.request("GET", fwd_path, headers=hh)
+                r = c.getresponse()
+                rb = r.read()
+                c.close()
+                return self.reply(r.status, "application/json", rb)
             host, port = loopback(upstream)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
             headers["Host"] = "%s:%d" % (host, port)

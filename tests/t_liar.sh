@@ -136,7 +136,11 @@ lie() {
     if [ "$RC" = 2 ]; then CAUGHT="$CAUGHT $tag"; else MISSED="$MISSED $tag[rc=$RC]"; fi
     check_eq "$tag: exit code (tally $*)" 2 "$RC"
     check_match "$tag: one 'tally: ...' line on stderr" '^tally: ' "$ERR"
-    check_eq "$tag: nothing on stdout" "" "$OUT"
+    if [ "${LIE_REPORT:-0}" = 1 ]; then # verify reports the failure on stdout
+        check_match "$tag: the report on stdout" '^FAILED at tx [1-9][0-9]*: ' "$OUT"
+    else
+        check_eq "$tag: nothing on stdout" "" "$OUT"
+    fi
     if cmp -s "$W/state.before" "$sf"; then ok; else bad "$tag: trusted state byte-identical" "$(cat "$W/state.before")" "$(cat "$sf" 2>/dev/null)"; fi
     if [ "$(ev_count)" -gt "$ev0" ]; then
         ok
@@ -441,6 +445,54 @@ lie swap_key state state
 lie swap_key tx tx 1
 blie swap_key getmany get k a b
 ALT_MODE=0
+
+# ======================================================================
+section "group 4: acknowledgements of writes, first contact"
+# A verified set/del must be acknowledged by a transaction appended after the
+# write was sent: another writer's identical transaction, committed after
+# the client's trusted size but before the write, is a replay. Metadata the
+# server adds to a write is not the client's write.
+admin_setup "$UA"
+start_liar "$UA" || { summary t_liar; exit 1; }
+TH="$W/home4"
+TL=L
+TID=$(ledger_id "$UA" L)
+honest "writes: honest set" "" set w1 a
+tclogin
+wset "$UA" L '[{"key":"w1","value":"b"}]'  # another writer, after our trusted size
+N1=$(jq_py 'j["tx"]')
+lie "replay_set:$N1" "set w1 b" set w1 b
+req POST "$UA/v1/ledgers/L/del" '{"key":"w1"}' "$AT"  # another writer's delete
+N2=$(jq_py 'j["tx"]')
+check_eq "writes: direct delete" 200 "$CODE"
+wset "$UA" L '[{"key":"w1","value":"c"}]'
+lie "replay_set:$N2" "del w1" del w1
+req GET "$UA/v1/ledgers/L/get?key=w1" "" "$AT"
+check_eq "writes: the replayed delete did not delete" '"c"' "$(jq_py 'json.dumps(j["value"])')"
+lie inject_meta "set w2 (server adds metadata)" set w2 x
+honest "writes: honest set after the lies" "" set w3 y
+honest "writes: honest del after the lies" "" del w3
+honest "writes: honest set with metadata" "" set w4 z --meta "req-17"
+req GET "$UA/v1/ledgers/L/tx/$OUT" "" "$AT"
+check_eq "the tx written with --meta carries it" "req-17" "$(jq_py 'j.get("meta", "")')"
+# verify walks the txs of a fresh checkpoint: a lie in any of them leaves the
+# trusted state where it was (the checkpoint is trusted only at the end)
+grow "$UA" L 3
+LIE_REPORT=1 lie value "verify --last 3" verify --last 3
+LIE_REPORT=1 lie entry_header "verify" verify
+honest "verify after the lies" "" verify --last 5
+
+# First contact through a liar that swaps the ledger identity: refused, and
+# nothing pinned, so the next honest call still works (no lock-out).
+TH="$W/home5"
+set_mode swap_identity
+TCLI_CREDS=1 tcli get k
+set_mode none
+check_eq "first contact, swapped identity: exit" 2 "$RC"
+PINS=$(ls "$TH"/trust/*/names 2>/dev/null | wc -l)
+check_eq "first contact, swapped identity: no ledger pinned" 0 "$PINS"
+honest "first contact afterwards: honest get" v1 get k
+check_eq "first contact afterwards: ledger pinned" "$TID" "$(cat "$TH"/trust/*/names/L 2>/dev/null)"
 
 echo "caught:$CAUGHT"
 echo "not caught:${MISSED:- (none)}"

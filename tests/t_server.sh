@@ -354,7 +354,8 @@ check_eq "after conditional set" 'v4 4' "$(jq_py 'j["value"] + " " + str(j["rev"
 
 section "tx / state / proofs / checkpoint"
 req GET "$U/v1/ledgers/A/tx/2" "" "$RT"
-check_eq "tx keys" '["entries", "entries_root", "entry_count", "hash", "prev_hash", "ts", "tx"]' "$(jq_py 'sorted(j)')"
+check_eq "tx keys (tx 2 has metadata)" '["entries", "entries_root", "entry_count", "hash", "meta", "prev_hash", "ts", "tx"]' "$(jq_py 'sorted(j)')"
+check_eq "tx 2: its metadata" 'batch' "$(jq_py 'j["meta"]')"
 check_eq "tx 2 entries" '3 [[0, 0, "k", "v2", false], [1, 0, "j", "x", false], [2, 0, "m", "mm", false]]' "$(jq_py 'str(j["entry_count"]) + " " + json.dumps([[e["index"],e["ns"],e["key"],e["value"],e["deleted"]] for e in j["entries"]])')"
 check_eq "tx entry keys" '["deleted", "index", "key", "leaf_hash", "ns", "value"]' "$(jq_py 'sorted(j["entries"][0])')"
 check_eq "tx 2 leaf hashes and entries root (FORMAT.md 3.1/3.2)" "True" "$(printf '%s' "$BODY" | python3 -c '

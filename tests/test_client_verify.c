@@ -436,8 +436,7 @@ static void test_set(tally_db *db)
     CHECK_EQ_INT(tally_commit(db, &tx, &e1, 1, "note", 4), 0);
     CHECK_EQ_INT(tx, 23);
     tc_sent s = { "fresh", 5, "val", 3, 0 };
-    tc_expect e = { .kind = TC_SET, .sent = &s, .n_sent = 1, .meta = "note", .meta_len = 4,
-                    .check_meta = 1 };
+    tc_expect e = { .kind = TC_SET, .sent = &s, .n_sent = 1, .meta = "note", .meta_len = 4 };
     trust_at(&t, db, 20);
     CHECK_EQ_INT(run(&t, &e, tx_bundle(db, 23, 20, 23)), 0);
     json_t *b = tx_bundle(db, 23, 20, 23);
@@ -450,6 +449,13 @@ static void test_set(tally_db *db)
     tc_expect e3 = e;
     e3.meta = "nope";
     CHECK_EQ_INT(run(&t, &e3, tx_bundle(db, 23, 20, 23)), TALLY_EBADPROOF); /* other metadata */
+    e3.meta = NULL, e3.meta_len = 0; /* sent none: the server's "note" is not ours */
+    CHECK_EQ_INT(run(&t, &e3, tx_bundle(db, 23, 20, 23)), TALLY_EBADPROOF);
+    tc_expect e4 = e;
+    e4.after = 22; /* a checkpoint of size 22 was verified before the write: 23 is new */
+    CHECK_EQ_INT(run(&t, &e4, tx_bundle(db, 23, 20, 23)), 0);
+    e4.after = 23; /* ... of size 23: tx 23 already existed, a replay */
+    CHECK_EQ_INT(run(&t, &e4, tx_bundle(db, 23, 20, 23)), TALLY_EBADPROOF);
     trust_at(&t, db, 23);
     CHECK_EQ_INT(run(&t, &e, tx_bundle(db, 23, 23, 23)), TALLY_EBADPROOF);  /* replay: not new */
     /* delete: tx 22 is a tombstone of key1 */

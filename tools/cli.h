@@ -51,6 +51,7 @@
 #define CLI_OPT_SERVER_KEY (1u << 13) /* --server-key VKEY (server mode) */
 #define CLI_OPT_ROLE      (1u << 14) /* --role ROLE (server mode: user create) */
 #define CLI_OPT_LAST      (1u << 15) /* --last N (server mode: verify) */
+#define CLI_OPT_META      (1u << 16) /* --meta TEXT (set: transaction metadata) */
 /* Accepted by every command. */
 #define CLI_OPT_GLOBAL (CLI_OPT_JSON | CLI_OPT_DIR | CLI_OPT_HELP | CLI_OPT_VERSION | \
                         CLI_OPT_SERVER | CLI_OPT_LEDGER | CLI_OPT_SERVER_KEY)
@@ -63,6 +64,7 @@ typedef struct cli_args {
     const char *at;    /* --at TIME, unparsed */
     const char *server, *ledger, *server_key, *role; /* server mode */
     uint64_t last;     /* --last N */
+    const char *meta;  /* --meta TEXT: transaction metadata of set */
     int npos;          /* positional arguments after the command name */
     char **pos;
 } cli_args;
@@ -193,6 +195,7 @@ typedef struct cli_tx_head {
     uint64_t tx, ts_ns;
     const uint8_t *hash, *prev_hash, *entries_root;
     uint32_t entry_count;
+    const void *meta; size_t meta_len; /* the tx metadata: printed when not empty */
 } cli_tx_head;
 typedef struct cli_tx_item {
     uint8_t ns;
@@ -200,6 +203,7 @@ typedef struct cli_tx_item {
     const void *key, *value;
     size_t key_len, value_len;
     const uint8_t *leaf_hash;
+    const void *meta; size_t meta_len; /* the entry's metadata: printed when not empty */
 } cli_tx_item;
 void cli_out_version(int json, const char *key, const void *value, size_t value_len, uint64_t tx, uint64_t rev,
                      uint64_t ts_ns);

@@ -11,10 +11,11 @@
 **       --server-key VKEY; returns the process exit code.
 **
 ** One round:
-**   (1) tally_client_verified_state: the latest checkpoint, its signature
+**   (1) tally_client_verified_walk: the latest checkpoint, its signature
 **       under the pinned server key, its origin (the pinned ledger id), and
 **       its consistency with the trusted state of the state directory
-**       ($TALLY_HOME, else ~/.tally), which then moves forward;
+**       ($TALLY_HOME, else ~/.tally), which moves forward to it only at the
+**       end of a round in which every check below passed;
 **   (2) independently of that shared state, against the (size, root) this
 **       process last accepted: a smaller size is a rollback, the same size
 **       with another root a fork, a larger size needs a consistency proof
@@ -227,81 +228,43 @@ static int rehash_tx(const tally_client_tx *t, uint64_t n, char *why, size_t why
     return 0;
 }
 
-/* Verified tx n, re-hashed and chained. 0, an exit code (alert printed), or
-** an ordinary error code (negative TALLY_E*, not printed). */
-static int audit_tx(auditor *a, uint64_t n, int *alerted)
-{
-    tally_client_tx t;
-    char why[512];
-    int rc = tally_client_verified_tx(a->cl, &t, n);
-    if (is_integrity(rc)) {
-        *alerted = 1;
-        return audit_alert(a, "tx %" PRIu64 ": %s", n, tally_errmsg());
-    }
-    if (rc != TALLY_OK)
-        return rc;
-    int bad = rehash_tx(&t, n, why, sizeof why) != 0;
-    if (!bad && a->have_chain && a->chain_tx + 1 == n &&
-        memcmp(t.prev_hash, a->chain_hash, TALLY_HASH_LEN) != 0) {
-        snprintf(why, sizeof why, "tx %" PRIu64 ": prev_hash is not the hash of tx %" PRIu64, n,
-                 a->chain_tx);
-        bad = 1;
-    }
-    if (!bad) {
-        a->have_chain = 1;
-        a->chain_tx = n;
-        memcpy(a->chain_hash, t.hash, TALLY_HASH_LEN);
-    }
-    tally_client_tx_free(&t);
-    if (bad) {
-        *alerted = 1;
-        return audit_alert(a, "%s", why);
-    }
-    return 0;
-}
-
-/* Re-hashes (from, to]. Same returns as audit_tx; *done counts the txs. */
-static int audit_rehash(auditor *a, uint64_t from, uint64_t to, uint64_t *done, int *alerted)
-{
-    *done = 0;
-    if (from > 0 && !(a->have_chain && a->chain_tx == from)) {
-        int rc = audit_tx(a, from, alerted); /* the chain's starting point */
-        if (rc)
-            return rc;
-    }
-    for (uint64_t n = from + 1; n <= to && !audit_stop; n++) {
-        int rc = audit_tx(a, n, alerted);
-        if (rc)
-            return rc;
-        (*done)++;
-    }
-    return 0;
-}
-
-/* One round. Returns 0, CLI_EXIT_INTEGRITY (alert printed) or a negative
-** TALLY_E* error (printed). */
-static int audit_round(auditor *a)
-{
-    uint64_t size = 0, done = 0;
+/* One round's walk (tally_client_verified_walk): nothing of it is accepted,
+** here or in the shared trusted state, unless every step passed. */
+typedef struct audit_walk {
+    auditor *a;
+    int started;      /* the checkpoint passed the client's checks */
+    int reported;     /* an ALERT or error line was printed already */
+    uint64_t size;    /* the checkpoint */
     uint8_t root[TALLY_HASH_LEN];
-    char why[512], when[48];
-    int alerted = 0;
-    tally_clearerr();
-    int rc = tally_client_verified_state(a->cl, &size, root, NULL);
-    if (is_integrity(rc))
-        return audit_alert(a, "checkpoint: %s", tally_errmsg());
-    if (rc != TALLY_OK) {
-        audit_error(a, rc, "checkpoint");
-        return rc;
-    }
+    uint64_t from;    /* the size accepted in the previous round (0: none) */
+    uint64_t next;    /* the tx being checked */
+    uint64_t done;    /* txs re-hashed above `from` */
+    int have_chain;   /* chain_hash is the hash of tx chain_tx (this walk's view) */
+    uint64_t chain_tx;
+    uint8_t chain_hash[TALLY_HASH_LEN];
+} audit_walk;
+
+enum { AUDIT_STOPPED = 100 }; /* a signal: the round ends, nothing accepted */
+
+/* The checkpoint, verified by the client against the shared trusted state;
+** here against what this process accepted last. Chooses the txs to walk. */
+static int audit_start(audit_walk *w, uint64_t size, const uint8_t root[TALLY_HASH_LEN],
+                       uint64_t *from)
+{
+    auditor *a = w->a;
+    char why[512];
+    w->started = 1;
+    w->size = size;
+    memcpy(w->root, root, TALLY_HASH_LEN);
     if (a->have_last) {
+        w->reported = 1;
         if (size < a->last_size)
             return audit_alert(a, "rollback: checkpoint size %" PRIu64 " is below the trusted "
                                "size %" PRIu64, size, a->last_size);
         if (size == a->last_size && memcmp(root, a->last_root, TALLY_HASH_LEN) != 0)
             return audit_alert(a, "fork: another root at the trusted size %" PRIu64, size);
         if (size > a->last_size) {
-            rc = check_consistency(a, size, root, why, sizeof why);
+            int rc = check_consistency(a, size, root, why, sizeof why);
             if (rc == TALLY_EBADPROOF)
                 return audit_alert(a, "%s", why);
             if (rc != TALLY_OK) {
@@ -309,29 +272,85 @@ static int audit_round(auditor *a)
                 return rc;
             }
         }
+        w->reported = 0;
     }
-    uint64_t from = a->have_last ? a->last_size : 0;
-    if (a->rehash) {
-        rc = audit_rehash(a, from, size, &done, &alerted);
-        if (alerted)
-            return rc;
-        if (rc != 0) {
-            audit_error(a, rc, "re-hashing transactions");
-            return rc;
-        }
-        if (audit_stop && done < size - from)
-            return 0; /* interrupted: nothing accepted */
+    w->from = a->have_last ? a->last_size : 0;
+    w->have_chain = a->have_chain;
+    w->chain_tx = a->chain_tx;
+    memcpy(w->chain_hash, a->chain_hash, TALLY_HASH_LEN);
+    if (!a->rehash)
+        *from = size + 1; /* no transactions */
+    else if (w->from > 0 && !(w->have_chain && w->chain_tx == w->from))
+        *from = w->from; /* the chain's starting point first */
+    else
+        *from = w->from + 1;
+    w->next = *from;
+    return 0;
+}
+
+/* A verified tx (the client checked its inclusion), re-hashed and chained. */
+static int audit_step(void *arg, const tally_client_tx *t, uint64_t size,
+                      const uint8_t root[TALLY_HASH_LEN], uint64_t *from)
+{
+    audit_walk *w = arg;
+    char why[512];
+    if (!t)
+        return audit_start(w, size, root, from);
+    if (audit_stop)
+        return AUDIT_STOPPED;
+    int bad = rehash_tx(t, w->next, why, sizeof why) != 0;
+    if (!bad && w->have_chain && w->chain_tx + 1 == t->tx &&
+        memcmp(t->prev_hash, w->chain_hash, TALLY_HASH_LEN) != 0) {
+        snprintf(why, sizeof why, "tx %" PRIu64 ": prev_hash is not the hash of tx %" PRIu64,
+                 t->tx, w->chain_tx);
+        bad = 1;
+    }
+    if (bad) {
+        w->reported = 1;
+        return audit_alert(w->a, "%s", why);
+    }
+    w->have_chain = 1;
+    w->chain_tx = t->tx;
+    memcpy(w->chain_hash, t->hash, TALLY_HASH_LEN);
+    if (t->tx > w->from)
+        w->done++;
+    w->next = t->tx + 1;
+    return 0;
+}
+
+/* One round. Returns 0, CLI_EXIT_INTEGRITY (alert printed) or a negative
+** TALLY_E* error (printed). */
+static int audit_round(auditor *a)
+{
+    char when[48];
+    audit_walk w = { .a = a };
+    tally_clearerr();
+    int rc = tally_client_verified_walk(a->cl, audit_step, &w);
+    if (rc == AUDIT_STOPPED)
+        return 0; /* interrupted: nothing accepted */
+    if (w.reported)
+        return rc;
+    if (is_integrity(rc) && !w.started)
+        return audit_alert(a, "checkpoint: %s", tally_errmsg());
+    if (is_integrity(rc))
+        return audit_alert(a, "tx %" PRIu64 ": %s", w.next, tally_errmsg());
+    if (rc != TALLY_OK) {
+        audit_error(a, rc, w.started ? "re-hashing transactions" : "checkpoint");
+        return rc;
     }
     a->have_last = 1;
-    a->last_size = size;
-    memcpy(a->last_root, root, TALLY_HASH_LEN);
+    a->last_size = w.size;
+    memcpy(a->last_root, w.root, TALLY_HASH_LEN);
+    a->have_chain = w.have_chain;
+    a->chain_tx = w.chain_tx;
+    memcpy(a->chain_hash, w.chain_hash, TALLY_HASH_LEN);
     now_rfc3339(when);
-    printf("audit: %s ledger=%s size=%" PRIu64 " root=", when, a->ledger, size);
-    cli_hex(stdout, root, TALLY_HASH_LEN);
+    printf("audit: %s ledger=%s size=%" PRIu64 " root=", when, a->ledger, w.size);
+    cli_hex(stdout, w.root, TALLY_HASH_LEN);
     if (a->rehash)
-        printf(" ok (+%" PRIu64 " tx, %" PRIu64 " rehashed)\n", size - from, done);
+        printf(" ok (+%" PRIu64 " tx, %" PRIu64 " rehashed)\n", w.size - w.from, w.done);
     else
-        printf(" ok (+%" PRIu64 " tx)\n", size - from);
+        printf(" ok (+%" PRIu64 " tx)\n", w.size - w.from);
     fflush(stdout);
     return 0;
 }

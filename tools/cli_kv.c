@@ -36,7 +36,7 @@ static int set_args(cli_ctx *c)
         }
     }
     uint64_t tx = 0;
-    int rc = tally_commit(c->db, &tx, e, n, NULL, 0);
+    int rc = tally_commit(c->db, &tx, e, n, a->meta, a->meta ? strlen(a->meta) : 0);
     free(e);
     if (rc != TALLY_OK)
         return cli_fail(rc, "commit failed");

@@ -27,13 +27,15 @@ int cli_cmd_tx(cli_ctx *c)
         if ((rc = tally_tx_entry(c->db, &e, n, i)) != TALLY_OK)
             return cli_fail(rc, "tx %" PRIu64 " entry %" PRIu32, n, i);
     }
-    cli_tx_head head = {t.tx, t.ts_ns, t.hash, t.prev_hash, t.entries_root, t.entry_count};
+    cli_tx_head head = {t.tx, t.ts_ns, t.hash, t.prev_hash, t.entries_root, t.entry_count,
+                        t.meta, t.meta_len};
     cli_out_tx_head(c->args->json, &head);
     for (uint32_t i = 0; i < t.entry_count; i++) {
         tally_entry_view e;
         if ((rc = tally_tx_entry(c->db, &e, n, i)) != TALLY_OK)
             return cli_fail(rc, "tx %" PRIu64 " entry %" PRIu32, n, i);
-        cli_tx_item it = {e.ns, e.deleted, e.key, e.value, e.key_len, e.value_len, e.leaf_hash};
+        cli_tx_item it = {e.ns, e.deleted, e.key, e.value, e.key_len, e.value_len, e.leaf_hash,
+                          e.meta, e.meta_len};
         cli_out_tx_item(c->args->json, i, &it);
     }
     cli_out_tx_end(c->args->json);

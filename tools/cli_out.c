@@ -36,6 +36,10 @@ void cli_out_tx_head(int json, const cli_tx_head *t)
         cli_hex(stdout, t->prev_hash, TALLY_HASH_LEN);
         fputs("\nentries_root: ", stdout);
         cli_hex(stdout, t->entries_root, TALLY_HASH_LEN);
+        if (t->meta_len) {
+            fputs("\nmeta: ", stdout);
+            fwrite(t->meta, 1, t->meta_len, stdout);
+        }
         printf("\nentries: %" PRIu32 "\n", t->entry_count);
         return;
     }
@@ -45,7 +49,12 @@ void cli_out_tx_head(int json, const cli_tx_head *t)
     cli_json_hash(stdout, "prev_hash", t->prev_hash);
     putchar(',');
     cli_json_hash(stdout, "entries_root", t->entries_root);
-    printf(",\"entry_count\":%" PRIu32 ",\"entries\":[", t->entry_count);
+    printf(",\"entry_count\":%" PRIu32 ",", t->entry_count);
+    if (t->meta_len) {
+        cli_json_bytes(stdout, "meta", t->meta, t->meta_len);
+        putchar(',');
+    }
+    fputs("\"entries\":[", stdout);
 }
 
 void cli_out_tx_item(int json, uint32_t i, const cli_tx_item *e)
@@ -59,6 +68,11 @@ void cli_out_tx_item(int json, uint32_t i, const cli_tx_item *e)
         }
         fputs(" = ", stdout);
         fwrite(e->value, 1, e->value_len, stdout);
+        if (e->meta_len) {
+            fputs("  (meta: ", stdout);
+            fwrite(e->meta, 1, e->meta_len, stdout);
+            putchar(')');
+        }
         putchar('\n');
         return;
     }
@@ -66,6 +80,10 @@ void cli_out_tx_item(int json, uint32_t i, const cli_tx_item *e)
     cli_json_bytes(stdout, "key", e->key, e->key_len);
     putchar(',');
     cli_json_bytes(stdout, "value", e->value, e->value_len);
+    if (e->meta_len) {
+        putchar(',');
+        cli_json_bytes(stdout, "meta", e->meta, e->meta_len);
+    }
     printf(",\"deleted\":%s,", e->deleted ? "true" : "false");
     cli_json_hash(stdout, "leaf_hash", e->leaf_hash);
     putchar('}');

@@ -138,7 +138,7 @@ static int rcmd_set(cli_ctx *c, tally_client *cl)
         e[i].cond_rev = a->if_rev;
     }
     uint64_t tx = 0;
-    int rc = tally_client_verified_set(cl, &tx, e, n, NULL);
+    int rc = tally_client_verified_set(cl, &tx, e, n, a->meta);
     free(e);
     if (rc != TALLY_OK)
         return cli_fail(rc, "set failed");
@@ -161,7 +161,7 @@ static int rbatch_flush(cli_ctx *c, tally_client *cl, rbatch *b)
     if (b->n == 0)
         return 0;
     uint64_t tx = 0;
-    int rc = tally_client_verified_set(cl, &tx, b->e, b->n, NULL);
+    int rc = tally_client_verified_set(cl, &tx, b->e, b->n, c->args->meta);
     if (rc != TALLY_OK)
         return cli_fail(rc, "committing a batch of %zu lines", b->n);
     cli_print_tx_ack(c, tx);
@@ -468,11 +468,13 @@ static int rcmd_scan(cli_ctx *c, tally_client *cl)
 
 static void print_tx(const cli_ctx *c, const tally_client_tx *t)
 {
-    cli_tx_head head = {t->tx, t->ts_ns, t->hash, t->prev_hash, t->entries_root, t->entry_count};
+    cli_tx_head head = {t->tx, t->ts_ns, t->hash, t->prev_hash, t->entries_root, t->entry_count,
+                        t->meta, t->meta_len};
     cli_out_tx_head(c->args->json, &head);
     for (uint32_t i = 0; i < t->entry_count; i++) {
         const tally_client_tx_entry *e = &t->entries[i];
-        cli_tx_item it = {e->ns, e->deleted, e->key, e->value, e->key_len, e->value_len, e->leaf_hash};
+        cli_tx_item it = {e->ns,     e->deleted,    e->key,  e->value,
+                          e->key_len, e->value_len, e->leaf_hash, e->meta, e->meta_len};
         cli_out_tx_item(c->args->json, i, &it);
     }
     cli_out_tx_end(c->args->json);
@@ -543,52 +545,66 @@ static int verify_fail(const cli_ctx *c, uint64_t tx, const char *msg)
     return CLI_EXIT_INTEGRITY;
 }
 
+/* The walk of `verify`: the range, the hash chain and the progress. */
+typedef struct verify_walk {
+    const cli_ctx *c;
+    int started;             /* the checkpoint passed */
+    uint64_t from, size;
+    uint64_t next;           /* the tx being checked */
+    uint8_t prev[TALLY_HASH_LEN];
+    cli_progress p;
+} verify_walk;
+
+enum { VERIFY_BROKEN_CHAIN = 1 };
+
+static int verify_step(void *arg, const tally_client_tx *t, uint64_t size,
+                       const uint8_t root[TALLY_HASH_LEN], uint64_t *from)
+{
+    verify_walk *w = arg;
+    (void)root;
+    if (!t) { /* the checkpoint, verified: choose the range */
+        w->started = 1;
+        w->size = size;
+        w->from = 1;
+        if ((w->c->args->seen & CLI_OPT_LAST) && w->c->args->last < size)
+            w->from = size - w->c->args->last + 1;
+        *from = w->next = w->from;
+        return 0;
+    }
+    /* The chain: each header names its predecessor's hash. */
+    if (t->tx > w->from && memcmp(t->prev_hash, w->prev, TALLY_HASH_LEN) != 0)
+        return VERIFY_BROKEN_CHAIN;
+    memcpy(w->prev, t->hash, TALLY_HASH_LEN);
+    cli_progress_cb(&w->p, t->tx - w->from + 1, size - w->from + 1);
+    w->next = t->tx + 1;
+    return 0;
+}
+
+/* verify [--last N]: every transaction (or the last N) of the latest
+** checkpoint, which becomes the trusted state only if all of them pass. */
 static int rcmd_verify(cli_ctx *c, tally_client *cl)
 {
-    uint64_t size;
-    uint8_t root[TALLY_HASH_LEN], prev[TALLY_HASH_LEN];
     char msg[600];
-    int rc = tally_client_verified_state(cl, &size, root, NULL);
+    verify_walk w = { .c = c };
+    cli_progress_init(&w.p, "verify");
+    int rc = tally_client_verified_walk(cl, verify_step, &w);
+    cli_progress_end(&w.p);
+    if (rc == VERIFY_BROKEN_CHAIN)
+        return verify_fail(c, w.next, "prev_hash is not the hash of the previous transaction");
     if (rc == TALLY_EBADPROOF) {
-        snprintf(msg, sizeof msg, "checkpoint: %s", tally_errmsg());
-        return verify_fail(c, 0, msg);
+        snprintf(msg, sizeof msg, "%s%s", w.started ? "" : "checkpoint: ", tally_errmsg());
+        return verify_fail(c, w.started ? w.next : 0, msg);
     }
+    if (rc != TALLY_OK && w.started)
+        return cli_fail(rc, "tx %" PRIu64, w.next);
     if (rc != TALLY_OK)
         return cli_fail(rc, "reading the checkpoint");
-    uint64_t from = 1;
-    if ((c->args->seen & CLI_OPT_LAST) && c->args->last < size)
-        from = size - c->args->last + 1;
-    cli_progress p;
-    cli_progress_init(&p, "verify");
-    for (uint64_t n = from; n <= size; n++) {
-        tally_client_tx t;
-        rc = tally_client_verified_tx(cl, &t, n);
-        if (rc == TALLY_EBADPROOF) {
-            cli_progress_end(&p);
-            snprintf(msg, sizeof msg, "%s", tally_errmsg());
-            return verify_fail(c, n, msg);
-        }
-        if (rc != TALLY_OK) {
-            cli_progress_end(&p);
-            return cli_fail(rc, "tx %" PRIu64, n);
-        }
-        /* The chain: each header names its predecessor's hash. */
-        int broken = n > from && memcmp(t.prev_hash, prev, TALLY_HASH_LEN) != 0;
-        memcpy(prev, t.hash, TALLY_HASH_LEN);
-        tally_client_tx_free(&t);
-        if (broken) {
-            cli_progress_end(&p);
-            return verify_fail(c, n, "prev_hash is not the hash of the previous transaction");
-        }
-        cli_progress_cb(&p, n - from + 1, size - from + 1);
-    }
-    cli_progress_end(&p);
-    uint64_t checked = size >= from ? size - from + 1 : 0;
+    uint64_t checked = w.size >= w.from ? w.size - w.from + 1 : 0;
     if (c->args->json)
-        printf("{\"ok\":true,\"tx\":%" PRIu64 ",\"checked\":%" PRIu64 "}\n", size, checked);
+        printf("{\"ok\":true,\"tx\":%" PRIu64 ",\"checked\":%" PRIu64 "}\n", w.size, checked);
     else
         printf("ok: checkpoint at %" PRIu64 " verified; %" PRIu64 " transactions verified\n",
-               size, checked);
+               w.size, checked);
     return CLI_EXIT_OK;
 }
 
@@ -615,10 +631,11 @@ static int rcmd_proof(cli_ctx *c, tally_client *cl)
     if (strcmp(sub, "inclusion") == 0) {
         if (a->npos != 2 || cli_parse_u64(a->pos[1], &n) < 0 || n == 0)
             return cli_usage(c, "proof inclusion needs a transaction id N >= 1");
+        if ((a->seen & CLI_OPT_SIZE) && a->size < n)
+            return cli_failx(TALLY_ERANGE, "tx %" PRIu64 " is not in a tree of size %" PRIu64,
+                             n, a->size);
         rc = tally_client_verified_inclusion(cl, &p, h1, h2, n,
                                              (a->seen & CLI_OPT_SIZE) ? a->size : 0);
-        if (rc == TALLY_OK && (a->seen & CLI_OPT_SIZE) && a->size == 0)
-            rc = TALLY_ERANGE;
         if (rc != TALLY_OK)
             return cli_fail(rc, "proof of tx %" PRIu64, n);
         if (a->json) {
@@ -813,11 +830,12 @@ static int rrun(cli_ctx *c)
 
 #define RW CLI_OPEN_NONE
 static const cli_cmd RCOMMANDS[] = {
-    { "set", rrun, RW, CLI_OPT_IF_ABSENT | CLI_OPT_IF_REV | CLI_OPT_BATCH, 1, -1,
-      "set KEY VALUE [KEY VALUE ...] [--if-absent | --if-rev R]\n"
-      "set - [--batch N] [--if-absent]",
-      "write keys in one transaction, then verify it (entries root recomputed\n"
-      "from what was sent, included in a checkpoint consistent with the trusted one)" },
+    { "set", rrun, RW, CLI_OPT_IF_ABSENT | CLI_OPT_IF_REV | CLI_OPT_BATCH | CLI_OPT_META, 1, -1,
+      "set KEY VALUE [KEY VALUE ...] [--if-absent | --if-rev R] [--meta TEXT]\n"
+      "set - [--batch N] [--if-absent] [--meta TEXT]",
+      "write keys in one transaction, then verify it (entries root and metadata\n"
+      "recomputed from what was sent, a tx appended after the write was sent,\n"
+      "included in a checkpoint consistent with the trusted one)" },
     { "get", rrun, RW, CLI_OPT_TX | CLI_OPT_AT | CLI_OPT_REV, 1, -1,
       "get KEY [--tx N | --at TIME | --rev R]\n"
       "get KEY KEY ... [--tx N | --at TIME]",

@@ -159,7 +159,8 @@ static int batch_flush(cli_ctx *c, batch *b)
         e->value_len = r->vlen;
     }
     uint64_t tx = 0;
-    int rc = tally_commit(c->db, &tx, b->ents, b->n, NULL, 0);
+    const char *meta = c->args->meta;
+    int rc = tally_commit(c->db, &tx, b->ents, b->n, meta, meta ? strlen(meta) : 0);
     if (rc != TALLY_OK)
         return cli_fail(rc, "committing a batch of %zu lines", b->n);
     cli_print_tx_ack(c, tx);

@@ -18,11 +18,13 @@
 static int cmd_help(cli_ctx *c);
 
 static const cli_cmd COMMANDS[] = {
-    { "set", cli_cmd_set, CLI_OPEN_RW, CLI_OPT_IF_ABSENT | CLI_OPT_IF_REV | CLI_OPT_BATCH, 1, -1,
-      "set KEY VALUE [KEY VALUE ...] [--if-absent | --if-rev R]\n"
-      "set - [--batch N] [--if-absent]",
+    { "set", cli_cmd_set, CLI_OPEN_RW,
+      CLI_OPT_IF_ABSENT | CLI_OPT_IF_REV | CLI_OPT_BATCH | CLI_OPT_META, 1, -1,
+      "set KEY VALUE [KEY VALUE ...] [--if-absent | --if-rev R] [--meta TEXT]\n"
+      "set - [--batch N] [--if-absent] [--meta TEXT]",
       "write keys in one transaction; with '-', KEY<TAB>VALUE lines from stdin,\n"
-      "N lines per transaction; prints each transaction id once durable" },
+      "N lines per transaction; --meta: the transaction metadata (each one's);\n"
+      "prints each transaction id once durable" },
     { "get", cli_cmd_get, CLI_OPEN_RO, CLI_OPT_TX | CLI_OPT_AT | CLI_OPT_REV, 1, 1,
       "get KEY [--tx N | --at TIME | --rev R]",
       "value of KEY (latest, as of transaction N or RFC 3339 TIME, or revision R)" },
@@ -144,6 +146,7 @@ static const cli_opt OPTIONS[] = {
     { "--server-key", CLI_OPT_SERVER_KEY, OARG_STR, offsetof(cli_args, server_key) },
     { "--role",      CLI_OPT_ROLE,      OARG_STR,  offsetof(cli_args, role) },
     { "--last",      CLI_OPT_LAST,      OARG_U64,  offsetof(cli_args, last) },
+    { "--meta",      CLI_OPT_META,      OARG_STR,  offsetof(cli_args, meta) },
 };
 #define N_OPTIONS (sizeof OPTIONS / sizeof OPTIONS[0])
 

@@ -449,17 +449,27 @@ static json_t *set_body(const tally_client_entry *e, size_t n, const char *meta)
         json_array_append_new(arr, o);
     }
     json_object_set_new(b, "entries", arr);
-    if (meta)
-        json_object_set_new(b, "meta", json_string(meta));
+    if (meta && json_object_set_new(b, "meta", json_string(meta)) != 0) {
+        json_decref(b); /* not UTF-8: refused (sent as a JSON string) */
+        return NULL;
+    }
     return b;
+}
+
+static int meta_refused(void)
+{
+    return tally_seterr(TALLY_EINVAL, "transaction metadata must be UTF-8 text");
 }
 
 int tally_client_set(tally_client *c, uint64_t *out_tx, const tally_client_entry *e, size_t n,
                      const char *meta)
 {
+    json_t *body = set_body(e, n, meta);
+    if (!body)
+        return meta_refused();
     tc_buf p = { 0 };
     ledger_path(c, &p, "/set");
-    int rc = req_json(c, "POST", &p, set_body(e, n, meta));
+    int rc = req_json(c, "POST", &p, body);
     if (rc != 0)
         return rc;
     json_t *j = parse_body(c);
@@ -713,6 +723,7 @@ typedef struct vctx {
     char id[33];
     int lock_fd;
     int have_file;
+    int pin_fresh;        /* id from first contact, not stored yet (store_pin) */
     char *trusted;        /* the trusted note as loaded (a copy), or NULL */
     size_t trusted_len;
     char state_path[TC_PATH_MAX + 64];
@@ -723,13 +734,23 @@ static int id_ok(const char *id)
     return id && strlen(id) == 32 && strspn(id, "0123456789abcdef") == 32;
 }
 
-/* The pinned id of c->ledger; first contact pins what GET /v1/ledgers/L says. */
-static int pin_ledger_file(tally_client *c, char id[33])
+static void pin_path(const tally_client *c, char *path, size_t len)
+{
+    snprintf(path, len, "%s/names/%s", c->key_dir, c->ledger);
+}
+
+/* The pinned id of c->ledger (*fresh = 0), or on first contact (*fresh = 1)
+** what GET /v1/ledgers/L says, checked for form only and NOT stored: the pin
+** is written by store_pin together with the first trusted state, once a
+** checkpoint signed under the pinned key has named that id, so a lying or
+** failed first answer leaves nothing behind. */
+static int pin_ledger_file(tally_client *c, char id[33], int *fresh)
 {
     char path[TC_PATH_MAX * 2];
-    snprintf(path, sizeof path, "%s/names/%s", c->key_dir, c->ledger);
+    pin_path(c, path, sizeof path);
     char *have = NULL;
     size_t hl;
+    *fresh = 0;
     int rc = tc_read_file(path, &have, &hl, 64);
     if (rc == 0) {
         have[strcspn(have, "\r\n")] = '\0';
@@ -760,23 +781,46 @@ static int pin_ledger_file(tally_client *c, char id[33])
     }
     snprintf(id, 33, "%s", nid);
     json_decref(j);
-    char line[40];
+    *fresh = 1;
+    return 0;
+}
+
+/* Stores the pin c->ledger -> id (first contact, with the first trusted
+** state). Another process may have pinned the name meanwhile: the same id
+** is fine, another one is refused (TALLY_EBADPROOF). */
+static int store_pin(tally_client *c, const char id[33])
+{
+    char path[TC_PATH_MAX * 2], line[40];
+    pin_path(c, path, sizeof path);
     snprintf(line, sizeof line, "%s\n", id);
-    rc = tc_write_atomic(path, line, 33, 0600, 1);
-    if (rc == TALLY_ECONFLICT) /* pinned meanwhile by another process: that one holds */
-        return pin_ledger_file(c, id);
+    int rc = tc_write_atomic(path, line, 33, 0600, 1);
+    if (rc == TALLY_ECONFLICT) { /* pinned meanwhile by another process */
+        char other[33];
+        int fresh;
+        if ((rc = pin_ledger_file(c, other, &fresh)) != 0)
+            return rc;
+        if (strcmp(other, id) != 0)
+            return tally_seterr(TALLY_EBADPROOF, "ledger '%s' was pinned to id %s meanwhile, "
+                                "not %s", c->ledger, other, id);
+    }
+    if (rc == 0) {
+        snprintf(c->pin_name, sizeof c->pin_name, "%s", c->ledger);
+        memcpy(c->pin_id, id, 33);
+    }
     return rc;
 }
 
-/* pin_ledger_file, remembered for the handle's current ledger name (cache 1). */
-static int pin_ledger(tally_client *c, char id[33])
+/* pin_ledger_file, remembered for the handle's current ledger name once
+** stored (cache 1). */
+static int pin_ledger(tally_client *c, char id[33], int *fresh)
 {
+    *fresh = 0;
     if (c->pin_id[0] && strcmp(c->pin_name, c->ledger) == 0) {
         memcpy(id, c->pin_id, 33);
         return 0;
     }
-    int rc = pin_ledger_file(c, id);
-    if (rc == 0) {
+    int rc = pin_ledger_file(c, id, fresh);
+    if (rc == 0 && !*fresh) {
         snprintf(c->pin_name, sizeof c->pin_name, "%s", c->ledger);
         memcpy(c->pin_id, id, 33);
     }
@@ -943,7 +987,7 @@ static int v_begin(tally_client *c, vctx *v)
 {
     memset(v, 0, sizeof *v);
     v->lock_fd = -1;
-    int rc = pin_ledger(c, v->id);
+    int rc = pin_ledger(c, v->id, &v->pin_fresh);
     if (rc != 0)
         return rc;
     snprintf(v->t.key_name, sizeof v->t.key_name, "%s", c->key_name);
@@ -1013,6 +1057,12 @@ static int reconcile(tally_client *c, vctx *v, const tc_checkpoint *cp)
 ** larger. Afterwards v holds the stored state. */
 static int v_commit(tally_client *c, vctx *v, const tc_checkpoint *cp)
 {
+    if (v->pin_fresh) { /* first contact: cp, signed, names v->id; pin it now */
+        int rc = store_pin(c, v->id);
+        if (rc != 0)
+            return rc;
+        v->pin_fresh = 0;
+    }
     if (v->have_file && cp->size <= v->t.size)
         return 0; /* verified equal to the trusted state: nothing to move */
     if (v->lock_fd < 0) {
@@ -1466,6 +1516,20 @@ out:
     return rc;
 }
 
+/* The size of the latest checkpoint, verified against v's trusted state
+** (which does not move), into *after: a verified write's transaction must
+** be above it, so no transaction that existed before the write was sent can
+** be passed off as its acknowledgement. */
+static int write_floor(tally_client *c, vctx *v, uint64_t *after)
+{
+    tc_checkpoint cp;
+    int rc = latest_verified(c, v, &cp);
+    if (rc == 0)
+        *after = cp.size;
+    tc_checkpoint_free(&cp);
+    return rc;
+}
+
 int tally_client_verified_set(tally_client *c, uint64_t *out_tx, const tally_client_entry *e,
                               size_t n, const char *meta)
 {
@@ -1481,18 +1545,26 @@ int tally_client_verified_set(tally_client *c, uint64_t *out_tx, const tally_cli
         sent[i].value = e[i].value;
         sent[i].value_len = e[i].value_len;
     }
+    json_t *body = set_body(e, n, meta);
+    if (!body) {
+        free(sent);
+        return meta_refused();
+    }
     vctx v;
+    uint64_t after = 0;
     int rc = v_begin(c, &v);
+    if (rc == 0 && (rc = write_floor(c, &v, &after)) != 0)
+        v_end(&v);
     if (rc != 0) {
+        json_decref(body);
         free(sent);
         return rc;
     }
-    json_t *body = set_body(e, n, meta);
     json_object_set_new(body, "trusted", json_integer((json_int_t)v.t.size));
     tc_buf p = { 0 };
     ledger_path(c, &p, "/verified/set");
     tc_expect x = { .kind = TC_SET, .sent = sent, .n_sent = n, .meta = meta,
-                    .meta_len = meta ? strlen(meta) : 0, .check_meta = meta != NULL };
+                    .meta_len = meta ? strlen(meta) : 0, .after = after };
     tc_bundle b;
     rc = v_bundle(c, &v, "POST", &p, body, &x, &b);
     if (rc == 0 || (b.tx && out_tx)) {
@@ -1526,15 +1598,16 @@ int tally_client_verified_del(tally_client *c, uint64_t *out_tx, const void *key
                               size_t key_len, uint64_t if_rev)
 {
     vctx v;
+    uint64_t tx = 0, after = 0;
     int rc = v_begin(c, &v);
     if (rc != 0)
         return rc;
-    uint64_t tx = 0;
-    if ((rc = tally_client_del(c, &tx, key, key_len, if_rev)) == 0) {
+    if ((rc = write_floor(c, &v, &after)) == 0 &&
+        (rc = tally_client_del(c, &tx, key, key_len, if_rev)) == 0) {
         if (out_tx)
             *out_tx = tx;
         tc_sent s = { key, key_len, "", 0, 1 };
-        tc_expect e = { .kind = TC_SET, .tx = tx, .sent = &s, .n_sent = 1 };
+        tc_expect e = { .kind = TC_SET, .tx = tx, .sent = &s, .n_sent = 1, .after = after };
         tc_bundle b;
         if (tx == 0)
             rc = v_fail(c, &v, "delete acknowledged without a transaction id", c->body,
@@ -1548,6 +1621,42 @@ int tally_client_verified_del(tally_client *c, uint64_t *out_tx, const void *key
     return rc;
 }
 
+/* Moves a verified TC_TX bundle's header and entries into *out (the entry
+** bytes are taken from b). 0 or TALLY_ENOMEM (then *out is freed). */
+static int tx_from_bundle(tally_client_tx *out, tc_bundle *b)
+{
+    memset(out, 0, sizeof *out);
+    out->tx = b->tx;
+    out->ts_ns = b->ts_ns;
+    out->entry_count = b->entry_count;
+    memcpy(out->hash, b->tx_hash, 32);
+    memcpy(out->prev_hash, b->prev_hash, 32);
+    memcpy(out->entries_root, b->entries_root, 32);
+    out->meta = malloc(b->tx_meta_len + 1);
+    out->entries = calloc(b->n_entries ? b->n_entries : 1, sizeof *out->entries);
+    if (!out->meta || !out->entries) {
+        tally_client_tx_free(out);
+        return TALLY_ENOMEM;
+    }
+    if (b->tx_meta_len)
+        memcpy(out->meta, b->tx_meta, b->tx_meta_len);
+    out->meta[b->tx_meta_len] = '\0';
+    out->meta_len = b->tx_meta_len;
+    for (size_t i = 0; i < b->n_entries; i++) {
+        tc_entry *x = &b->entries[i];
+        tally_client_tx_entry *o = &out->entries[i];
+        o->index = x->index;
+        o->ns = x->ns;
+        o->deleted = x->deleted;
+        o->key = x->key, o->key_len = x->key_len;
+        o->value = x->value, o->value_len = x->value_len;
+        o->meta = x->meta, o->meta_len = x->meta_len;
+        memcpy(o->leaf_hash, x->leaf_hash, 32);
+        x->key = x->value = x->meta = NULL;
+    }
+    return 0;
+}
+
 int tally_client_verified_tx(tally_client *c, tally_client_tx *out, uint64_t tx)
 {
     memset(out, 0, sizeof *out);
@@ -1557,37 +1666,70 @@ int tally_client_verified_tx(tally_client *c, tally_client_tx *out, uint64_t tx)
         return rc;
     tc_expect e = { .kind = TC_TX, .tx = tx };
     tc_bundle b;
-    if ((rc = verified_tx_expect(c, &v, tx, &e, &b)) == 0) {
-        out->tx = b.tx;
-        out->ts_ns = b.ts_ns;
-        out->entry_count = b.entry_count;
-        memcpy(out->hash, b.tx_hash, 32);
-        memcpy(out->prev_hash, b.prev_hash, 32);
-        memcpy(out->entries_root, b.entries_root, 32);
-        out->meta = malloc(b.tx_meta_len + 1);
-        out->entries = calloc(b.n_entries, sizeof *out->entries);
-        if (!out->meta || !out->entries) {
-            rc = TALLY_ENOMEM;
-        } else {
-            memcpy(out->meta, b.tx_meta, b.tx_meta_len);
-            out->meta_len = b.tx_meta_len;
-            for (size_t i = 0; i < b.n_entries; i++) {
-                tc_entry *x = &b.entries[i];
-                tally_client_tx_entry *o = &out->entries[i];
-                o->index = x->index;
-                o->ns = x->ns;
-                o->deleted = x->deleted;
-                o->key = x->key, o->key_len = x->key_len;
-                o->value = x->value, o->value_len = x->value_len;
-                o->meta = x->meta, o->meta_len = x->meta_len;
-                memcpy(o->leaf_hash, x->leaf_hash, 32);
-                x->key = x->value = x->meta = NULL;
-            }
-        }
-        if (rc != 0)
-            tally_client_tx_free(out);
-    }
+    if ((rc = verified_tx_expect(c, &v, tx, &e, &b)) == 0)
+        rc = tx_from_bundle(out, &b);
     tc_bundle_free(&b);
+    v_end(&v);
+    return rc;
+}
+
+/* One tx of a walk: GET verified/tx/n with trusted = cp's size, checked
+** against trust `at` (cp: its key, origin, size and root), never stored. */
+static int walk_tx(tally_client *c, vctx *v, const tc_trust *at, const tc_checkpoint *cp,
+                   uint64_t n, tally_client_tx *out)
+{
+    tc_buf p = { 0 };
+    tc_buf_printf(&p, "/v1/ledgers/%s/verified/tx/%" PRIu64 "?trusted=%" PRIu64, c->ledger, n,
+                  cp->size);
+    int rc = req_json(c, "GET", &p, NULL);
+    if (rc != 0)
+        return rc;
+    tc_expect e = { .kind = TC_TX, .tx = n };
+    tc_bundle b;
+    char why[TC_WHY_MAX];
+    rc = tc_verify_bundle(at, &e, c->body, c->body_len, &b, why);
+    if (rc == TALLY_EBADPROOF) {
+        char w2[TC_WHY_MAX + 64];
+        snprintf(w2, sizeof w2, "tx %" PRIu64 " against the checkpoint of size %" PRIu64 ": %s",
+                 n, cp->size, why);
+        return v_fail(c, v, w2, c->body, c->body_len, cp->note, cp->note_len, NULL);
+    }
+    if (rc != 0)
+        return tally_seterr(rc, "verifying tx %" PRIu64, n);
+    rc = tx_from_bundle(out, &b);
+    tc_bundle_free(&b);
+    return rc;
+}
+
+int tally_client_verified_walk(tally_client *c, tally_client_walk_fn fn, void *arg)
+{
+    vctx v;
+    int rc = v_begin(c, &v);
+    if (rc != 0)
+        return rc;
+    tc_checkpoint cp;
+    if ((rc = latest_verified(c, &v, &cp)) != 0)
+        goto out;
+    uint64_t from = 1;
+    if ((rc = fn(arg, NULL, cp.size, cp.root, &from)) != 0)
+        goto out;
+    tc_trust at = v.t; /* each tx is proven in a tree consistent with cp */
+    at.size = cp.size;
+    memcpy(at.root, cp.root, 32);
+    at.note = cp.note;
+    at.note_len = cp.note_len;
+    for (uint64_t n = from ? from : 1; n <= cp.size; n++) {
+        tally_client_tx t;
+        if ((rc = walk_tx(c, &v, &at, &cp, n, &t)) != 0)
+            goto out;
+        rc = fn(arg, &t, cp.size, cp.root, NULL);
+        tally_client_tx_free(&t);
+        if (rc != 0)
+            goto out;
+    }
+    rc = v_commit(c, &v, &cp);
+out:
+    tc_checkpoint_free(&cp);
     v_end(&v);
     return rc;
 }

@@ -563,7 +563,8 @@ static uint8_t *dup_bytes(const void *p, size_t n)
     return d;
 }
 
-/* TC_SET: recompute from what was sent; the tx must be new. */
+/* TC_SET: recompute from what was sent; the tx must be new: above the
+** trusted size and above the checkpoint verified before the write. */
 static int check_set(const tc_trust *t, const tc_expect *e, tc_bundle *b, char why[TC_WHY_MAX])
 {
     if (e->tx && b->tx != e->tx)
@@ -572,11 +573,15 @@ static int check_set(const tc_trust *t, const tc_expect *e, tc_bundle *b, char w
     if (b->tx <= t->size)
         return bad(why, "tx %" PRIu64 " is not newer than the trusted size %" PRIu64
                    " (a replayed transaction)", b->tx, t->size);
+    if (b->tx <= e->after)
+        return bad(why, "tx %" PRIu64 " existed before the write was sent (the ledger had %"
+                   PRIu64 " transactions then): a replayed transaction", b->tx, e->after);
     if (e->n_sent != b->entry_count)
         return bad(why, "%zu entries sent, the tx header says %" PRIu32, e->n_sent,
                    b->entry_count);
-    if (e->check_meta && !bytes_eq(b->tx_meta, b->tx_meta_len, e->meta, e->meta_len))
-        return bad(why, "tx metadata differs from the metadata sent");
+    if (!bytes_eq(b->tx_meta, b->tx_meta_len, e->meta ? e->meta : "", e->meta ? e->meta_len : 0))
+        return bad(why, "tx metadata differs from the metadata sent%s",
+                   e->meta ? "" : " (none)");
     if (!(b->entries = calloc(e->n_sent, sizeof *b->entries)))
         return TALLY_ENOMEM;
     for (size_t i = 0; i < e->n_sent; i++) {

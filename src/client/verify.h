@@ -23,8 +23,11 @@
 **   (5) tx: every entry is present, in order, and the recomputed entries
 **       root, count and entries_len equal the header's;
 **   (6) set/del: the entries root, count and entries_len recomputed from
-**       the entries the client sent equal the header's, and the tx id is
-**       newer than the trusted size (a replayed old transaction is refused).
+**       the entries the client sent equal the header's; the tx metadata
+**       equals what was sent (empty when none was); the tx id is above both
+**       the trusted size and the size of a checkpoint the caller verified
+**       before sending the write (tc_expect.after), so a transaction that
+**       existed before the write began is refused as a replay.
 ** Any failure returns TALLY_EBADPROOF with the reason in `why`; nothing of
 ** the bundle may then be used. Parsing is strict: duplicate JSON keys,
 ** missing fields, wrong types, non-hex, short or long hashes are failures.
@@ -113,7 +116,8 @@ typedef struct tc_expect {
     int sel; uint64_t sel_val;       /* TC_GET */
     uint64_t tx;                     /* TC_TX: the tx asked for; TC_SET: 0 or the acked tx */
     const tc_sent *sent; size_t n_sent;        /* TC_SET */
-    const void *meta; size_t meta_len; int check_meta; /* TC_SET: tx metadata sent */
+    const void *meta; size_t meta_len;         /* TC_SET: tx metadata sent (NULL, 0: none) */
+    uint64_t after;                  /* TC_SET: size verified before the write was sent */
 } tc_expect;
 
 /* Verifies a proof bundle (JSON text body[0..len)) against trust t for the

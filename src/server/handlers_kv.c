@@ -482,6 +482,7 @@ static json_t *tx_entry_json(const tally_entry_view *v, uint32_t i)
     json_t *o = json_pack("{s:I,s:i}", "index", (json_int_t)i, "ns", (int)v->ns);
     if (o && (srv_json_set_bytes(o, "key", v->key, v->key_len) < 0 ||
               srv_json_set_bytes(o, "value", v->value, v->value_len) < 0 ||
+              (v->meta_len && srv_json_set_bytes(o, "meta", v->meta, v->meta_len) < 0) ||
               json_object_set_new(o, "deleted", json_boolean(v->deleted)) < 0 ||
               srv_json_set_hex(o, "leaf_hash", v->leaf_hash, TALLY_HASH_LEN) < 0)) {
         json_decref(o);
@@ -499,7 +500,8 @@ static json_t *tx_header_json(const tally_tx_info *t)
     if (o && (srv_json_set_hex(o, "hash", t->hash, TALLY_HASH_LEN) < 0 ||
               srv_json_set_hex(o, "prev_hash", t->prev_hash, TALLY_HASH_LEN) < 0 ||
               srv_json_set_hex(o, "entries_root", t->entries_root, TALLY_HASH_LEN) < 0 ||
-              json_object_set_new(o, "entry_count", json_integer(t->entry_count)) < 0)) {
+              json_object_set_new(o, "entry_count", json_integer(t->entry_count)) < 0 ||
+              (t->meta_len && srv_json_set_bytes(o, "meta", t->meta, t->meta_len) < 0))) {
         json_decref(o);
         return NULL;
     }
