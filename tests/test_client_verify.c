@@ -526,6 +526,7 @@ static struct {
     uint64_t last_trusted; /* trusted= of the last verified/get */
     void (*hook)(void);    /* runs once inside the next verified/get */
     int gets, cons;        /* requests served */
+    int lie_root;          /* proof/inclusion, proof/consistency: flip a byte of "root" */
 } fs;
 static char g_state_dir[128], g_trust_file[512];
 static tally_db *g_store_db;
@@ -576,6 +577,30 @@ static enum MHD_Result fs_answer(void *cls, struct MHD_Connection *conn, const c
         else
             j = get_bundle(fs.db, strtoull(a1 + 3, NULL, 10), 0,
                            trusted < fs.size ? trusted : 0, fs.size);
+    } else if (strcmp(url, "/v1/ledgers/L/checkpoint") == 0) {
+        char *note = checkpoint(fs.db, fs.size, ORIGIN, KEYNAME, g_priv);
+        struct MHD_Response *r =
+            MHD_create_response_from_buffer(strlen(note), note, MHD_RESPMEM_MUST_FREE);
+        enum MHD_Result ret = MHD_queue_response(conn, 200, r);
+        MHD_destroy_response(r);
+        return ret;
+    } else if (strcmp(url, "/v1/ledgers/L/proof/inclusion") == 0 && sz &&
+               MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "tx")) {
+        uint64_t tx = strtoull(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "tx"),
+                               NULL, 10), n = strtoull(sz, NULL, 10);
+        tally_proof p;
+        tally_tx_info ti;
+        uint8_t r2[32];
+        if (tx == 0 || tx > n || n > fs.size || tally_proof_tx(fs.db, &p, tx, n) != 0 ||
+            tally_tx_get(fs.db, &ti, tx) != 0) {
+            status = 400;
+        } else {
+            j = jproof("index", tx - 1, &p);
+            CHECK_EQ_INT(tally_root_at(fs.db, r2, n), 0);
+            r2[0] ^= (uint8_t)(fs.lie_root ? 1 : 0);
+            json_object_set_new(j, "leaf_hash", jhex(ti.hash, 32));
+            json_object_set_new(j, "root", jhex(r2, 32));
+        }
     } else if (strcmp(url, "/v1/ledgers/L/proof/consistency") == 0 && old && sz) {
         uint64_t o = strtoull(old, NULL, 10), n = strtoull(sz, NULL, 10);
         tally_proof p;
@@ -589,6 +614,7 @@ static enum MHD_Result fs_answer(void *cls, struct MHD_Connection *conn, const c
             j = jproof("old", o, &p);
             CHECK_EQ_INT(tally_root_at(fs.db, r1, o), 0);
             CHECK_EQ_INT(tally_root_at(fs.db, r2, n), 0);
+            r2[0] ^= (uint8_t)(fs.lie_root ? 1 : 0);
             json_object_set_new(j, "old_root", jhex(r1, 32));
             json_object_set_new(j, "root", jhex(r2, 32));
         }
@@ -770,6 +796,32 @@ static void test_shared_state(tally_db *db, tally_db *fork)
     /* No temp files left next to the state. */
     snprintf(cmd, sizeof cmd, "ls %s/trust/*/ | grep -q tmp", g_state_dir);
     CHECK(system(cmd) != 0);
+
+    /* Verified proofs write their outputs only on success, and move the
+    ** trusted state only then: a lying root leaves both as they were. */
+    fs.size = 14;
+    for (int cons = 0; cons < 2; cons++) {
+        tally_proof pr;
+        uint8_t h1[32], r2[32], mark[32], want_root[32];
+        uint64_t before = trusted_size(a, NULL);
+        memset(&pr, 0xaa, sizeof pr);
+        memset(h1, 0xaa, 32), memset(r2, 0xaa, 32), memset(mark, 0xaa, 32);
+        fs.lie_root = 1;
+        int rc = cons ? tally_client_verified_consistency(a, &pr, h1, r2, 5, 13)
+                      : tally_client_verified_inclusion(a, &pr, h1, r2, 5, 13);
+        fs.lie_root = 0;
+        CHECK_EQ_INT(rc, TALLY_EBADPROOF);
+        CHECK(memcmp(h1, mark, 32) == 0 && memcmp(r2, mark, 32) == 0);
+        CHECK(pr.size == 0xaaaaaaaaaaaaaaaaull && pr.index == 0xaaaaaaaaaaaaaaaaull);
+        CHECK_EQ_INT(trusted_size(a, NULL), before);
+        rc = cons ? tally_client_verified_consistency(a, &pr, h1, r2, 5, 13)
+                  : tally_client_verified_inclusion(a, &pr, h1, r2, 5, 13);
+        CHECK_EQ_INT(rc, 0);
+        CHECK_EQ_INT(tally_root_at(db, want_root, 13), 0);
+        CHECK(memcmp(r2, want_root, 32) == 0);
+        CHECK(pr.size == 13 && pr.index == (cons ? 5u : 4u));
+        CHECK_EQ_INT(trusted_size(a, NULL), 14);
+    }
 out:
     tally_client_close(a);
     tally_client_close(b);
