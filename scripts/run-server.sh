@@ -17,6 +17,8 @@ In another terminal:
   $T --server http://$LISTEN --ledger books set greeting hello
   $T --server http://$LISTEN --ledger books get greeting   # verified against the signed checkpoint
   $T --server http://$LISTEN --ledger books checkpoint
+  $T shell --server http://$LISTEN --ledger books         # interactive: help lists the commands
+  $T audit --server http://$LISTEN --ledger books --interval 10s --rehash   # a monitor beside it
 The embedded (serverless) demo: make demo
 
 MSG
