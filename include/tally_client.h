@@ -243,6 +243,26 @@ int tally_client_verified_del(tally_client *c, uint64_t *out_tx, const void *key
 /* Verified tx N, every entry. *out freed with tally_client_tx_free. */
 int tally_client_verified_tx(tally_client *c, tally_client_tx *out, uint64_t tx);
 
+/* History with every listed revision proven: each row of GET history is
+** checked with a verified get of that revision (entry and tx inclusion,
+** value hash, checkpoint) and must show the same tx, time, tombstone flag
+** and value; only then is fn called with it. That no revision was left out
+** stays the server's word (API v1 cannot prove it). One request per
+** revision. Returns 0, TALLY_EBADPROOF (evidence saved; fn was called for
+** the rows before it only), or tally_client_history's errors. */
+int tally_client_verified_history(tally_client *c, uint64_t *out_total, const void *key,
+                                  size_t key_len, uint64_t start_rev,
+                                  tally_client_version_fn fn, void *ctx);
+/* Scan with every listed key proven: the rows of GET scan (pinned to as_of;
+** 0: the latest verified checkpoint's size, which *out_tx receives) are
+** proven in batches of up to TALLY_CLIENT_GETMANY_MAX keys by one
+** verified/getmany as of that tx each; every row must show the version the
+** proof shows (tx, time, value) before fn sees it. That no key was left out
+** stays the server's word. Returns as tally_client_verified_history. */
+int tally_client_verified_scan(tally_client *c, uint64_t *out_tx, const void *prefix,
+                               size_t prefix_len, uint64_t as_of, tally_client_version_fn fn,
+                               void *ctx);
+
 /* The callback of tally_client_verified_walk. First called once with
 ** tx == NULL: (size, root) is the latest checkpoint, verified (signature,
 ** origin, consistency with the trusted state) but not yet trusted, and

@@ -43,6 +43,10 @@ MODE (an optional ":ARG" selects a variant):
                           bundle of the existing tx N (verified/tx/N with the
                           request's "trusted"), and POST del with {"tx": N},
                           without forwarding the write
+  history_value, scan_value
+                          append "X" to the first value of a GET history /
+                          GET scan page (unsigned lists the client proves row
+                          by row)
   proof_field:NAME        flip a byte of field NAME (root, leaf_hash, old_root)
                           of a GET proof/inclusion or proof/consistency answer
   tx_index[:only]         claim another tx id (tx+1 and tx_proof.index+1; with
@@ -703,6 +707,13 @@ def make_handler(st):
                         if note:
                             st.last_cp[ledger] = note
             new = None
+            if status == 200 and kind == "other" and \
+                    (mode, rest) in (("history_value", "/history"), ("scan_value", "/scan")):
+                j = json.loads(rbody)
+                rows = j.get("revisions" if rest == "/history" else "keys") or []
+                if rows and isinstance(rows[0].get("value"), str):
+                    rows[0]["value"] += "X"
+                    new = json.dumps(j).encode()
             if status == 200 and mode != "none":
                 if mode == "rollback" and rkey is not None:
                     with st.lock:

@@ -475,6 +475,11 @@ honest "writes: honest del after the lies" "" del w3
 honest "writes: honest set with metadata" "" set w4 z --meta "req-17"
 req GET "$UA/v1/ledgers/L/tx/$OUT" "" "$AT"
 check_eq "the tx written with --meta carries it" "req-17" "$(jq_py 'j.get("meta", "")')"
+# history and scan: each row is proven before it is printed
+honest "history, each row proven" "" history w1
+honest "scan, each row proven" "" scan w
+lie history_value "history w1" history w1
+lie scan_value "scan w" scan w
 # verify walks the txs of a fresh checkpoint: a lie in any of them leaves the
 # trusted state where it was (the checkpoint is trusted only at the end)
 grow "$UA" L 3

@@ -398,7 +398,7 @@ static int rcmd_history(cli_ctx *c, tally_client *cl)
         fputs(",\"revisions\":[", stdout);
     }
     rlist l = { c, 0 };
-    rc = tally_client_history(cl, &total, key, klen, 1, print_rev, &l);
+    rc = tally_client_verified_history(cl, &total, key, klen, 1, print_rev, &l);
     if (c->args->json)
         fputs("]}\n", stdout);
     if (rc != TALLY_OK)
@@ -456,7 +456,7 @@ static int rcmd_scan(cli_ctx *c, tally_client *cl)
         printf(",\"tx\":%" PRIu64 ",\"keys\":[", as_of);
     }
     rlist l = { c, 0 };
-    int rc = tally_client_scan(cl, NULL, prefix, strlen(prefix), as_of, print_key, &l);
+    int rc = tally_client_verified_scan(cl, NULL, prefix, strlen(prefix), as_of, print_key, &l);
     if (a->json)
         fputs(rc == TALLY_OK ? "]}\n" : "\n", stdout);
     if (rc != TALLY_OK)
@@ -843,9 +843,11 @@ static const cli_cmd RCOMMANDS[] = {
       "several keys: one request per 1000 keys, proven under one checkpoint" },
     { "del", rrun, RW, 0, 1, 1, "del KEY", "delete KEY, then verify the tombstone" },
     { "history", rrun, RW, 0, 1, 1, "history KEY",
-      "every revision of KEY, as the server reports it (not verified)" },
+      "every revision of KEY, each proven (one verified get per revision);\n"
+      "that none is missing is the server's word" },
     { "scan", rrun, RW, CLI_OPT_TX, 0, 1, "scan PREFIX [--tx N]",
-      "keys starting with PREFIX, as the server reports them (not verified)" },
+      "keys starting with PREFIX, each proven as of the scan's tx (verified/getmany,\n"
+      "1000 keys per request); that none is missing is the server's word" },
     { "tx", rrun, RW, 0, 1, 1, "tx N", "verified transaction N with every entry" },
     { "state", rrun, RW, 0, 0, 0, "state",
       "verified checkpoint: size and root (becomes the trusted state)" },

@@ -12,8 +12,10 @@
 ** writes are verified by default, exactly as in `tally --server URL ...`
 ** (docs/API.md "Client"): the trusted state lives in the state directory
 ** ($TALLY_HOME, else ~/.tally) and moves forward only after a call checked.
-** `unsafe get` is the plain, unverified endpoint; history and scan are the
-** server's word (API v1 has no proofs for them) and say so.
+** `unsafe get` is the plain, unverified endpoint; history and scan prove
+** every row they print (tally_client_verified_history/_scan), but that no
+** row is missing stays the server's word (API v1 cannot prove it), and they
+** say so.
 **
 ** Input: on a terminal, libedit line editing with history in
 ** <state dir>/shell_history (mode 0600; a line starting with a space is not
@@ -635,13 +637,14 @@ static int sh_history(shell *s, int argc, char **argv)
         fputs(",\"revisions\":[", stdout);
     }
     shell_list l = { s, 0 };
-    int rc = tally_client_history(s->cl, &total, key, klen, 1, print_rev, &l);
+    int rc = tally_client_verified_history(s->cl, &total, key, klen, 1, print_rev, &l);
     if (s->json)
-        printf("],\"verified\":false}\n");
+        printf("],\"verified\":%s}\n", rc == TALLY_OK ? "true" : "false");
     if (rc != TALLY_OK)
         return shell_fail(s, rc, "history '%s'", cli_show(key, klen));
     if (!s->json)
-        printf("  (%zu revisions, as the server reports them: not verified)\n", l.n);
+        printf("  (%zu revisions, each verified; that none is missing is the server's word)\n",
+               l.n);
     return 0;
 }
 
@@ -688,15 +691,16 @@ static int sh_scan(shell *s, int argc, char **argv)
         printf(",\"tx\":%" PRIu64 ",\"keys\":[", as_of);
     }
     shell_list l = { s, 0 };
-    int rc = as_of ? tally_client_scan(s->cl, NULL, prefix, strlen(prefix), as_of, print_key, &l)
+    int rc = as_of ? tally_client_verified_scan(s->cl, NULL, prefix, strlen(prefix), as_of,
+                                                print_key, &l)
                    : TALLY_OK;
     if (s->json)
-        fputs("],\"verified\":false}\n", stdout);
+        printf("],\"verified\":%s}\n", rc == TALLY_OK ? "true" : "false");
     if (rc != TALLY_OK)
         return shell_fail(s, rc, "scan '%s'", cli_show(prefix, strlen(prefix)));
     if (!s->json)
-        printf("  (%zu keys as of tx %" PRIu64 ", as the server reports them: not verified)\n",
-               l.n, as_of);
+        printf("  (%zu keys as of tx %" PRIu64 ", each verified; that none is missing is the "
+               "server's word)\n", l.n, as_of);
     return 0;
 }
 
@@ -808,9 +812,10 @@ static const shell_cmd COMMANDS[] = {
     { "unsafe", sh_unsafe, 2, 5, "unsafe get KEY [--tx N | --rev R | --at TIME]",
       "the server's answer, NOT verified" },
     { "del", sh_del, 1, 4, "del KEY [--if-rev R]", "delete KEY, then verify the tombstone" },
-    { "history", sh_history, 1, 1, "history KEY", "every revision of KEY (server's word)" },
+    { "history", sh_history, 1, 1, "history KEY",
+      "every revision of KEY, each verified (completeness: server's word)" },
     { "scan", sh_scan, 0, 3, "scan [PREFIX] [--tx N]",
-      "keys starting with PREFIX at a verified size (server's word)" },
+      "keys starting with PREFIX at a verified size, each verified" },
     { "tx", sh_tx, 1, 1, "tx N", "verified transaction N with every entry" },
     { "current", sh_current, 0, 0, "current",
       "verify the latest checkpoint: size, root; it becomes the trusted state" },

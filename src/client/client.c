@@ -1733,3 +1733,190 @@ out:
     v_end(&v);
     return rc;
 }
+
+/* ---- history and scan, every row proven ---- */
+
+/* The server's list contradicted what its own proof showed: evidence (the
+** proven answer, last in c->body, and the checkpoint it was proven under:
+** the one it carries, else the trusted state it just became) and
+** TALLY_EBADPROOF. */
+static int claim_fail(tally_client *c, const char *why)
+{
+    vctx v;
+    if (v_begin(c, &v) != 0)
+        return tally_seterr(TALLY_EBADPROOF, "%s", why);
+    char *cp = tc_extract_checkpoint(c->body, c->body_len);
+    int rc = v_fail(c, &v, why, c->body, c->body_len, NULL, 0, cp ? cp : v.trusted);
+    free(cp);
+    v_end(&v);
+    return rc;
+}
+
+/* A listed row and the version a proof showed for it agree (the time too
+** when the list carries it: history does, scan does not). */
+static int same_version(const tally_client_version *claim, const tally_client_version *v,
+                        int check_ts)
+{
+    return claim->tx == v->tx && (!check_ts || claim->ts_ns == v->ts_ns) &&
+           !claim->deleted == !v->deleted &&
+           claim->key_len == v->key_len && memcmp(claim->key, v->key, v->key_len) == 0 &&
+           (claim->deleted || (claim->value_len == v->value_len &&
+                               (v->value_len == 0 ||
+                                memcmp(claim->value, v->value, v->value_len) == 0)));
+}
+
+typedef struct vlist {
+    tally_client *c;
+    tally_client_version_fn fn;
+    void *ctx;
+    int rc;                       /* the first failure, kept for the caller */
+    uint64_t as_of;               /* scan: the snapshot */
+    tally_client_version *held;   /* scan: rows waiting for their batch proof */
+    size_t n;
+} vlist;
+
+/* A tombstone cannot be fetched by revision (verified/get answers 404): its
+** transaction is, and must hold a key-value tombstone of the key at the
+** claimed time. 0, or TALLY_EBADPROOF (evidence) and the verified call's. */
+static int vh_tombstone(vlist *l, const tally_client_version *claim)
+{
+    tally_client_tx t;
+    int rc = tally_client_verified_tx(l->c, &t, claim->tx);
+    if (rc != 0)
+        return rc;
+    int found = 0;
+    for (uint32_t i = 0; i < t.entry_count && !found; i++) {
+        const tally_client_tx_entry *e = &t.entries[i];
+        found = e->ns == TALLY_NS_KV && e->deleted && e->key_len == claim->key_len &&
+                memcmp(e->key, claim->key, e->key_len) == 0;
+    }
+    found = found && t.ts_ns == claim->ts_ns;
+    tally_client_tx_free(&t);
+    if (found)
+        return 0;
+    char why[TC_WHY_MAX];
+    snprintf(why, sizeof why, "history lists revision %" PRIu64 " as a deletion in tx %" PRIu64
+             ", which holds no such tombstone (or has another time)", claim->rev, claim->tx);
+    return claim_fail(l->c, why);
+}
+
+static int vh_row(void *arg, const tally_client_version *claim)
+{
+    vlist *l = arg;
+    tally_client_version v;
+    memset(&v, 0, sizeof v);
+    int rc = claim->deleted ? vh_tombstone(l, claim)
+                            : tally_client_verified_get(l->c, &v, claim->key, claim->key_len,
+                                                        TALLY_CLIENT_REV, claim->rev);
+    if (rc == 0 && !claim->deleted && !same_version(claim, &v, 1)) {
+        char why[TC_WHY_MAX];
+        snprintf(why, sizeof why, "history lists revision %" PRIu64 " as tx %" PRIu64
+                 ", its proof shows tx %" PRIu64 " with another value or time", claim->rev,
+                 claim->tx, v.tx);
+        rc = claim_fail(l->c, why);
+    }
+    tally_client_version_free(&v);
+    if (rc != 0) {
+        l->rc = rc;
+        return 1;
+    }
+    return l->fn(l->ctx, claim);
+}
+
+int tally_client_verified_history(tally_client *c, uint64_t *out_total, const void *key,
+                                  size_t key_len, uint64_t start_rev,
+                                  tally_client_version_fn fn, void *ctx)
+{
+    vlist l = { .c = c, .fn = fn, .ctx = ctx };
+    int rc = tally_client_history(c, out_total, key, key_len, start_rev, vh_row, &l);
+    return l.rc ? l.rc : rc;
+}
+
+static void vs_drop(vlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        tally_client_version_free(&l->held[i]);
+    l->n = 0;
+}
+
+/* Proves the held rows (one verified/getmany as of the snapshot), then hands
+** them to the caller. 0, 1 (the caller stopped) or -1 (l->rc set). */
+static int vs_flush(vlist *l)
+{
+    if (l->n == 0)
+        return 0;
+    tally_client_key *keys = calloc(l->n, sizeof *keys);
+    tally_client_version *got = calloc(l->n, sizeof *got);
+    int rc = keys && got ? 0 : TALLY_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < l->n; i++)
+        keys[i].key = l->held[i].key, keys[i].key_len = l->held[i].key_len;
+    if (rc == 0)
+        rc = tally_client_verified_get_many(l->c, got, NULL, keys, l->n, TALLY_CLIENT_AS_OF_TX,
+                                            l->as_of);
+    for (size_t i = 0; rc == 0 && i < l->n; i++) {
+        if (got[i].tx == 0 || !same_version(&l->held[i], &got[i], 0)) {
+            char why[TC_WHY_MAX];
+            snprintf(why, sizeof why, "scan lists key #%zu of a page as tx %" PRIu64 ", its proof "
+                     "as of tx %" PRIu64 " shows %s", i, l->held[i].tx, l->as_of,
+                     got[i].tx ? "another version" : "no version");
+            rc = claim_fail(l->c, why);
+        }
+    }
+    for (size_t i = 0; got && i < l->n; i++)
+        tally_client_version_free(&got[i]);
+    free(got);
+    free(keys);
+    int stop = 0;
+    for (size_t i = 0; rc == 0 && i < l->n && !stop; i++)
+        stop = l->fn(l->ctx, &l->held[i]);
+    vs_drop(l);
+    if (rc != 0) {
+        l->rc = rc;
+        return -1;
+    }
+    return stop ? 1 : 0;
+}
+
+static int vs_row(void *arg, const tally_client_version *claim)
+{
+    vlist *l = arg;
+    tally_client_version *h = &l->held[l->n];
+    memset(h, 0, sizeof *h);
+    h->tx = claim->tx, h->rev = claim->rev, h->ts_ns = claim->ts_ns, h->deleted = claim->deleted;
+    h->key = malloc(claim->key_len + 1);
+    h->value = malloc(claim->value_len + 1);
+    if (!h->key || !h->value) {
+        tally_client_version_free(h);
+        l->rc = TALLY_ENOMEM;
+        return 1;
+    }
+    memcpy(h->key, claim->key, claim->key_len + 1);
+    memcpy(h->value, claim->value, claim->value_len + 1);
+    h->key_len = claim->key_len, h->value_len = claim->value_len;
+    if (++l->n < TALLY_CLIENT_GETMANY_MAX)
+        return 0;
+    return vs_flush(l) != 0;
+}
+
+int tally_client_verified_scan(tally_client *c, uint64_t *out_tx, const void *prefix,
+                               size_t prefix_len, uint64_t as_of, tally_client_version_fn fn,
+                               void *ctx)
+{
+    uint8_t root[TALLY_HASH_LEN];
+    int rc = as_of ? 0 : tally_client_verified_state(c, &as_of, root, NULL);
+    if (rc != 0)
+        return rc;
+    if (out_tx)
+        *out_tx = as_of;
+    if (as_of == 0)
+        return 0; /* an empty ledger */
+    vlist l = { .c = c, .fn = fn, .ctx = ctx, .as_of = as_of };
+    if (!(l.held = calloc(TALLY_CLIENT_GETMANY_MAX, sizeof *l.held)))
+        return TALLY_ENOMEM;
+    rc = tally_client_scan(c, NULL, prefix, prefix_len, as_of, vs_row, &l);
+    if (rc == 0 && l.rc == 0)
+        vs_flush(&l);
+    vs_drop(&l);
+    free(l.held);
+    return l.rc ? l.rc : rc;
+}
