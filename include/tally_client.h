@@ -51,7 +51,13 @@ typedef struct tally_client_options {
     const char *token;       /* bearer token to use; NULL: user/password, else the
                                 token saved by a previous login for this URL */
     long timeout_ms;         /* whole-request timeout; 0: none */
+    long clock_skew_ms;      /* verified set/del: the new transaction's time may be at
+                                most this much before the client's clock when the write
+                                was sent (a replay of an older identical transaction
+                                fails it); 0: TALLY_CLIENT_CLOCK_SKEW_MS_DEFAULT;
+                                negative: not checked */
 } tally_client_options;
+#define TALLY_CLIENT_CLOCK_SKEW_MS_DEFAULT 300000L /* 5 minutes */
 
 /* Fills *opts with the defaults (all NULL / 0). */
 void tally_client_options_init(tally_client_options *opts);

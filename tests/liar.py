@@ -43,6 +43,8 @@ MODE (an optional ":ARG" selects a variant):
                           bundle of the existing tx N (verified/tx/N with the
                           request's "trusted"), and POST del with {"tx": N},
                           without forwarding the write
+  replay_stale:N          replay_set:N, and GET checkpoint answered with the
+                          first one recorded (a stale but valid checkpoint)
   history_value, scan_value
                           append "X" to the first value of a GET history /
                           GET scan page (unsigned lists the client proves row
@@ -648,7 +650,8 @@ def make_handler(st):
                 jb["meta"] = arg or "approved-by: mallory"
                 fwd_body = json.dumps(jb).encode()
                 told()
-            if mode == "replay_set" and self.command == "POST" and rest in ("/verified/set", "/del"):
+            if mode in ("replay_set", "replay_stale") and self.command == "POST" and \
+                    rest in ("/verified/set", "/del"):
                 told()
                 if rest == "/del":
                     return self.reply(200, "application/json", json.dumps({"tx": int(arg)}).encode())
@@ -715,7 +718,8 @@ def make_handler(st):
                     rows[0]["value"] += "X"
                     new = json.dumps(j).encode()
             if status == 200 and mode != "none":
-                if mode == "rollback" and rkey is not None:
+                if (mode == "rollback" or (mode == "replay_stale" and kind == "checkpoint")) and \
+                        rkey is not None:
                     with st.lock:
                         rec = st.first.get(rkey)
                     if rec and rec[2] != rbody:

@@ -487,6 +487,22 @@ LIE_REPORT=1 lie value "verify --last 3" verify --last 3
 LIE_REPORT=1 lie entry_header "verify" verify
 honest "verify after the lies" "" verify --last 5
 
+# A stale checkpoint before the write and the replay of an identical tx
+# committed after it: only the tx time gives it away (TALLY_CLOCK_SKEW_MS).
+# A new proxy records the checkpoint the client then trusts.
+TH="$W/home6"
+honest "stale: a write" "" set w5 a
+start_liar "$UA" || { summary t_liar; exit 1; }
+tclogin
+honest "stale: state (recorded by the new proxy)" "" state
+wset "$UA" L '[{"key":"w5","value":"b"}]'
+N3=$(jq_py 'j["tx"]')
+sleep 1
+export TALLY_CLOCK_SKEW_MS=500
+lie "replay_stale:$N3" "set w5 b (stale checkpoint)" set w5 b
+unset TALLY_CLOCK_SKEW_MS
+check_match "stale: the reason names the time" 'older than the client' "$ERR"
+
 # First contact through a liar that swaps the ledger identity: refused, and
 # nothing pinned, so the next honest call still works (no lock-out).
 TH="$W/home5"

@@ -456,6 +456,13 @@ static void test_set(tally_db *db)
     CHECK_EQ_INT(run(&t, &e4, tx_bundle(db, 23, 20, 23)), 0);
     e4.after = 23; /* ... of size 23: tx 23 already existed, a replay */
     CHECK_EQ_INT(run(&t, &e4, tx_bundle(db, 23, 20, 23)), TALLY_EBADPROOF);
+    tally_tx_info ti;
+    CHECK_EQ_INT(tally_tx_get(db, &ti, 23), 0);
+    tc_expect e5 = e;
+    e5.ts_min = ti.ts_ns; /* the client's clock less the skew: tx 23 is not older */
+    CHECK_EQ_INT(run(&t, &e5, tx_bundle(db, 23, 20, 23)), 0);
+    e5.ts_min = ti.ts_ns + 1; /* ... it is: an older identical tx, replayed */
+    CHECK_EQ_INT(run(&t, &e5, tx_bundle(db, 23, 20, 23)), TALLY_EBADPROOF);
     trust_at(&t, db, 23);
     CHECK_EQ_INT(run(&t, &e, tx_bundle(db, 23, 23, 23)), TALLY_EBADPROOF);  /* replay: not new */
     /* delete: tx 22 is a tombstone of key1 */

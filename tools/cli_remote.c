@@ -24,6 +24,7 @@
 
 #include "cli.h"
 #include "tally_client.h"
+#include "util/err.h"
 
 static int rcmd_help(cli_ctx *c);
 
@@ -48,6 +49,17 @@ int cli_client_open(tally_client **out, const char *url, const char *ledger, con
     o.server_vkey = vkey;
     if (timeout_ms > 0)
         o.timeout_ms = timeout_ms;
+    /* TALLY_CLOCK_SKEW_MS: how far before this machine's clock a verified
+    ** write's transaction time may lie (default 5 min; -1: not checked). */
+    const char *skew = getenv("TALLY_CLOCK_SKEW_MS");
+    if (skew && *skew) {
+        char *end;
+        long ms = strtol(skew, &end, 10);
+        if (*end || ms == 0)
+            return tally_seterr(TALLY_EINVAL, "TALLY_CLOCK_SKEW_MS must be milliseconds "
+                                "(> 0) or -1, not '%s'", skew);
+        o.clock_skew_ms = ms;
+    }
     const char *u = getenv("TALLY_USER"), *p = getenv("TALLY_PASSWORD");
     if (with_creds && u && *u && p) {
         o.user = u;

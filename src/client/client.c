@@ -142,6 +142,8 @@ int tally_client_connect(tally_client **out, const char *url, const tally_client
         c->url[--ul] = '\0';
     tc_escape_name(c->url_esc, strlen(url) * 3 + 1, c->url);
     c->timeout_ms = opts->timeout_ms;
+    c->clock_skew_ms = opts->clock_skew_ms ? opts->clock_skew_ms
+                                           : TALLY_CLIENT_CLOCK_SKEW_MS_DEFAULT;
     if ((rc = tally_client_use(c, opts->ledger ? opts->ledger : "default")) != 0 ||
         (rc = tc_http_init(c)) != 0)
         goto fail;
@@ -1516,12 +1518,19 @@ out:
     return rc;
 }
 
-/* The size of the latest checkpoint, verified against v's trusted state
-** (which does not move), into *after: a verified write's transaction must
-** be above it, so no transaction that existed before the write was sent can
-** be passed off as its acknowledgement. */
-static int write_floor(tally_client *c, vctx *v, uint64_t *after)
+/* What a verified write's transaction must be newer than: *after, the size
+** of the latest checkpoint, verified against v's trusted state (which does
+** not move), and *ts_min, the client's clock now less the allowed skew (0:
+** not checked). So no transaction that existed before the write was sent
+** can be passed off as its acknowledgement: not one below a fresh
+** checkpoint, and not an older one even if that checkpoint was stale. */
+static int write_floor(tally_client *c, vctx *v, uint64_t *after, uint64_t *ts_min)
 {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    uint64_t skew_ns = c->clock_skew_ms < 0 ? UINT64_MAX : (uint64_t)c->clock_skew_ms * 1000000u;
+    *ts_min = now_ns > skew_ns ? now_ns - skew_ns : 0;
     tc_checkpoint cp;
     int rc = latest_verified(c, v, &cp);
     if (rc == 0)
@@ -1551,9 +1560,9 @@ int tally_client_verified_set(tally_client *c, uint64_t *out_tx, const tally_cli
         return meta_refused();
     }
     vctx v;
-    uint64_t after = 0;
+    uint64_t after = 0, ts_min = 0;
     int rc = v_begin(c, &v);
-    if (rc == 0 && (rc = write_floor(c, &v, &after)) != 0)
+    if (rc == 0 && (rc = write_floor(c, &v, &after, &ts_min)) != 0)
         v_end(&v);
     if (rc != 0) {
         json_decref(body);
@@ -1564,7 +1573,7 @@ int tally_client_verified_set(tally_client *c, uint64_t *out_tx, const tally_cli
     tc_buf p = { 0 };
     ledger_path(c, &p, "/verified/set");
     tc_expect x = { .kind = TC_SET, .sent = sent, .n_sent = n, .meta = meta,
-                    .meta_len = meta ? strlen(meta) : 0, .after = after };
+                    .meta_len = meta ? strlen(meta) : 0, .after = after, .ts_min = ts_min };
     tc_bundle b;
     rc = v_bundle(c, &v, "POST", &p, body, &x, &b);
     if (rc == 0 || (b.tx && out_tx)) {
@@ -1598,16 +1607,17 @@ int tally_client_verified_del(tally_client *c, uint64_t *out_tx, const void *key
                               size_t key_len, uint64_t if_rev)
 {
     vctx v;
-    uint64_t tx = 0, after = 0;
+    uint64_t tx = 0, after = 0, ts_min = 0;
     int rc = v_begin(c, &v);
     if (rc != 0)
         return rc;
-    if ((rc = write_floor(c, &v, &after)) == 0 &&
+    if ((rc = write_floor(c, &v, &after, &ts_min)) == 0 &&
         (rc = tally_client_del(c, &tx, key, key_len, if_rev)) == 0) {
         if (out_tx)
             *out_tx = tx;
         tc_sent s = { key, key_len, "", 0, 1 };
-        tc_expect e = { .kind = TC_SET, .tx = tx, .sent = &s, .n_sent = 1, .after = after };
+        tc_expect e = { .kind = TC_SET, .tx = tx, .sent = &s, .n_sent = 1, .after = after,
+                        .ts_min = ts_min };
         tc_bundle b;
         if (tx == 0)
             rc = v_fail(c, &v, "delete acknowledged without a transaction id", c->body,

@@ -48,6 +48,7 @@ struct tally_client {
     char *token;
     char *user, *password;      /* kept for re-login after a 401; NULL if not given */
     long timeout_ms;
+    long clock_skew_ms;         /* < 0: tx times of verified writes not checked */
     /* The pinned server key. */
     char vkey[NOTE_VKEY_MAX];
     char key_name[NOTE_NAME_MAX + 1];

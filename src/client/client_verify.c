@@ -576,6 +576,10 @@ static int check_set(const tc_trust *t, const tc_expect *e, tc_bundle *b, char w
     if (b->tx <= e->after)
         return bad(why, "tx %" PRIu64 " existed before the write was sent (the ledger had %"
                    PRIu64 " transactions then): a replayed transaction", b->tx, e->after);
+    if (b->ts_ns < e->ts_min)
+        return bad(why, "tx %" PRIu64 " is %.3f s older than the client's clock allows (a "
+                   "replayed transaction, or clocks further apart than the allowed skew)",
+                   b->tx, (double)(e->ts_min - b->ts_ns) / 1e9);
     if (e->n_sent != b->entry_count)
         return bad(why, "%zu entries sent, the tx header says %" PRIu32, e->n_sent,
                    b->entry_count);

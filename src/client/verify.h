@@ -27,7 +27,10 @@
 **       equals what was sent (empty when none was); the tx id is above both
 **       the trusted size and the size of a checkpoint the caller verified
 **       before sending the write (tc_expect.after), so a transaction that
-**       existed before the write began is refused as a replay.
+**       existed before the write began is refused as a replay; and its time
+**       is not before tc_expect.ts_min (the client's clock at sending, less
+**       the allowed skew), so a replay of an older identical transaction
+**       fails even against a server that served a stale checkpoint.
 ** Any failure returns TALLY_EBADPROOF with the reason in `why`; nothing of
 ** the bundle may then be used. Parsing is strict: duplicate JSON keys,
 ** missing fields, wrong types, non-hex, short or long hashes are failures.
@@ -118,6 +121,7 @@ typedef struct tc_expect {
     const tc_sent *sent; size_t n_sent;        /* TC_SET */
     const void *meta; size_t meta_len;         /* TC_SET: tx metadata sent (NULL, 0: none) */
     uint64_t after;                  /* TC_SET: size verified before the write was sent */
+    uint64_t ts_min;                 /* TC_SET: earliest tx time accepted (Unix ns; 0: any) */
 } tc_expect;
 
 /* Verifies a proof bundle (JSON text body[0..len)) against trust t for the
