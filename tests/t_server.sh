@@ -214,6 +214,37 @@ check_eq "user 'evil' cannot log in" "" "$(login "$U" evil p)"
 req POST "$U/v1/users" '{"name":"la2","password":"la2-pw","role":"reader","ledger":"A"}' "$LT"
 check_eq "ledger admin creates reader on A" 201 "$CODE"
 
+section "the last global admin"
+# Taking admin on "*" from the only user who holds it is refused (409
+# last_admin), by every role that is not admin; nothing is committed.
+for r in '' none writer reader auditor; do
+    req POST "$U/v1/users" '{"name":"admin","role":"'"$r"'","ledger":"*"}' "$AT"
+    err_is "the only global admin loses admin on * (role '$r')" 409 last_admin
+done
+req POST "$U/v1/ledgers" '{"name":"stilladmin"}' "$AT"
+check_eq "after the refusals admin still creates ledgers" 201 "$CODE"
+req POST "$U/v1/users" '{"name":"admin","role":"reader","ledger":"A"}' "$AT"
+check_eq "a role on one ledger for the global admin is still granted" 201 "$CODE"
+req POST "$U/v1/users" '{"name":"admin","role":"admin","ledger":"*"}' "$AT"
+check_eq "admin on * granted again to its holder" 201 "$CODE"
+req POST "$U/v1/users" '{"name":"ga2","password":"ga2-secret-pw","role":"admin","ledger":"*"}' "$AT"
+check_eq "a second global admin" 201 "$CODE"
+GT=$(login "$U" ga2 ga2-secret-pw)
+req POST "$U/v1/users" '{"name":"admin","role":"","ledger":"*"}' "$GT"
+check_eq "with two global admins one may revoke the other" '201 ' "$CODE $(jq_py 'j["role"]')"
+req POST "$U/v1/ledgers" '{"name":"nolonger"}' "$AT"
+err_is "the revoked admin no longer creates ledgers" 403 forbidden
+req POST "$U/v1/users" '{"name":"ga2","role":"writer","ledger":"*"}' "$GT"
+err_is "the remaining global admin cannot demote itself" 409 last_admin
+req POST "$U/v1/users" '{"name":"admin","role":"admin","ledger":"*"}' "$GT"
+check_eq "admin restored by ga2" 201 "$CODE"
+req POST "$U/v1/users" '{"name":"ga2","role":"","ledger":"*"}' "$AT"
+check_eq "ga2 revoked by admin" 201 "$CODE"
+req POST "$U/v1/users" '{"name":"admin","role":"","ledger":"*"}' "$AT"
+err_is "admin is the last global admin again" 409 last_admin
+req POST "$U/v1/ledgers" '{"name":"adminagain"}' "$AT"
+check_eq "admin creates ledgers again" 201 "$CODE"
+
 section "rate limit"
 for i in 1 2 3 4 5; do
     req POST "$U/v1/login" '{"user":"rl","password":"wrong'$i'"}'
@@ -579,6 +610,7 @@ check_eq "system ledger: role/wr/A" "writer" "$(sysq '[r["value"] for r in rows 
 check_eq "system ledger: role/la2/A (granted by ledger admin la)" "la" "$(sysq '[json.loads(r["meta"])["actor"] for r in rows if r["key"]=="role/la2/A"][-1]')"
 check_eq "system ledger: tx metadata {actor, action}" "true" "$(sysq 'all(sorted(json.loads(r["meta"]))==["action","actor"] for r in rows if r["key"].startswith(("ledger/","user/","role/")))')"
 check_eq "system ledger: admin actor for ledger/A" "admin" "$(sysq '[json.loads(r["meta"])["actor"] for r in rows if r["key"]=="ledger/A"][0]')"
+check_eq "system ledger: the last-admin refusals committed nothing (role/admin/*: admin, admin, , admin)" '["admin", "admin", "", "admin"]' "$(sysq 'json.dumps([r["value"] for r in rows if r["key"]=="role/admin/*"])')"
 check_eq "system ledger: nothing for refused actions" "[]" "$(sysq '[r["key"] for r in rows if "evil" in r["key"] or r["key"] in ("user/nopw","user/badrole","user/nol","ledger/nope")]')"
 check_eq "no plaintext password in the data dir" "" "$(grep -rl -e rd-secret-pw -e wr-secret-pw -e "$ADMIN_PW" "$D" 2>/dev/null)"
 check_eq "system ledger: every login recorded as session/<expiry>/<token hash> {user, expires}" "true" "$(sysq 'all(len(r["key"])==89 and r["key"][25:] == r["key"][25:].lower() and json.loads(r["meta"])["action"]=="login" and sorted(json.loads(r["value"]))==["expires","user"] for r in rows if r["key"].startswith("session/") and not r["flags"] & 1) and sum(1 for r in rows if r["key"].startswith("session/")) >= 5')"

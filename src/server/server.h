@@ -288,8 +288,9 @@ int auth_open(tallyd *s, char *err, size_t err_len);
 /* Creates user admin with role admin on "*". 0 or -1 (err). */
 int auth_init_admin(tallyd *s, const char *password, char *err, size_t err_len);
 /* Creates user name (when password != NULL) and sets its role on ledger.
-** Returns 0 or an HTTP status with e filled (409: the user exists and a
-** password was given; 400: a new user without password). */
+** Returns 0 or an HTTP status with e filled (409 conflict: the user exists
+** and a password was given; 409 last_admin: the change would leave no user
+** with admin on "*"; 400: a new user without password). */
 int auth_grant(tallyd *s, srv_err *e, const char *actor, const char *name,
                const char *password, int role, const char *ledger);
 /* Effective role of user on ledger (ROLE_NONE if none). */
