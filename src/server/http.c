@@ -31,7 +31,11 @@
 **   (5) the request is suspended BEFORE the transaction is queued: its
 **       completion may run before tally_commit_async returns;
 **   (6) a ledger is opened (lazily, on its first request) on the worker pool,
-**       never on an event loop; the handler then runs as it would have.
+**       never on an event loop; the handler then runs as it would have;
+**   (7) no client address holds more than cfg.per_ip_max connections, and a
+**       connection silent for cfg.idle_timeout_s is closed (MHD's per-IP
+**       limit and inactivity timeout; a suspended request is not silent:
+**       MHD restarts its clock on resume).
 */
 #include <inttypes.h>
 #include <jansson.h>
@@ -662,7 +666,9 @@ int http_start(tallyd *s, char *err, size_t err_len)
         flags, s->cfg.port, NULL, NULL, on_request, s,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)SRV_CONNECTIONS_MAX,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->cfg.per_ip_max,
+        MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.idle_timeout_s ? s->cfg.idle_timeout_s
+                                                             : SRV_IDLE_TIMEOUT_S_DEFAULT,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_THREAD_POOL_SIZE, threads,

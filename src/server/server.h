@@ -36,7 +36,10 @@
 
 /* ---- Limits ---- */
 #define SRV_BODY_BYTES_MAX      (64u << 20)  /* request body; beyond: 413 */
-#define SRV_CONNECTIONS_MAX     1024u
+#define SRV_CONNECTIONS_MAX     1024u        /* open connections, all clients */
+#define SRV_PER_IP_CONNECTIONS_DEFAULT 256u  /* --max-connections-per-ip */
+#define SRV_IDLE_TIMEOUT_S_DEFAULT 60u       /* --idle-timeout */
+#define SRV_IDLE_TIMEOUT_S_MAX  3600u
 #define SRV_NAME_LEN_MAX        64u          /* ledger and user names */
 #define SRV_PASSWORD_LEN_MAX    1024u
 #define SRV_LEDGERS_MAX         100000u
@@ -179,6 +182,8 @@ typedef struct tallyd_config {
     int verbose;             /* a log line per request on stderr */
     unsigned threads;        /* HTTP event-loop threads; 0: one per CPU */
     uint64_t idle_close_s;   /* close a ledger unused this long (0: never) */
+    unsigned per_ip_max;     /* connections from one IP address (0: no limit) */
+    unsigned idle_timeout_s; /* close a connection silent this long (1..SRV_IDLE_TIMEOUT_S_MAX) */
 } tallyd_config;
 
 typedef struct tallyd {
