@@ -383,6 +383,64 @@ check_eq "conditional set ok (tx 6)" '200 {"tx": 6}' "$CODE $(jq_py 'j')"
 req GET "$U/v1/ledgers/A/get?key=k" "" "$RT"
 check_eq "after conditional set" 'v4 4' "$(jq_py 'j["value"] + " " + str(j["rev"])')"
 
+section "unknown fields"
+# A field an endpoint does not know is refused (400, the message names it),
+# never ignored: a misspelled condition would make the write unconditional.
+msg_is() { # what, expected message
+    check_eq "$1: message" "$2" "$(jq_py 'j["error"]["message"]')"
+}
+snapshot; S2="$SNAP"
+req POST "$U/v1/ledgers/A/set" '{"entries":[{"key":"k","value":"u","ifRev":1}]}' "$WT"
+err_is "set: entry field ifRev" 400 bad_request
+msg_is "set: entry field ifRev" 'entry 0: unknown field "ifRev"'
+req POST "$U/v1/ledgers/A/set" '{"entries":[{"key":"k","value":"u","if_rev":4},{"key":"q","value":"u","if_absent":true,"extra":1}]}' "$WT"
+err_is "set: second entry field extra" 400 bad_request
+msg_is "set: second entry field extra" 'entry 1: unknown field "extra"'
+req POST "$U/v1/ledgers/A/set" '{"entries":[{"key":"k","value":"u"}],"Meta":"m"}' "$WT"
+err_is "set: body field Meta" 400 bad_request
+msg_is "set: body field Meta" 'unknown field "Meta"'
+req POST "$U/v1/ledgers/A/set" '{"entries":[{"key":"k","value":"u"}],"trusted":6}' "$WT"
+err_is "set: verified/set's trusted is not set's" 400 bad_request
+req POST "$U/v1/ledgers/A/del" '{"key":"k","if_absent":true}' "$WT"
+err_is "del: field if_absent" 400 bad_request
+msg_is "del: field if_absent" 'unknown field "if_absent"'
+req POST "$U/v1/ledgers/A/del" '{"key":"k","ifRev":9}' "$WT"
+err_is "del: field ifRev" 400 bad_request
+req POST "$U/v1/ledgers/A/verified/set" '{"entries":[{"key":"k","value":"u"}],"trusted":6,"trustedSize":6}' "$WT"
+err_is "verified/set: body field trustedSize" 400 bad_request
+msg_is "verified/set: body field trustedSize" 'unknown field "trustedSize"'
+req POST "$U/v1/ledgers/A/verified/set" '{"entries":[{"key":"k","value":"u","if_revision":4}],"trusted":6}' "$WT"
+err_is "verified/set: entry field if_revision" 400 bad_request
+msg_is "verified/set: entry field if_revision" 'entry 0: unknown field "if_revision"'
+LONGF=$(printf 'ä%.0s' $(seq 40))
+req POST "$U/v1/ledgers/A/set" '{"entries":[{"key":"k","value":"u","'"$LONGF"'":1}]}' "$WT"
+err_is "set: an 80-byte UTF-8 field name" 400 bad_request
+msg_is "set: an 80-byte UTF-8 field name, cut at a character boundary" "entry 0: unknown field \"$(printf 'ä%.0s' $(seq 32))...\""
+snapshot
+check_eq "unknown fields in writes changed nothing" "$S2" "$SNAP"
+req POST "$U/v1/ledgers/A/verified/getmany" '{"keys":["k"],"trusted":2}' "$RT"
+err_is "verified/getmany: body field trusted (it is a query parameter)" 400 bad_request
+msg_is "verified/getmany: body field trusted" 'unknown field "trusted"'
+req POST "$U/v1/login" '{"user":"rd","password":"rd-secret-pw","otp":"123"}'
+err_is "login: field otp" 400 bad_request
+msg_is "login: field otp" 'unknown field "otp"'
+req POST "$U/v1/users" '{"name":"uf1","password":"uf1-secret-pw","role":"reader","ledger":"A","roles":"admin"}' "$AT"
+err_is "users: field roles" 400 bad_request
+msg_is "users: field roles" 'unknown field "roles"'
+check_eq "users: the refused user cannot log in" "" "$(login "$U" uf1 uf1-secret-pw)"
+req POST "$U/v1/ledgers" '{"name":"uf2","id":"00"}' "$AT"
+err_is "ledgers: field id" 400 bad_request
+msg_is "ledgers: field id" 'unknown field "id"'
+req GET "$U/v1/ledgers/uf2" "" "$AT"
+check_eq "ledgers: the refused ledger does not exist" 404 "$CODE"
+UFT=$(login "$U" rd rd-secret-pw)
+req POST "$U/v1/logout" '{"token":"'"$RT"'"}' "$UFT"
+err_is "logout: field token" 400 bad_request
+req GET "$U/v1/ledgers" "" "$UFT"
+check_eq "logout refused: the session goes on" 200 "$CODE"
+req POST "$U/v1/logout" '' "$UFT"
+check_eq "logout without a body" 200 "$CODE"
+
 section "tx / state / proofs / checkpoint"
 req GET "$U/v1/ledgers/A/tx/2" "" "$RT"
 check_eq "tx keys" '["entries", "entries_root", "entry_count", "hash", "prev_hash", "ts", "tx"]' "$(jq_py 'sorted(j)')"

@@ -359,6 +359,10 @@ typedef struct gm_key {
 
 static int getmany_keys(srv_err *e, json_t *j, gm_key **out, size_t *out_n, uint8_t **owned)
 {
+    static const char *const fields[] = { "keys", "keys_hex", NULL };
+    int st = srv_json_fields(e, j, fields, NULL);
+    if (st)
+        return st;
     json_t *ks = json_object_get(j, "keys"), *kh = json_object_get(j, "keys_hex");
     if ((ks != NULL) == (kh != NULL) || !json_is_array(ks ? ks : kh))
         return srv_fail(e, 400, "bad_request", "needs exactly one of \"keys\" and \"keys_hex\", an array");
@@ -649,10 +653,14 @@ static int verified_set_done(srv_req *r)
 ** MHD's result) or an HTTP status (e). */
 static int verified_set(srv_req *r, srv_err *e, json_t *j, int *res)
 {
+    static const char *const fields[] = { "entries", "meta", "meta_hex", "trusted", NULL };
     srv_set ss;
     uint64_t size;
     uint8_t root[TALLY_HASH_LEN];
     json_t *jt = json_object_get(j, "trusted");
+    int st = srv_json_fields(e, j, fields, NULL);
+    if (st)
+        return st;
     if (jt && (!json_is_integer(jt) || json_integer_value(jt) < 0))
         return srv_fail(e, 400, "bad_request", "\"trusted\" must be a tree size");
     uint64_t *trusted = malloc(sizeof *trusted);
@@ -661,12 +669,12 @@ static int verified_set(srv_req *r, srv_err *e, json_t *j, int *res)
     *trusted = jt ? (uint64_t)json_integer_value(jt) : 0;
     r->ctx = trusted;
     r->ctx_free = free;
-    int rc = tally_state(r->db, &size, root), st;
+    int rc = tally_state(r->db, &size, root);
     if (rc != TALLY_OK)
         return srv_fail_engine(e, rc);
     if ((st = trusted_check(e, *trusted, size)))
         return st;
-    if ((st = set_parse(&ss, e, j)) == 0) /* the entries are copied before it returns */
+    if ((st = set_parse(&ss, e, j, NULL)) == 0) /* the entries are copied before it returns */
         *res = http_commit_async(r, ss.e, ss.n, ss.meta, ss.meta_len, verified_set_done);
     set_free(&ss);
     return st;

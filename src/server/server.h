@@ -244,6 +244,14 @@ int srv_fail(srv_err *e, int status, const char *code, const char *fmt, ...)
 /* Fills e from an engine error (status by code, message tally_errmsg()) and
 ** returns the status. */
 int srv_fail_engine(srv_err *e, int rc);
+/* json.c: checks that every key of the object obj is one of allowed (a
+** NULL-terminated list), in one pass over obj's keys. Returns 0, or 400
+** bad_request with e filled: "<where>unknown field \"K\"" for the first
+** other key K, where is where_fmt formatted (only then; NULL: no prefix).
+** A misspelled condition ("ifRev") would otherwise be ignored and the write
+** made unconditionally. */
+int srv_json_fields(srv_err *e, struct json_t *obj, const char *const *allowed,
+                    const char *where_fmt, ...) __attribute__((format(printf, 4, 5)));
 
 uint64_t srv_now_ns(void);      /* Unix ns, CLOCK_REALTIME */
 uint64_t srv_mono_ns(void);     /* CLOCK_MONOTONIC ns */
@@ -408,9 +416,10 @@ typedef struct srv_set {
     uint8_t **owned;            /* decoded hex buffers to free */
     size_t owned_n;
 } srv_set;
-/* Parses {"entries":[...],"meta"?} of body j (which must outlive ss).
-** Returns 0 or an HTTP status (e). */
-int set_parse(srv_set *ss, srv_err *e, struct json_t *j);
+/* Parses {"entries":[...],"meta"?} of body j (which must outlive ss); the
+** body's fields must be among fields (NULL-terminated; NULL: the caller
+** checked them), each entry's among set's. Returns 0 or an HTTP status (e). */
+int set_parse(srv_set *ss, srv_err *e, struct json_t *j, const char *const *fields);
 /* Parses a binary batch body (docs/API.md); the entries point into body.
 ** Returns 0 or an HTTP status (e). */
 int set_parse_binary(srv_set *ss, srv_err *e, const uint8_t *body, size_t len);
