@@ -350,6 +350,8 @@ typedef struct srv_req {
     char *body;                 /* request body (NUL-terminated), owned */
     size_t body_len, body_cap;
     int body_too_big;
+    int started;                /* the access handler's first call ran */
+    int path_nul;               /* the raw path (before '?') holds %00 */
     /* Suspension (http.c). While the connection is suspended no event thread
     ** touches r; exactly one party resumes it (a commit completion or a pool
     ** worker), after setting cont. */
