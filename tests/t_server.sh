@@ -461,6 +461,16 @@ req GET "$U/v1/ledgers/A/tx/4" "" "$RT"
 check_eq "tx 4 is a tombstone" 'j True' "$(jq_py 'j["entries"][0]["key"] + " " + str(j["entries"][0]["deleted"])')"
 req GET "$U/v1/ledgers/A/tx/99" "" "$RT"
 err_is "tx beyond the ledger" 404 not_found
+req GET "$U/v1/ledgers/A/tx/0" "" "$RT"
+err_is "tx 0 (well-formed, no such transaction)" 404 not_found
+for t in abc "" -1 18446744073709551616 1x; do
+    req GET "$U/v1/ledgers/A/tx/$t" "" "$RT"
+    err_is "tx/'$t' (not a decimal number)" 400 bad_request
+    req GET "$U/v1/ledgers/A/verified/tx/$t" "" "$RT"
+    err_is "verified/tx/'$t' (not a decimal number)" 400 bad_request
+done
+req GET "$U/v1/ledgers/A/tx/1/x" "" "$RT"
+err_is "tx/1/x (no such endpoint)" 404 not_found
 req GET "$U/v1/ledgers/A/state" "" "$RT"
 check_eq "state keys" '["root", "tx"]' "$(jq_py 'sorted(j)')"
 check_eq "state tx" 6 "$(jq_py 'j["tx"]')"
@@ -472,13 +482,31 @@ check_eq "inclusion keys" '["index", "leaf_hash", "proof", "root", "size", "tx"]
 check_eq "inclusion header" "1 6 2 $TX2HASH" "$(jq_py '" ".join(map(str,[j["index"],j["size"],j["tx"],j["leaf_hash"]]))')"
 check_eq "inclusion proof verifies (RFC 9162)" "$ROOT6" "$(jq_py 'tv(T_incl, j)')"
 req GET "$U/v1/ledgers/A/proof/inclusion?tx=7&size=6" "" "$RT"
-check_match "inclusion tx > size" '^(400|404)$' "$CODE"
+err_is "inclusion: tx beyond the ledger" 404 not_found
+req GET "$U/v1/ledgers/A/proof/inclusion?tx=2&size=99" "" "$RT"
+err_is "inclusion: size beyond the ledger" 404 not_found
+req GET "$U/v1/ledgers/A/proof/inclusion?tx=3&size=2" "" "$RT"
+err_is "inclusion: tx > size, both within the ledger" 400 bad_request
+req GET "$U/v1/ledgers/A/proof/inclusion?tx=1&size=0" "" "$RT"
+err_is "inclusion: size 0" 400 bad_request
+for q in "tx=x" "tx=0" "tx=1&size=x" ""; do
+    req GET "$U/v1/ledgers/A/proof/inclusion?$q" "" "$RT"
+    err_is "inclusion: '$q' (malformed, 0 or missing)" 400 bad_request
+done
 req GET "$U/v1/ledgers/A/proof/consistency?old=2&size=6" "" "$RT"
 check_eq "consistency keys" '["old", "old_root", "proof", "root", "size"]' "$(jq_py 'sorted(j)')"
 check_eq "consistency roots" "$R2 $ROOT6" "$(jq_py 'j["old_root"] + " " + j["root"]')"
 check_eq "consistency proof verifies (RFC 9162)" ok "$(jq_py 'tv(T_cons, j)')"
 req GET "$U/v1/ledgers/A/proof/consistency?old=7&size=6" "" "$RT"
-err_is "consistency old > size" 400 bad_request
+err_is "consistency: old beyond the ledger" 404 not_found
+req GET "$U/v1/ledgers/A/proof/consistency?old=5&size=4" "" "$RT"
+err_is "consistency: old > size, both within the ledger" 400 bad_request
+req GET "$U/v1/ledgers/A/proof/consistency?old=2&size=99" "" "$RT"
+err_is "consistency: size beyond the ledger" 404 not_found
+for q in "old=x" "old=0" "old=1&size=x" ""; do
+    req GET "$U/v1/ledgers/A/proof/consistency?$q" "" "$RT"
+    err_is "consistency: '$q' (malformed, 0 or missing)" 400 bad_request
+done
 req GET "$U/v1/ledgers/A/checkpoint" "" "$RT"
 check_eq "checkpoint status" 200 "$CODE"
 check_match "checkpoint content type" '^text/plain' "$CTYPE"
@@ -557,6 +585,14 @@ err_is "verified/getmany trusted > size" 400 bad_request
 python3 -c 'import json; print(json.dumps({"keys": ["k%d" % i for i in range(1001)]}))' >"$W/gm1001.json"
 req POST "$U/v1/ledgers/A/verified/getmany" "@$W/gm1001.json" "$RT"
 err_is "verified/getmany 1001 keys" 413 too_large
+req POST "$U/v1/ledgers/A/verified/getmany" "{\"keys\":[\"k\",\"$(head -c 1025 /dev/zero | tr '\0' a)\"]}" "$RT"
+err_is "verified/getmany: a 1025-byte key (as set and get)" 413 too_large
+req POST "$U/v1/ledgers/A/verified/getmany" "{\"keys_hex\":[\"$(head -c 1025 /dev/zero | od -An -tx1 -v | tr -d ' \n')\"]}" "$RT"
+err_is "verified/getmany: a 1025-byte hex key" 413 too_large
+req POST "$U/v1/ledgers/A/verified/getmany" '{"keys":["k",""]}' "$RT"
+err_is "verified/getmany: an empty key" 400 bad_request
+req POST "$U/v1/ledgers/A/verified/getmany" '{"keys_hex":["6b6"]}' "$RT"
+err_is "verified/getmany: odd-length hex" 400 bad_request
 req POST "$U/v1/ledgers/A/verified/getmany" '{"keys":["k"]}' ""
 err_is "verified/getmany unauthenticated" 401 unauthorized
 req POST "$U/v1/ledgers/nosuch/verified/getmany" '{"keys":["k"]}' "$RT"
@@ -739,6 +775,55 @@ LS_NO_ADMIN_PW=1 start_tallyd "$D2" && {
         stop_tallyd "$SPID"
     }
 } || bad "tallyd without TALLY_ADMIN_PASSWORD starts" started "$(head -c 300 "$SOUT.err")"
+
+section "methods: 405 with Allow, HEAD"
+hdr() { # method url [token] -> "STATUS|Allow|Content-Length|body bytes"
+    local a=(-s -m 30 -o "$W/m.body" -D "$W/m.hdr" -w '%{http_code}')
+    [ "$1" = HEAD ] && a+=(-I) || a+=(-X "$1")
+    [ -n "${3:-}" ] && a+=(-H "Authorization: Bearer $3")
+    local c
+    c=$(curl "${a[@]}" "$2")
+    printf '%s|%s|%s|%s' "$c" "$(grep -i '^allow:' "$W/m.hdr" | tr -d '\r' | sed 's/^[^:]*: *//')" \
+        "$(grep -i '^content-length:' "$W/m.hdr" | tr -d '\r' | sed 's/^[^:]*: *//')" "$(wc -c <"$W/m.body")"
+}
+check_match "DELETE /v1/ledgers: 405, Allow: GET, HEAD, POST" '^405\|GET, HEAD, POST\|' "$(hdr DELETE "$U/v1/ledgers" "$AT")"
+check_eq "DELETE /v1/ledgers: code method_not_allowed" method_not_allowed "$(BODY=$(cat "$W/m.body") jq_py 'j["error"]["code"]')"
+check_match "GET /v1/login: 405, Allow: POST" '^405\|POST\|' "$(hdr GET "$U/v1/login")"
+check_match "POST /v1/ledgers/A/get: 405, Allow: GET, HEAD" '^405\|GET, HEAD\|' "$(hdr POST "$U/v1/ledgers/A/get?key=k" "$RT")"
+check_match "PUT /v1/ledgers/A/tx/1: 405, Allow: GET, HEAD" '^405\|GET, HEAD\|' "$(hdr PUT "$U/v1/ledgers/A/tx/1" "$RT")"
+check_match "HEAD /v1/login: 405, Allow: POST" '^405\|POST\|' "$(hdr HEAD "$U/v1/login")"
+head_raw() { # path [token] -> "STATUS Content-Length bytes-after-the-headers" (Connection: close)
+    python3 - "$PORT2" "$1" "${2:-}" <<'PYEOF'
+import socket, sys
+port, path, tok = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+s = socket.create_connection(("127.0.0.1", port)); s.settimeout(10)
+auth = "Authorization: Bearer %s\r\n" % tok if tok else ""
+s.sendall(("HEAD %s HTTP/1.1\r\nHost: x\r\n%sConnection: close\r\n\r\n" % (path, auth)).encode())
+out = b""
+while True:
+    b = s.recv(65536)
+    if not b: break
+    out += b
+h, _, rest = out.partition(b"\r\n\r\n")
+cl = [l.split(b":")[1].strip().decode() for l in h.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+print(h.split(b" ")[1].decode(), cl[0] if cl else "-", len(rest))
+PYEOF
+}
+check_eq "HEAD /health: 200, the GET's Content-Length, no body" "200 12 0" "$(head_raw /health)"
+req GET "$U/v1/ledgers/A/state" "" "$RT"
+check_eq "HEAD /v1/ledgers/A/state: 200, the GET's length, no body" "200 $(printf '%s\n' "$BODY" | wc -c) 0" "$(head_raw /v1/ledgers/A/state "$RT")"
+check_match "HEAD without a token: 401 (checked as GET)" '^401\|' "$(hdr HEAD "$U/v1/ledgers/A/state")"
+check_match "HEAD of a key that does not exist: 404" '^404\|' "$(hdr HEAD "$U/v1/ledgers/A/get?key=nokey" "$RT")"
+
+section "password length"
+PW1024=$(head -c 1024 /dev/zero | tr '\0' p)
+req POST "$U/v1/users" '{"name":"pwmax","password":"'"$PW1024"'","role":"reader","ledger":"A"}' "$AT"
+check_eq "a 1024-byte password is taken" 201 "$CODE"
+check_ne "and logs in" "" "$(login "$U" pwmax "$PW1024")"
+req POST "$U/v1/users" '{"name":"pwover","password":"'"${PW1024}p"'","role":"reader","ledger":"A"}' "$AT"
+err_is "a 1025-byte password is refused" 400 bad_request
+req POST "$U/v1/login" '{"user":"pwmax","password":"'"${PW1024}p"'"}'
+err_is "login with a 1025-byte password" 400 bad_request
 
 section "1000 ledgers (time-bounded)"
 NL=1000

@@ -153,6 +153,8 @@ static int queue_response(srv_req *r, unsigned status, const char *ctype, char *
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (status == 405 && r->allow)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     r->status = status;
@@ -434,24 +436,32 @@ static void pool_stop(tallyd *s)
 }
 
 /* ---- Routing ---- */
-/* Matches a ledger route's path pattern against rest; fills r->path_n. */
+/* Matches a ledger route's path pattern against rest. Returns 1 (r->path_n
+** filled for a "#"), 0 (another path), or -1: the pattern's path with a last
+** segment that is not a decimal number (".../tx/abc", ".../tx/"). */
 static int pattern_match(const char *pat, const char *rest, srv_req *r)
 {
     const char *hash = strchr(pat, '#');
     if (!hash)
         return strcmp(pat, rest) == 0;
     size_t pre = (size_t)(hash - pat);
-    return strncmp(pat, rest, pre) == 0 && srv_parse_u64(rest + pre, &r->path_n) == 0;
+    if (strncmp(pat, rest, pre) != 0 || strchr(rest + pre, '/'))
+        return 0;
+    return srv_parse_u64(rest + pre, &r->path_n) == 0 ? 1 : -1;
 }
 
-/* Finds the route of (method, url). Returns the route, or NULL with
-** *status 404 (no such path) or 405 (path known, other method). The ledger
+/* Finds the route of (method, url); HEAD is served by the GET route (MHD
+** sends the headers only). Returns the route, or NULL with *status 404 (no
+** such path), 400 (a route's path whose number is malformed) or 405 (path
+** known, other method: r->allow names the methods it takes). The ledger
 ** name of a ledger route is copied to ledger. */
 static const srv_route *route_find(srv_req *r, const char *method, const char *url,
                                    char ledger[SRV_NAME_LEN_MAX + 1], int *status)
 {
     const char *rest = NULL;
     const char *pfx = "/v1/ledgers/";
+    const char *want = strcmp(method, "HEAD") == 0 ? "GET" : method;
+    unsigned allow = 0; /* 1: GET (and HEAD), 2: POST */
     *status = 404;
     if (strncmp(url, pfx, strlen(pfx)) == 0) {
         const char *name = url + strlen(pfx);
@@ -464,13 +474,21 @@ static const srv_route *route_find(srv_req *r, const char *method, const char *u
     }
     for (size_t i = 0; i < ROUTES_COUNT; i++) {
         const srv_route *rt = &routes[i];
-        int match = rt->scope == SCOPE_LEDGER ? rest && pattern_match(rt->path, rest, r)
+        int match = rt->scope == SCOPE_LEDGER ? (rest ? pattern_match(rt->path, rest, r) : 0)
                                               : !rest && strcmp(rt->path, url) == 0;
         if (!match)
             continue;
-        if (strcmp(rt->method, method) == 0)
-            return rt;
+        if (strcmp(rt->method, want) == 0) {
+            if (match > 0)
+                return rt;
+            *status = 400;
+            return NULL;
+        }
+        allow |= strcmp(rt->method, "GET") == 0 ? 1u : 2u;
+    }
+    if (allow) {
         *status = 405;
+        r->allow = allow == 1 ? "GET, HEAD" : allow == 2 ? "POST" : "GET, HEAD, POST";
     }
     return NULL;
 }
@@ -555,8 +573,13 @@ static int first_call(srv_req *r, const char *method, const char *url)
     if (atomic_load(&r->s->stopping))
         return http_errorf(r, 503, "unavailable", "the server is shutting down");
     if (!(r->rt = route_find(r, method, url, ledger, &status)))
-        return status == 405 ? http_errorf(r, 405, "bad_request", "method %s not allowed", method)
-                             : http_errorf(r, 404, "not_found", "no such endpoint");
+        return status == 405 ? http_errorf(r, 405, "method_not_allowed",
+                                           "method %s not allowed here (allowed: %s)", method,
+                                           r->allow)
+               : status == 400 ? http_errorf(r, 400, "bad_request",
+                                             "the transaction number in the path is not a "
+                                             "decimal number")
+                               : http_errorf(r, 404, "not_found", "no such endpoint");
     if (admit(r, ledger, &res))
         return res;
     const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,

@@ -352,6 +352,7 @@ typedef struct srv_req {
     int body_too_big;
     int started;                /* the access handler's first call ran */
     int path_nul;               /* the raw path (before '?') holds %00 */
+    const char *allow;          /* a 405's Allow header (static text), else NULL */
     /* Suspension (http.c). While the connection is suspended no event thread
     ** touches r; exactly one party resumes it (a commit completion or a pool
     ** worker), after setting cont. */
