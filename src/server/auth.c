@@ -102,7 +102,7 @@ static int hash_password(const char *pw, const uint8_t salt[SRV_SALT_BYTES], uin
 /* ---- Loading from the system ledger ---- */
 static int hex_field(json_t *o, const char *name, uint8_t *out, size_t n)
 {
-    const char *h = json_string_value(json_object_get(o, name));
+    const char *h = srv_json_text(o, name);
     return h && strlen(h) == 2 * n && srv_unhex(h, 2 * n, out) == 0 ? 0 : -1;
 }
 
