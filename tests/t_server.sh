@@ -5,7 +5,11 @@
 # 403 on other ledgers) with "a failed request changes nothing" checked by
 # comparing GET state before/after, ledgers and users, set/get (latest, tx,
 # rev, at)/history/scan/del/tx/state/proofs/checkpoint with exact JSON key sets,
-# conditional writes (409), malformed JSON (400), 404s, 413s, the system
+# conditional writes (409), malformed JSON (400), unknown body fields (400
+# naming the field, nothing written, for every endpoint with a body), the
+# last global admin (409 last_admin), 404s, 413s, transaction numbers and
+# proof sizes (400 malformed / 404 beyond the ledger / 400 impossible
+# combination), 405 with Allow, HEAD, the password length limit, the system
 # ledger's records (parsed from its log by FORMAT.md), restart persistence,
 # the generated admin password (printed once), checkpoint signatures and proof
 # bundles checked independently in Python (tests/lib_server.sh: tv.py), and

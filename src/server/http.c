@@ -538,7 +538,8 @@ static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const c
     return MHD_YES;
 }
 
-/* Refuses (queues the answer, returns 1 with *res) a request whose body
+/* Refuses (queues the answer, returns 1 with *res) a request whose path
+** holds %00 (MHD would unescape it and cut the path there) or whose body
 ** framing tallyd does not take: libmicrohttpd reads the first of two
 ** Content-Length headers, and waits forever for the end of a body in a
 ** transfer coding other than chunked. Returns 0 otherwise. */
