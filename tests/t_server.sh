@@ -5,7 +5,11 @@
 # 403 on other ledgers) with "a failed request changes nothing" checked by
 # comparing GET state before/after, ledgers and users, set/get (latest, tx,
 # rev, at)/history/scan/del/tx/state/proofs/checkpoint with exact JSON key sets,
-# conditional writes (409), malformed JSON (400), 404s, 413s, the system
+# conditional writes (409), malformed JSON (400), unknown body fields (400
+# naming the field, nothing written, for every endpoint with a body), the
+# last global admin (409 last_admin), 404s, 413s, transaction numbers and
+# proof sizes (400 malformed / 404 beyond the ledger / 400 impossible
+# combination), 405 with Allow, HEAD, the password length limit, the system
 # ledger's records (parsed from its log by FORMAT.md), restart persistence,
 # the generated admin password (printed once), checkpoint signatures and proof
 # bundles checked independently in Python (tests/lib_server.sh: tv.py), and
@@ -214,6 +218,37 @@ check_eq "user 'evil' cannot log in" "" "$(login "$U" evil p)"
 req POST "$U/v1/users" '{"name":"la2","password":"la2-pw","role":"reader","ledger":"A"}' "$LT"
 check_eq "ledger admin creates reader on A" 201 "$CODE"
 
+section "the last global admin"
+# Taking admin on "*" from the only user who holds it is refused (409
+# last_admin), by every role that is not admin; nothing is committed.
+for r in '' none writer reader auditor; do
+    req POST "$U/v1/users" '{"name":"admin","role":"'"$r"'","ledger":"*"}' "$AT"
+    err_is "the only global admin loses admin on * (role '$r')" 409 last_admin
+done
+req POST "$U/v1/ledgers" '{"name":"stilladmin"}' "$AT"
+check_eq "after the refusals admin still creates ledgers" 201 "$CODE"
+req POST "$U/v1/users" '{"name":"admin","role":"reader","ledger":"A"}' "$AT"
+check_eq "a role on one ledger for the global admin is still granted" 201 "$CODE"
+req POST "$U/v1/users" '{"name":"admin","role":"admin","ledger":"*"}' "$AT"
+check_eq "admin on * granted again to its holder" 201 "$CODE"
+req POST "$U/v1/users" '{"name":"ga2","password":"ga2-secret-pw","role":"admin","ledger":"*"}' "$AT"
+check_eq "a second global admin" 201 "$CODE"
+GT=$(login "$U" ga2 ga2-secret-pw)
+req POST "$U/v1/users" '{"name":"admin","role":"","ledger":"*"}' "$GT"
+check_eq "with two global admins one may revoke the other" '201 ' "$CODE $(jq_py 'j["role"]')"
+req POST "$U/v1/ledgers" '{"name":"nolonger"}' "$AT"
+err_is "the revoked admin no longer creates ledgers" 403 forbidden
+req POST "$U/v1/users" '{"name":"ga2","role":"writer","ledger":"*"}' "$GT"
+err_is "the remaining global admin cannot demote itself" 409 last_admin
+req POST "$U/v1/users" '{"name":"admin","role":"admin","ledger":"*"}' "$GT"
+check_eq "admin restored by ga2" 201 "$CODE"
+req POST "$U/v1/users" '{"name":"ga2","role":"","ledger":"*"}' "$AT"
+check_eq "ga2 revoked by admin" 201 "$CODE"
+req POST "$U/v1/users" '{"name":"admin","role":"","ledger":"*"}' "$AT"
+err_is "admin is the last global admin again" 409 last_admin
+req POST "$U/v1/ledgers" '{"name":"adminagain"}' "$AT"
+check_eq "admin creates ledgers again" 201 "$CODE"
+
 section "rate limit"
 for i in 1 2 3 4 5; do
     req POST "$U/v1/login" '{"user":"rl","password":"wrong'$i'"}'
@@ -352,6 +387,64 @@ check_eq "conditional set ok (tx 6)" '200 {"tx": 6}' "$CODE $(jq_py 'j')"
 req GET "$U/v1/ledgers/A/get?key=k" "" "$RT"
 check_eq "after conditional set" 'v4 4' "$(jq_py 'j["value"] + " " + str(j["rev"])')"
 
+section "unknown fields"
+# A field an endpoint does not know is refused (400, the message names it),
+# never ignored: a misspelled condition would make the write unconditional.
+msg_is() { # what, expected message
+    check_eq "$1: message" "$2" "$(jq_py 'j["error"]["message"]')"
+}
+snapshot; S2="$SNAP"
+req POST "$U/v1/ledgers/A/set" '{"entries":[{"key":"k","value":"u","ifRev":1}]}' "$WT"
+err_is "set: entry field ifRev" 400 bad_request
+msg_is "set: entry field ifRev" 'entry 0: unknown field "ifRev"'
+req POST "$U/v1/ledgers/A/set" '{"entries":[{"key":"k","value":"u","if_rev":4},{"key":"q","value":"u","if_absent":true,"extra":1}]}' "$WT"
+err_is "set: second entry field extra" 400 bad_request
+msg_is "set: second entry field extra" 'entry 1: unknown field "extra"'
+req POST "$U/v1/ledgers/A/set" '{"entries":[{"key":"k","value":"u"}],"Meta":"m"}' "$WT"
+err_is "set: body field Meta" 400 bad_request
+msg_is "set: body field Meta" 'unknown field "Meta"'
+req POST "$U/v1/ledgers/A/set" '{"entries":[{"key":"k","value":"u"}],"trusted":6}' "$WT"
+err_is "set: verified/set's trusted is not set's" 400 bad_request
+req POST "$U/v1/ledgers/A/del" '{"key":"k","if_absent":true}' "$WT"
+err_is "del: field if_absent" 400 bad_request
+msg_is "del: field if_absent" 'unknown field "if_absent"'
+req POST "$U/v1/ledgers/A/del" '{"key":"k","ifRev":9}' "$WT"
+err_is "del: field ifRev" 400 bad_request
+req POST "$U/v1/ledgers/A/verified/set" '{"entries":[{"key":"k","value":"u"}],"trusted":6,"trustedSize":6}' "$WT"
+err_is "verified/set: body field trustedSize" 400 bad_request
+msg_is "verified/set: body field trustedSize" 'unknown field "trustedSize"'
+req POST "$U/v1/ledgers/A/verified/set" '{"entries":[{"key":"k","value":"u","if_revision":4}],"trusted":6}' "$WT"
+err_is "verified/set: entry field if_revision" 400 bad_request
+msg_is "verified/set: entry field if_revision" 'entry 0: unknown field "if_revision"'
+LONGF=$(printf 'ä%.0s' $(seq 40))
+req POST "$U/v1/ledgers/A/set" '{"entries":[{"key":"k","value":"u","'"$LONGF"'":1}]}' "$WT"
+err_is "set: an 80-byte UTF-8 field name" 400 bad_request
+msg_is "set: an 80-byte UTF-8 field name, cut at a character boundary" "entry 0: unknown field \"$(printf 'ä%.0s' $(seq 32))...\""
+snapshot
+check_eq "unknown fields in writes changed nothing" "$S2" "$SNAP"
+req POST "$U/v1/ledgers/A/verified/getmany" '{"keys":["k"],"trusted":2}' "$RT"
+err_is "verified/getmany: body field trusted (it is a query parameter)" 400 bad_request
+msg_is "verified/getmany: body field trusted" 'unknown field "trusted"'
+req POST "$U/v1/login" '{"user":"rd","password":"rd-secret-pw","otp":"123"}'
+err_is "login: field otp" 400 bad_request
+msg_is "login: field otp" 'unknown field "otp"'
+req POST "$U/v1/users" '{"name":"uf1","password":"uf1-secret-pw","role":"reader","ledger":"A","roles":"admin"}' "$AT"
+err_is "users: field roles" 400 bad_request
+msg_is "users: field roles" 'unknown field "roles"'
+check_eq "users: the refused user cannot log in" "" "$(login "$U" uf1 uf1-secret-pw)"
+req POST "$U/v1/ledgers" '{"name":"uf2","id":"00"}' "$AT"
+err_is "ledgers: field id" 400 bad_request
+msg_is "ledgers: field id" 'unknown field "id"'
+req GET "$U/v1/ledgers/uf2" "" "$AT"
+check_eq "ledgers: the refused ledger does not exist" 404 "$CODE"
+UFT=$(login "$U" rd rd-secret-pw)
+req POST "$U/v1/logout" '{"token":"'"$RT"'"}' "$UFT"
+err_is "logout: field token" 400 bad_request
+req GET "$U/v1/ledgers" "" "$UFT"
+check_eq "logout refused: the session goes on" 200 "$CODE"
+req POST "$U/v1/logout" '' "$UFT"
+check_eq "logout without a body" 200 "$CODE"
+
 section "tx / state / proofs / checkpoint"
 req GET "$U/v1/ledgers/A/tx/2" "" "$RT"
 check_eq "tx keys (tx 2 has metadata)" '["entries", "entries_root", "entry_count", "hash", "meta", "prev_hash", "ts", "tx"]' "$(jq_py 'sorted(j)')"
@@ -373,6 +466,16 @@ req GET "$U/v1/ledgers/A/tx/4" "" "$RT"
 check_eq "tx 4 is a tombstone" 'j True' "$(jq_py 'j["entries"][0]["key"] + " " + str(j["entries"][0]["deleted"])')"
 req GET "$U/v1/ledgers/A/tx/99" "" "$RT"
 err_is "tx beyond the ledger" 404 not_found
+req GET "$U/v1/ledgers/A/tx/0" "" "$RT"
+err_is "tx 0 (well-formed, no such transaction)" 404 not_found
+for t in abc "" -1 18446744073709551616 1x; do
+    req GET "$U/v1/ledgers/A/tx/$t" "" "$RT"
+    err_is "tx/'$t' (not a decimal number)" 400 bad_request
+    req GET "$U/v1/ledgers/A/verified/tx/$t" "" "$RT"
+    err_is "verified/tx/'$t' (not a decimal number)" 400 bad_request
+done
+req GET "$U/v1/ledgers/A/tx/1/x" "" "$RT"
+err_is "tx/1/x (no such endpoint)" 404 not_found
 req GET "$U/v1/ledgers/A/state" "" "$RT"
 check_eq "state keys" '["root", "tx"]' "$(jq_py 'sorted(j)')"
 check_eq "state tx" 6 "$(jq_py 'j["tx"]')"
@@ -384,13 +487,31 @@ check_eq "inclusion keys" '["index", "leaf_hash", "proof", "root", "size", "tx"]
 check_eq "inclusion header" "1 6 2 $TX2HASH" "$(jq_py '" ".join(map(str,[j["index"],j["size"],j["tx"],j["leaf_hash"]]))')"
 check_eq "inclusion proof verifies (RFC 9162)" "$ROOT6" "$(jq_py 'tv(T_incl, j)')"
 req GET "$U/v1/ledgers/A/proof/inclusion?tx=7&size=6" "" "$RT"
-check_match "inclusion tx > size" '^(400|404)$' "$CODE"
+err_is "inclusion: tx beyond the ledger" 404 not_found
+req GET "$U/v1/ledgers/A/proof/inclusion?tx=2&size=99" "" "$RT"
+err_is "inclusion: size beyond the ledger" 404 not_found
+req GET "$U/v1/ledgers/A/proof/inclusion?tx=3&size=2" "" "$RT"
+err_is "inclusion: tx > size, both within the ledger" 400 bad_request
+req GET "$U/v1/ledgers/A/proof/inclusion?tx=1&size=0" "" "$RT"
+err_is "inclusion: size 0" 400 bad_request
+for q in "tx=x" "tx=0" "tx=1&size=x" ""; do
+    req GET "$U/v1/ledgers/A/proof/inclusion?$q" "" "$RT"
+    err_is "inclusion: '$q' (malformed, 0 or missing)" 400 bad_request
+done
 req GET "$U/v1/ledgers/A/proof/consistency?old=2&size=6" "" "$RT"
 check_eq "consistency keys" '["old", "old_root", "proof", "root", "size"]' "$(jq_py 'sorted(j)')"
 check_eq "consistency roots" "$R2 $ROOT6" "$(jq_py 'j["old_root"] + " " + j["root"]')"
 check_eq "consistency proof verifies (RFC 9162)" ok "$(jq_py 'tv(T_cons, j)')"
 req GET "$U/v1/ledgers/A/proof/consistency?old=7&size=6" "" "$RT"
-err_is "consistency old > size" 400 bad_request
+err_is "consistency: old beyond the ledger" 404 not_found
+req GET "$U/v1/ledgers/A/proof/consistency?old=5&size=4" "" "$RT"
+err_is "consistency: old > size, both within the ledger" 400 bad_request
+req GET "$U/v1/ledgers/A/proof/consistency?old=2&size=99" "" "$RT"
+err_is "consistency: size beyond the ledger" 404 not_found
+for q in "old=x" "old=0" "old=1&size=x" ""; do
+    req GET "$U/v1/ledgers/A/proof/consistency?$q" "" "$RT"
+    err_is "consistency: '$q' (malformed, 0 or missing)" 400 bad_request
+done
 req GET "$U/v1/ledgers/A/checkpoint" "" "$RT"
 check_eq "checkpoint status" 200 "$CODE"
 check_match "checkpoint content type" '^text/plain' "$CTYPE"
@@ -469,6 +590,14 @@ err_is "verified/getmany trusted > size" 400 bad_request
 python3 -c 'import json; print(json.dumps({"keys": ["k%d" % i for i in range(1001)]}))' >"$W/gm1001.json"
 req POST "$U/v1/ledgers/A/verified/getmany" "@$W/gm1001.json" "$RT"
 err_is "verified/getmany 1001 keys" 413 too_large
+req POST "$U/v1/ledgers/A/verified/getmany" "{\"keys\":[\"k\",\"$(head -c 1025 /dev/zero | tr '\0' a)\"]}" "$RT"
+err_is "verified/getmany: a 1025-byte key (as set and get)" 413 too_large
+req POST "$U/v1/ledgers/A/verified/getmany" "{\"keys_hex\":[\"$(head -c 1025 /dev/zero | od -An -tx1 -v | tr -d ' \n')\"]}" "$RT"
+err_is "verified/getmany: a 1025-byte hex key" 413 too_large
+req POST "$U/v1/ledgers/A/verified/getmany" '{"keys":["k",""]}' "$RT"
+err_is "verified/getmany: an empty key" 400 bad_request
+req POST "$U/v1/ledgers/A/verified/getmany" '{"keys_hex":["6b6"]}' "$RT"
+err_is "verified/getmany: odd-length hex" 400 bad_request
 req POST "$U/v1/ledgers/A/verified/getmany" '{"keys":["k"]}' ""
 err_is "verified/getmany unauthenticated" 401 unauthorized
 req POST "$U/v1/ledgers/nosuch/verified/getmany" '{"keys":["k"]}' "$RT"
@@ -580,6 +709,7 @@ check_eq "system ledger: role/wr/A" "writer" "$(sysq '[r["value"] for r in rows 
 check_eq "system ledger: role/la2/A (granted by ledger admin la)" "la" "$(sysq '[json.loads(r["meta"])["actor"] for r in rows if r["key"]=="role/la2/A"][-1]')"
 check_eq "system ledger: tx metadata {actor, action}" "true" "$(sysq 'all(sorted(json.loads(r["meta"]))==["action","actor"] for r in rows if r["key"].startswith(("ledger/","user/","role/")))')"
 check_eq "system ledger: admin actor for ledger/A" "admin" "$(sysq '[json.loads(r["meta"])["actor"] for r in rows if r["key"]=="ledger/A"][0]')"
+check_eq "system ledger: the last-admin refusals committed nothing (role/admin/*: admin, admin, , admin)" '["admin", "admin", "", "admin"]' "$(sysq 'json.dumps([r["value"] for r in rows if r["key"]=="role/admin/*"])')"
 check_eq "system ledger: nothing for refused actions" "[]" "$(sysq '[r["key"] for r in rows if "evil" in r["key"] or r["key"] in ("user/nopw","user/badrole","user/nol","ledger/nope")]')"
 check_eq "no plaintext password in the data dir" "" "$(grep -rl -e rd-secret-pw -e wr-secret-pw -e "$ADMIN_PW" "$D" 2>/dev/null)"
 check_eq "system ledger: every login recorded as session/<expiry>/<token hash> {user, expires}" "true" "$(sysq 'all(len(r["key"])==89 and r["key"][25:] == r["key"][25:].lower() and json.loads(r["meta"])["action"]=="login" and sorted(json.loads(r["value"]))==["expires","user"] for r in rows if r["key"].startswith("session/") and not r["flags"] & 1) and sum(1 for r in rows if r["key"].startswith("session/")) >= 5')"
@@ -650,6 +780,55 @@ LS_NO_ADMIN_PW=1 start_tallyd "$D2" && {
         stop_tallyd "$SPID"
     }
 } || bad "tallyd without TALLY_ADMIN_PASSWORD starts" started "$(head -c 300 "$SOUT.err")"
+
+section "methods: 405 with Allow, HEAD"
+hdr() { # method url [token] -> "STATUS|Allow|Content-Length|body bytes"
+    local a=(-s -m 30 -o "$W/m.body" -D "$W/m.hdr" -w '%{http_code}')
+    [ "$1" = HEAD ] && a+=(-I) || a+=(-X "$1")
+    [ -n "${3:-}" ] && a+=(-H "Authorization: Bearer $3")
+    local c
+    c=$(curl "${a[@]}" "$2")
+    printf '%s|%s|%s|%s' "$c" "$(grep -i '^allow:' "$W/m.hdr" | tr -d '\r' | sed 's/^[^:]*: *//')" \
+        "$(grep -i '^content-length:' "$W/m.hdr" | tr -d '\r' | sed 's/^[^:]*: *//')" "$(wc -c <"$W/m.body")"
+}
+check_match "DELETE /v1/ledgers: 405, Allow: GET, HEAD, POST" '^405\|GET, HEAD, POST\|' "$(hdr DELETE "$U/v1/ledgers" "$AT")"
+check_eq "DELETE /v1/ledgers: code method_not_allowed" method_not_allowed "$(BODY=$(cat "$W/m.body") jq_py 'j["error"]["code"]')"
+check_match "GET /v1/login: 405, Allow: POST" '^405\|POST\|' "$(hdr GET "$U/v1/login")"
+check_match "POST /v1/ledgers/A/get: 405, Allow: GET, HEAD" '^405\|GET, HEAD\|' "$(hdr POST "$U/v1/ledgers/A/get?key=k" "$RT")"
+check_match "PUT /v1/ledgers/A/tx/1: 405, Allow: GET, HEAD" '^405\|GET, HEAD\|' "$(hdr PUT "$U/v1/ledgers/A/tx/1" "$RT")"
+check_match "HEAD /v1/login: 405, Allow: POST" '^405\|POST\|' "$(hdr HEAD "$U/v1/login")"
+head_raw() { # path [token] -> "STATUS Content-Length bytes-after-the-headers" (Connection: close)
+    python3 - "$PORT2" "$1" "${2:-}" <<'PYEOF'
+import socket, sys
+port, path, tok = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+s = socket.create_connection(("127.0.0.1", port)); s.settimeout(10)
+auth = "Authorization: Bearer %s\r\n" % tok if tok else ""
+s.sendall(("HEAD %s HTTP/1.1\r\nHost: x\r\n%sConnection: close\r\n\r\n" % (path, auth)).encode())
+out = b""
+while True:
+    b = s.recv(65536)
+    if not b: break
+    out += b
+h, _, rest = out.partition(b"\r\n\r\n")
+cl = [l.split(b":")[1].strip().decode() for l in h.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+print(h.split(b" ")[1].decode(), cl[0] if cl else "-", len(rest))
+PYEOF
+}
+check_eq "HEAD /health: 200, the GET's Content-Length, no body" "200 12 0" "$(head_raw /health)"
+req GET "$U/v1/ledgers/A/state" "" "$RT"
+check_eq "HEAD /v1/ledgers/A/state: 200, the GET's length, no body" "200 $(printf '%s\n' "$BODY" | wc -c) 0" "$(head_raw /v1/ledgers/A/state "$RT")"
+check_match "HEAD without a token: 401 (checked as GET)" '^401\|' "$(hdr HEAD "$U/v1/ledgers/A/state")"
+check_match "HEAD of a key that does not exist: 404" '^404\|' "$(hdr HEAD "$U/v1/ledgers/A/get?key=nokey" "$RT")"
+
+section "password length"
+PW1024=$(head -c 1024 /dev/zero | tr '\0' p)
+req POST "$U/v1/users" '{"name":"pwmax","password":"'"$PW1024"'","role":"reader","ledger":"A"}' "$AT"
+check_eq "a 1024-byte password is taken" 201 "$CODE"
+check_ne "and logs in" "" "$(login "$U" pwmax "$PW1024")"
+req POST "$U/v1/users" '{"name":"pwover","password":"'"${PW1024}p"'","role":"reader","ledger":"A"}' "$AT"
+err_is "a 1025-byte password is refused" 400 bad_request
+req POST "$U/v1/login" '{"user":"pwmax","password":"'"${PW1024}p"'"}'
+err_is "login with a 1025-byte password" 400 bad_request
 
 section "1000 ledgers (time-bounded)"
 NL=1000

@@ -2,7 +2,9 @@
 ** tallyd.c — main() of tallyd, the HTTP server of Tally (docs/API.md).
 **
 **   tallyd --data DIR --listen HOST:PORT [--tls-cert F --tls-key F]
-**          [--name NAME] [--token-ttl SECONDS] [--verbose]
+**          [--name NAME] [--token-ttl SECONDS] [--threads N]
+**          [--ledger-idle-close SECONDS] [--max-connections-per-ip N]
+**          [--idle-timeout SECONDS] [--verbose]
 **
 ** Parses flags, opens the data directory (src/server/server.c), prints the
 ** generated admin password (first start only), the listening address and the
@@ -28,12 +30,19 @@
 static const char usage_text[] =
     "usage: tallyd --data DIR --listen HOST:PORT [--tls-cert F --tls-key F]\n"
     "              [--name NAME] [--token-ttl SECONDS] [--threads N]\n"
-    "              [--ledger-idle-close SECONDS] [--verbose]\n"
+    "              [--ledger-idle-close SECONDS] [--max-connections-per-ip N]\n"
+    "              [--idle-timeout SECONDS] [--verbose]\n"
     "  --threads N   HTTP event-loop threads (default: one per CPU, at most 64)\n"
     "  --ledger-idle-close SECONDS\n"
     "                close a ledger's handle (its threads, files, memtable) once\n"
     "                unused this long; the next request reopens it (default 300,\n"
-    "                0: keep every ledger open)\n";
+    "                0: keep every ledger open)\n"
+    "  --max-connections-per-ip N\n"
+    "                open connections from one IP address (default 256, 0: no\n"
+    "                limit; behind a proxy every client has the proxy's address)\n"
+    "  --idle-timeout SECONDS\n"
+    "                close a connection that sends nothing for this long, also\n"
+    "                an idle keep-alive one (default 60, 1..3600)\n";
 
 static int usage(const char *msg)
 {
@@ -71,6 +80,8 @@ static int parse_args(int argc, char **argv, tallyd_config *cfg)
     memset(cfg, 0, sizeof *cfg);
     cfg->token_ttl_s = TOKEN_TTL_S_DEFAULT;
     cfg->idle_close_s = IDLE_CLOSE_S_DEFAULT;
+    cfg->per_ip_max = SRV_PER_IP_CONNECTIONS_DEFAULT;
+    cfg->idle_timeout_s = SRV_IDLE_TIMEOUT_S_DEFAULT;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = strcmp(a, "--verbose") && strcmp(a, "--help") && strcmp(a, "-h");
@@ -93,6 +104,16 @@ static int parse_args(int argc, char **argv, tallyd_config *cfg)
         } else if (!strcmp(a, "--ledger-idle-close")) {
             if (srv_parse_u64(v, &cfg->idle_close_s) < 0 || cfg->idle_close_s > IDLE_CLOSE_S_MAX)
                 return usage("--ledger-idle-close needs 0..31622400 seconds");
+        } else if (!strcmp(a, "--max-connections-per-ip")) {
+            uint64_t n;
+            if (srv_parse_u64(v, &n) < 0 || n > SRV_CONNECTIONS_MAX)
+                return usage("--max-connections-per-ip needs 0..1024");
+            cfg->per_ip_max = (unsigned)n;
+        } else if (!strcmp(a, "--idle-timeout")) {
+            uint64_t n;
+            if (srv_parse_u64(v, &n) < 0 || n == 0 || n > SRV_IDLE_TIMEOUT_S_MAX)
+                return usage("--idle-timeout needs 1..3600 seconds");
+            cfg->idle_timeout_s = (unsigned)n;
         } else if (!strcmp(a, "--verbose")) { cfg->verbose = 1; continue; }
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(usage_text, stdout); exit(0); }
         else return usage("unknown flag");

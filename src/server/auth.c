@@ -16,7 +16,12 @@
 **   (1) a srv_user is never freed before shutdown (tokens point at it);
 **   (2) every login attempt counts as a failure until it succeeds, so
 **       concurrent guesses cannot exceed SRV_LOGIN_FAILS_MAX per window;
-**   (3) a user's effective role on L is max(role on L, role on "*").
+**   (3) a user's effective role on L is max(role on L, role on "*");
+**   (4) once some user holds admin on "*", at least one always does: a
+**       change that would take that role from its last holder is refused
+**       (409 last_admin). Roles change only through auth_grant (there is no
+**       user deletion or disabling), under admin_mu, so the count it checks
+**       cannot move before its own change is applied.
 */
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -97,7 +102,7 @@ static int hash_password(const char *pw, const uint8_t salt[SRV_SALT_BYTES], uin
 /* ---- Loading from the system ledger ---- */
 static int hex_field(json_t *o, const char *name, uint8_t *out, size_t n)
 {
-    const char *h = json_string_value(json_object_get(o, name));
+    const char *h = srv_json_text(o, name);
     return h && strlen(h) == 2 * n && srv_unhex(h, 2 * n, out) == 0 ? 0 : -1;
 }
 
@@ -207,6 +212,21 @@ static int load_session(void *ctx, const void *key, size_t key_len, const tally_
     return 0;
 }
 
+/* Number of users holding admin on "*". Under auth_lock (read or write).
+** Walks the role table: only a change that would take a global admin's role
+** away pays for it (auth_grant). */
+static size_t global_admins_locked(const tallyd *s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->roles.cap; i++) {
+        const char *k = s->roles.slots[i].key;
+        size_t len = k ? strlen(k) : 0;
+        n += len > 2 && strcmp(k + len - 2, "/*") == 0 &&
+             (int)(uintptr_t)s->roles.slots[i].val == ROLE_ADMIN;
+    }
+    return n;
+}
+
 int auth_open(tallyd *s, char *err, size_t err_len)
 {
     load_ctx lc = { s, 0 };
@@ -224,6 +244,9 @@ int auth_open(tallyd *s, char *err, size_t err_len)
         snprintf(err, err_len, "cannot load users, roles and sessions: %s", tally_strerror(rc));
         return -1;
     }
+    if (s->users.count > 0 && global_admins_locked(s) == 0) /* from before invariant (4) */
+        fprintf(stderr, "tallyd: warning: no user has admin on \"*\": nobody can create "
+                        "ledgers or grant roles on \"*\"\n");
     return 0;
 }
 
@@ -300,12 +323,18 @@ int auth_grant(tallyd *s, srv_err *e, const char *actor, const char *name,
                const char *password, int role, const char *ledger)
 {
     srv_user *nu = NULL;
+    char gkey[SRV_NAME_LEN_MAX + 3];
     if (password && !(nu = user_new(name, password)))
         return srv_fail(e, 500, "internal", "cannot hash the password");
-    pthread_mutex_lock(&s->admin_mu);
+    snprintf(gkey, sizeof gkey, "%s/*", name);
+    pthread_mutex_lock(&s->admin_mu); /* no other change until this one is applied */
     pthread_rwlock_rdlock(&s->auth_lock);
     int exists = strmap_get(&s->users, name) != NULL;
     size_t count = s->users.count;
+    /* invariant (4): taking admin on "*" away from its last holder is refused */
+    int last_admin = strcmp(ledger, "*") == 0 && role != ROLE_ADMIN &&
+                     (int)(uintptr_t)strmap_get(&s->roles, gkey) == ROLE_ADMIN &&
+                     global_admins_locked(s) == 1;
     pthread_rwlock_unlock(&s->auth_lock);
     int rc = TALLY_OK, st = 0, kept = 0;
     if (exists && nu)
@@ -314,6 +343,10 @@ int auth_grant(tallyd *s, srv_err *e, const char *actor, const char *name,
         st = srv_fail(e, 400, "bad_request", "a password is required for the new user '%s'", name);
     else if (!exists && count >= SRV_USERS_MAX)
         st = srv_fail(e, 413, "too_large", "too many users");
+    else if (last_admin)
+        st = srv_fail(e, 409, "last_admin",
+                      "'%s' is the only user with admin on \"*\": grant admin on \"*\" to "
+                      "another user first", name);
     else if ((rc = grant_locked(s, actor, nu, name, role, ledger, &kept)) != TALLY_OK)
         st = srv_fail_engine(e, rc);
     pthread_mutex_unlock(&s->admin_mu);

@@ -43,6 +43,12 @@ int h_login(srv_req *r)
     json_t *j = http_body_json(r, &res);
     if (!j)
         return res;
+    static const char *const fields[] = { "user", "password", NULL };
+    srv_err e;
+    if (srv_json_fields(&e, j, fields, NULL)) { /* before any scrypt or rate-limit count */
+        json_decref(j);
+        return http_error(r, &e);
+    }
     const char *user = srv_json_text(j, "user");
     const char *pw = srv_json_text(j, "password");
     if (!user || !pw || strlen(pw) > SRV_PASSWORD_LEN_MAX) {
@@ -50,7 +56,6 @@ int h_login(srv_req *r)
         return http_errorf(r, 400, "bad_request",
                            "login needs \"user\" and \"password\" strings (no NUL characters)");
     }
-    srv_err e;
     char token[SRV_TOKEN_HEX_LEN + 1], ts[SRV_TIME_BUF];
     uint64_t expires;
     int st = auth_login(r->s, &e, user, pw, token, &expires);
@@ -69,6 +74,17 @@ int h_logout(srv_req *r)
     const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
                                                    MHD_HTTP_HEADER_AUTHORIZATION);
     srv_err e;
+    if (r->body_len > 0) { /* no body, or an object without fields ({}) */
+        static const char *const fields[] = { NULL };
+        int res;
+        json_t *j = http_body_json(r, &res);
+        if (!j)
+            return res;
+        int st = srv_json_fields(&e, j, fields, NULL);
+        json_decref(j);
+        if (st)
+            return http_error(r, &e);
+    }
     if (auth_logout(r->s, &e, auth && strncmp(auth, "Bearer ", 7) == 0 ? auth + 7 : NULL) != 0)
         return http_error(r, &e);
     return http_json(r, 200, json_pack("{s:b}", "ok", 1));
@@ -124,6 +140,12 @@ int h_ledgers_create(srv_req *r)
     json_t *j = http_body_json(r, &res);
     if (!j)
         return res;
+    static const char *const fields[] = { "name", NULL };
+    srv_err e;
+    if (srv_json_fields(&e, j, fields, NULL)) {
+        json_decref(j);
+        return http_error(r, &e);
+    }
     const char *name = srv_json_text(j, "name");
     if (!name || !srv_name_valid(name)) {
         json_decref(j);
@@ -162,6 +184,10 @@ int h_ledger_info(srv_req *r)
 static int users_check(srv_req *r, srv_err *e, json_t *j, const char **name,
                        const char **pw, int *role, const char **ledger)
 {
+    static const char *const fields[] = { "name", "password", "role", "ledger", NULL };
+    int st = srv_json_fields(e, j, fields, NULL);
+    if (st)
+        return st;
     json_t *jpw = json_object_get(j, "password");
     const char *rn = srv_json_text(j, "role");
     *name = srv_json_text(j, "name");

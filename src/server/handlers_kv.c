@@ -40,6 +40,10 @@ static int set_bytes(srv_set *ss, json_t *obj, const char *name, const uint8_t *
     return rc;
 }
 
+/* The fields of one entry of a set body (the most frequent first). */
+static const char *const entry_fields[] = { "key", "value", "key_hex", "value_hex", "meta",
+                                            "meta_hex", "if_absent", "if_rev", NULL };
+
 /* Parses entry i. Returns 0 or an HTTP status (e). */
 static int set_entry(srv_set *ss, srv_err *e, json_t *o, size_t i)
 {
@@ -47,6 +51,9 @@ static int set_entry(srv_set *ss, srv_err *e, json_t *o, size_t i)
     t->ns = TALLY_NS_KV;
     if (!json_is_object(o))
         return srv_fail(e, 400, "bad_request", "entry %zu is not an object", i);
+    int st = srv_json_fields(e, o, entry_fields, "entry %zu: ", i);
+    if (st)
+        return st;
     if (set_bytes(ss, o, "key", (const uint8_t **)&t->key, &t->key_len) != 1)
         return srv_fail(e, 400, "bad_request", "entry %zu needs \"key\" or \"key_hex\"", i);
     if (set_bytes(ss, o, "value", (const uint8_t **)&t->value, &t->value_len) != 1)
@@ -68,9 +75,12 @@ static int set_entry(srv_set *ss, srv_err *e, json_t *o, size_t i)
     return 0;
 }
 
-int set_parse(srv_set *ss, srv_err *e, json_t *j)
+int set_parse(srv_set *ss, srv_err *e, json_t *j, const char *const *fields)
 {
     memset(ss, 0, sizeof *ss);
+    int st = fields ? srv_json_fields(e, j, fields, NULL) : 0;
+    if (st)
+        return st;
     json_t *arr = json_object_get(j, "entries");
     size_t n = json_array_size(arr);
     if (!json_is_array(arr) || n == 0)
@@ -82,11 +92,9 @@ int set_parse(srv_set *ss, srv_err *e, json_t *j)
     if (!ss->e || !ss->owned)
         return srv_fail(e, 500, "internal", "out of memory");
     ss->n = n;
-    for (size_t i = 0; i < n; i++) {
-        int st = set_entry(ss, e, json_array_get(arr, i), i);
-        if (st)
+    for (size_t i = 0; i < n; i++)
+        if ((st = set_entry(ss, e, json_array_get(arr, i), i)))
             return st;
-    }
     if (set_bytes(ss, j, "meta", &ss->meta, &ss->meta_len) < 0)
         return srv_fail(e, 400, "bad_request", "\"meta\" must be a string (or \"meta_hex\")");
     return 0;
@@ -182,9 +190,10 @@ int h_set(srv_req *r)
     json_t *j = http_body_json(r, &res);
     if (!j)
         return res;
+    static const char *const fields[] = { "entries", "meta", "meta_hex", NULL };
     srv_set ss;
     srv_err e;
-    int st = set_parse(&ss, &e, j);
+    int st = set_parse(&ss, &e, j, fields);
     if (st == 0) /* the entries are copied before it returns */
         res = http_commit_async(r, ss.e, ss.n, ss.meta, ss.meta_len, set_done);
     set_free(&ss);
@@ -227,8 +236,11 @@ int h_del(srv_req *r)
     uint64_t tx = 0;
     srv_err e;
     json_t *ir = json_object_get(j, "if_rev");
+    static const char *const fields[] = { "key", "key_hex", "if_rev", NULL };
     int st;
-    if (srv_json_get_bytes(j, "key", &key, &klen, &owned) != 1)
+    if ((st = srv_json_fields(&e, j, fields, NULL)))
+        ; /* an unknown field: refused before anything is read */
+    else if (srv_json_get_bytes(j, "key", &key, &klen, &owned) != 1)
         st = srv_fail(&e, 400, "bad_request", "del needs \"key\" or \"key_hex\"");
     else if (ir && (!json_is_integer(ir) || json_integer_value(ir) < 1))
         st = srv_fail(&e, 400, "bad_request", "\"if_rev\" must be an integer >= 1");

@@ -92,28 +92,45 @@ static int trusted_check(srv_err *e, uint64_t trusted, uint64_t size)
 }
 
 /* ---- proof/inclusion, proof/consistency, checkpoint ---- */
-/* size= or the current size. Returns 0 or an HTTP status (e). */
-static int size_arg(srv_req *r, srv_err *e, uint64_t *size)
+/* The rule of both proofs (docs/API.md): a number that is not a decimal, or
+** 0, is 400; a tx or a tree size beyond the ledger's current size is 404; a
+** tx or old size beyond size= (both within the ledger) is 400. */
+
+/* The ledger's current size into *ledger_size and size= (default: that) into
+** *size. Returns 0 or an HTTP status (e): 400 size= not a number, 404 size=
+** beyond the ledger. */
+static int size_arg(srv_req *r, srv_err *e, uint64_t *size, uint64_t *ledger_size)
 {
     uint8_t root[TALLY_HASH_LEN];
+    int rc = tally_state(r->db, ledger_size, root);
+    if (rc != TALLY_OK)
+        return srv_fail_engine(e, rc);
     int has = http_arg_u64(r, "size", size);
     if (has < 0)
-        return srv_fail(e, 400, "bad_request", "size must be a tree size");
-    int rc = has ? TALLY_OK : tally_state(r->db, size, root);
-    return rc == TALLY_OK ? 0 : srv_fail_engine(e, rc);
+        return srv_fail(e, 400, "bad_request", "size must be a tree size (a decimal number)");
+    if (!has)
+        *size = *ledger_size;
+    else if (*size > *ledger_size)
+        return srv_fail(e, 404, "not_found", "no tree of size %" PRIu64 ": the ledger has %" PRIu64
+                        " transactions", *size, *ledger_size);
+    return 0;
 }
 
 int h_proof_inclusion(srv_req *r)
 {
     srv_err e;
-    uint64_t tx, size;
+    uint64_t tx, size, ledger_size;
     int has = http_arg_u64(r, "tx", &tx), rc;
     if (has != 1 || tx == 0)
         return http_errorf(r, 400, "bad_request", "needs tx=N (N >= 1)");
-    if (size_arg(r, &e, &size) != 0)
+    if (size_arg(r, &e, &size, &ledger_size) != 0)
         return http_error(r, &e);
+    if (tx > ledger_size)
+        return http_errorf(r, 404, "not_found", "tx %" PRIu64 " is beyond the ledger (size %" PRIu64
+                           ")", tx, ledger_size);
     if (tx > size)
-        return http_errorf(r, 404, "not_found", "tx %" PRIu64 " is not in a tree of size %" PRIu64, tx, size);
+        return http_errorf(r, 400, "bad_request", "tx %" PRIu64 " is not in a tree of size %" PRIu64
+                           " (needs tx <= size)", tx, size);
     tally_tx_info t;
     tally_proof p;
     uint8_t root[TALLY_HASH_LEN];
@@ -137,14 +154,18 @@ int h_proof_inclusion(srv_req *r)
 int h_proof_consistency(srv_req *r)
 {
     srv_err e;
-    uint64_t old, size;
+    uint64_t old, size, ledger_size;
     int has = http_arg_u64(r, "old", &old), rc;
-    if (has != 1)
-        return http_errorf(r, 400, "bad_request", "needs old=M");
-    if (size_arg(r, &e, &size) != 0)
+    if (has != 1 || old == 0)
+        return http_errorf(r, 400, "bad_request", "needs old=M (M >= 1)");
+    if (size_arg(r, &e, &size, &ledger_size) != 0)
         return http_error(r, &e);
-    if (old == 0 || old > size)
-        return http_errorf(r, 400, "bad_request", "needs 1 <= old <= size");
+    if (old > ledger_size)
+        return http_errorf(r, 404, "not_found", "no tree of size %" PRIu64 ": the ledger has %"
+                           PRIu64 " transactions", old, ledger_size);
+    if (old > size)
+        return http_errorf(r, 400, "bad_request", "needs old <= size (old %" PRIu64 ", size %"
+                           PRIu64 ")", old, size);
     tally_proof p;
     uint8_t old_root[TALLY_HASH_LEN], root[TALLY_HASH_LEN];
     if ((rc = tally_proof_consistency(r->db, &p, old, size)) != TALLY_OK ||
@@ -359,6 +380,10 @@ typedef struct gm_key {
 
 static int getmany_keys(srv_err *e, json_t *j, gm_key **out, size_t *out_n, uint8_t **owned)
 {
+    static const char *const fields[] = { "keys", "keys_hex", NULL };
+    int st = srv_json_fields(e, j, fields, NULL);
+    if (st)
+        return st;
     json_t *ks = json_object_get(j, "keys"), *kh = json_object_get(j, "keys_hex");
     if ((ks != NULL) == (kh != NULL) || !json_is_array(ks ? ks : kh))
         return srv_fail(e, 400, "bad_request", "needs exactly one of \"keys\" and \"keys_hex\", an array");
@@ -374,10 +399,12 @@ static int getmany_keys(srv_err *e, json_t *j, gm_key **out, size_t *out_n, uint
         size_t len = json_is_string(k) ? json_string_length(k) : 0;
         if (kh)
             len = len % 2 ? 0 : len / 2;
-        if (len == 0 || len > TALLY_KEY_BYTES_MAX)
-            return srv_fail(e, 400, "bad_request",
-                            "key %zu: keys are non-empty %s of at most %u bytes", i,
-                            kh ? "hex strings" : "strings", TALLY_KEY_BYTES_MAX);
+        if (len == 0)
+            return srv_fail(e, 400, "bad_request", "key %zu: keys are non-empty %s", i,
+                            kh ? "hex strings of an even length" : "strings");
+        if (len > TALLY_KEY_BYTES_MAX) /* 413 as for every other key over the limit */
+            return srv_fail(e, 413, "too_large", "key %zu: %zu bytes (at most %u)", i, len,
+                            TALLY_KEY_BYTES_MAX);
         hex_bytes += len;
     }
     gm_key *keys = calloc(n, sizeof *keys);
@@ -649,10 +676,14 @@ static int verified_set_done(srv_req *r)
 ** MHD's result) or an HTTP status (e). */
 static int verified_set(srv_req *r, srv_err *e, json_t *j, int *res)
 {
+    static const char *const fields[] = { "entries", "meta", "meta_hex", "trusted", NULL };
     srv_set ss;
     uint64_t size;
     uint8_t root[TALLY_HASH_LEN];
     json_t *jt = json_object_get(j, "trusted");
+    int st = srv_json_fields(e, j, fields, NULL);
+    if (st)
+        return st;
     if (jt && (!json_is_integer(jt) || json_integer_value(jt) < 0))
         return srv_fail(e, 400, "bad_request", "\"trusted\" must be a tree size");
     uint64_t *trusted = malloc(sizeof *trusted);
@@ -661,12 +692,12 @@ static int verified_set(srv_req *r, srv_err *e, json_t *j, int *res)
     *trusted = jt ? (uint64_t)json_integer_value(jt) : 0;
     r->ctx = trusted;
     r->ctx_free = free;
-    int rc = tally_state(r->db, &size, root), st;
+    int rc = tally_state(r->db, &size, root);
     if (rc != TALLY_OK)
         return srv_fail_engine(e, rc);
     if ((st = trusted_check(e, *trusted, size)))
         return st;
-    if ((st = set_parse(&ss, e, j)) == 0) /* the entries are copied before it returns */
+    if ((st = set_parse(&ss, e, j, NULL)) == 0) /* the entries are copied before it returns */
         *res = http_commit_async(r, ss.e, ss.n, ss.meta, ss.meta_len, verified_set_done);
     set_free(&ss);
     return st;

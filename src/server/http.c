@@ -12,7 +12,9 @@
 ** changes, del's read-check-commit loop) run on a pool of SRV_WORKERS
 ** threads, their connection suspended meanwhile, so they never stall a loop.
 **
-** A request runs in steps of MHD's access callback: (1) first call: route,
+** A request runs in steps of MHD's access callback: (0) MHD's URI log
+** callback, on the raw request line, allocates r and notes an encoded NUL in
+** the path; (1) first call: framing (Content-Length, Transfer-Encoding), route,
 ** authenticate, authorize, check Content-Length — every refusal is queued
 ** here, before any body byte is read; (2) body chunks are appended (at most
 ** SRV_BODY_BYTES_MAX); (3) the last call runs the handler (or hands the
@@ -31,7 +33,17 @@
 **   (5) the request is suspended BEFORE the transaction is queued: its
 **       completion may run before tally_commit_async returns;
 **   (6) a ledger is opened (lazily, on its first request) on the worker pool,
-**       never on an event loop; the handler then runs as it would have.
+**       never on an event loop; the handler then runs as it would have;
+**   (7) a request whose framing is ambiguous (two Content-Length headers,
+**       Content-Length with Transfer-Encoding) or unsupported (a transfer
+**       coding other than chunked), or whose path holds %00, is refused on
+**       the first call, before its body; what libmicrohttpd refuses itself
+**       (malformed request line or headers, headers over its memory pool,
+**       another HTTP version) never reaches tallyd (docs/API.md lists it);
+**   (8) no client address holds more than cfg.per_ip_max connections, and a
+**       connection silent for cfg.idle_timeout_s is closed (MHD's per-IP
+**       limit and inactivity timeout; a suspended request is not silent:
+**       MHD restarts its clock on resume).
 */
 #include <inttypes.h>
 #include <jansson.h>
@@ -141,6 +153,8 @@ static int queue_response(srv_req *r, unsigned status, const char *ctype, char *
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (status == 405 && r->allow)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     r->status = status;
@@ -422,24 +436,32 @@ static void pool_stop(tallyd *s)
 }
 
 /* ---- Routing ---- */
-/* Matches a ledger route's path pattern against rest; fills r->path_n. */
+/* Matches a ledger route's path pattern against rest. Returns 1 (r->path_n
+** filled for a "#"), 0 (another path), or -1: the pattern's path with a last
+** segment that is not a decimal number (".../tx/abc", ".../tx/"). */
 static int pattern_match(const char *pat, const char *rest, srv_req *r)
 {
     const char *hash = strchr(pat, '#');
     if (!hash)
         return strcmp(pat, rest) == 0;
     size_t pre = (size_t)(hash - pat);
-    return strncmp(pat, rest, pre) == 0 && srv_parse_u64(rest + pre, &r->path_n) == 0;
+    if (strncmp(pat, rest, pre) != 0 || strchr(rest + pre, '/'))
+        return 0;
+    return srv_parse_u64(rest + pre, &r->path_n) == 0 ? 1 : -1;
 }
 
-/* Finds the route of (method, url). Returns the route, or NULL with
-** *status 404 (no such path) or 405 (path known, other method). The ledger
+/* Finds the route of (method, url); HEAD is served by the GET route (MHD
+** sends the headers only). Returns the route, or NULL with *status 404 (no
+** such path), 400 (a route's path whose number is malformed) or 405 (path
+** known, other method: r->allow names the methods it takes). The ledger
 ** name of a ledger route is copied to ledger. */
 static const srv_route *route_find(srv_req *r, const char *method, const char *url,
                                    char ledger[SRV_NAME_LEN_MAX + 1], int *status)
 {
     const char *rest = NULL;
     const char *pfx = "/v1/ledgers/";
+    const char *want = strcmp(method, "HEAD") == 0 ? "GET" : method;
+    unsigned allow = 0; /* 1: GET (and HEAD), 2: POST */
     *status = 404;
     if (strncmp(url, pfx, strlen(pfx)) == 0) {
         const char *name = url + strlen(pfx);
@@ -452,13 +474,21 @@ static const srv_route *route_find(srv_req *r, const char *method, const char *u
     }
     for (size_t i = 0; i < ROUTES_COUNT; i++) {
         const srv_route *rt = &routes[i];
-        int match = rt->scope == SCOPE_LEDGER ? rest && pattern_match(rt->path, rest, r)
+        int match = rt->scope == SCOPE_LEDGER ? (rest ? pattern_match(rt->path, rest, r) : 0)
                                               : !rest && strcmp(rt->path, url) == 0;
         if (!match)
             continue;
-        if (strcmp(rt->method, method) == 0)
-            return rt;
+        if (strcmp(rt->method, want) == 0) {
+            if (match > 0)
+                return rt;
+            *status = 400;
+            return NULL;
+        }
+        allow |= strcmp(rt->method, "GET") == 0 ? 1u : 2u;
+    }
+    if (allow) {
         *status = 405;
+        r->allow = allow == 1 ? "GET, HEAD" : allow == 2 ? "POST" : "GET, HEAD, POST";
     }
     return NULL;
 }
@@ -497,16 +527,60 @@ static int admit(srv_req *r, const char *ledger, int *res)
     return 0;
 }
 
-/* Step (1): route, admit, check the announced body size. */
+/* Counts the request headers named cls (an int array: [0] Content-Length,
+** [1] Transfer-Encoding). */
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    int *n = cls;
+    n[0] += strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0;
+    n[1] += strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0;
+    return MHD_YES;
+}
+
+/* Refuses (queues the answer, returns 1 with *res) a request whose path
+** holds %00 (MHD would unescape it and cut the path there) or whose body
+** framing tallyd does not take: libmicrohttpd reads the first of two
+** Content-Length headers, and waits forever for the end of a body in a
+** transfer coding other than chunked. Returns 0 otherwise. */
+static int framing_refused(srv_req *r, int *res)
+{
+    int n[2] = { 0, 0 };
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_framing, n);
+    const char *te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (r->path_nul)
+        *res = http_errorf(r, 400, "bad_request", "the path holds an encoded NUL (%%00)");
+    else if (n[0] > 1)
+        *res = http_errorf(r, 400, "bad_request", "more than one Content-Length header");
+    else if (n[1] > 1 || (n[1] == 1 && n[0] == 1))
+        *res = http_errorf(r, 400, "bad_request",
+                           "Transfer-Encoding with Content-Length, or repeated");
+    else if (te && strcasecmp(te, "chunked") != 0)
+        *res = http_errorf(r, 501, "not_implemented",
+                           "Transfer-Encoding other than chunked is not supported");
+    else
+        return 0;
+    return 1;
+}
+
+/* Step (1): framing, route, admit, check the announced body size. */
 static int first_call(srv_req *r, const char *method, const char *url)
 {
     char ledger[SRV_NAME_LEN_MAX + 1] = "";
     int status, res = MHD_YES;
+    if (framing_refused(r, &res))
+        return res;
     if (atomic_load(&r->s->stopping))
         return http_errorf(r, 503, "unavailable", "the server is shutting down");
     if (!(r->rt = route_find(r, method, url, ledger, &status)))
-        return status == 405 ? http_errorf(r, 405, "bad_request", "method %s not allowed", method)
-                             : http_errorf(r, 404, "not_found", "no such endpoint");
+        return status == 405 ? http_errorf(r, 405, "method_not_allowed",
+                                           "method %s not allowed here (allowed: %s)", method,
+                                           r->allow)
+               : status == 400 ? http_errorf(r, 400, "bad_request",
+                                             "the transaction number in the path is not a "
+                                             "decimal number")
+                               : http_errorf(r, 404, "not_found", "no such endpoint");
     if (admit(r, ledger, &res))
         return res;
     const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
@@ -549,15 +623,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   void **con_cls)
 {
     srv_req *r = *con_cls;
-    if (!r) {
+    if (!r) { /* not allocated by on_uri (out of memory there) */
         if (!(r = calloc(1, sizeof *r)))
             return MHD_NO;
         *con_cls = r;
         r->s = cls;
+        r->start_ns = srv_mono_ns();
+    }
+    if (!r->started) {
+        r->started = 1;
         r->conn = conn;
         r->method = method;
         r->url = url;
-        r->start_ns = srv_mono_ns();
         return (enum MHD_Result)first_call(r, method, url);
     }
     if (r->cont) { /* resumed after a suspension */
@@ -587,6 +664,23 @@ static int run_route(srv_req *r)
     return r->rt->slow ? pool_submit(r) : r->rt->fn(r);
 }
 
+/* Step (0), MHD's URI log callback: the request line is in, its headers
+** not yet. Allocates the request (MHD keeps it as the request's context,
+** and calls on_completed for it even when it refuses the request itself).
+** uri is raw (not yet unescaped): an encoded NUL would cut the path there. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    srv_req *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->s = cls;
+    r->start_ns = srv_mono_ns();
+    for (const char *p = uri; *p && *p != '?'; p++)
+        if (p[0] == '%' && p[1] == '0' && p[2] == '0')
+            r->path_nul = 1;
+    return r;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -594,6 +688,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     srv_req *r = *con_cls;
     if (!r)
         return;
+    if (!r->started) { /* libmicrohttpd refused it, or the client left, before its headers */
+        if (s->cfg.verbose)
+            fprintf(stderr, "tallyd: a request ended before its headers were in (refused by "
+                            "libmicrohttpd, or the client went away)\n");
+        free(r);
+        *con_cls = NULL;
+        return;
+    }
     uint64_t dur = srv_mono_ns() - r->start_ns;
     metrics_observe(r->status, dur);
     if (s->cfg.verbose)
@@ -662,9 +764,12 @@ int http_start(tallyd *s, char *err, size_t err_len)
         flags, s->cfg.port, NULL, NULL, on_request, s,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)SRV_CONNECTIONS_MAX,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->cfg.per_ip_max,
+        MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.idle_timeout_s ? s->cfg.idle_timeout_s
+                                                             : SRV_IDLE_TIMEOUT_S_DEFAULT,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
         MHD_OPTION_THREAD_POOL_SIZE, threads,
         MHD_OPTION_ARRAY, s->tls_cert ? tls : tls + 2,
         MHD_OPTION_END);

@@ -6,10 +6,13 @@
 ** Invariants:
 **   (1) bytes that are valid UTF-8 travel as JSON strings, all others as hex
 **       under "<name>_hex" — the same rule as the CLI's --json output;
-**   (2) parsers are strict: no sign, no spaces, no trailing bytes.
+**   (2) parsers are strict: no sign, no spaces, no trailing bytes; a request
+**       object with a field its endpoint does not know is refused
+**       (srv_json_fields), never read as if the field were absent.
 */
 #include <inttypes.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +112,40 @@ int srv_json_get_bytes(json_t *obj, const char *name, const uint8_t **out, size_
     *out = *owned = buf;
     *out_len = len / 2;
     return 1;
+}
+
+#define FIELD_SHOWN_BYTES_MAX 64 /* of an unknown field's name, in the message */
+
+int srv_json_fields(srv_err *e, json_t *obj, const char *const *allowed, const char *where_fmt,
+                    ...)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        const char *const *a = allowed;
+        while (*a && strcmp(*a, key) != 0)
+            a++;
+        if (*a)
+            continue;
+        /* jansson keys are UTF-8 without NUL; cut a long one at a character boundary */
+        size_t n = strlen(key);
+        int cut = n > FIELD_SHOWN_BYTES_MAX;
+        if (cut) {
+            n = FIELD_SHOWN_BYTES_MAX;
+            while (n > 0 && ((unsigned char)key[n] & 0xC0) == 0x80)
+                n--;
+        }
+        char where[64] = "";
+        if (where_fmt) {
+            va_list ap;
+            va_start(ap, where_fmt);
+            vsnprintf(where, sizeof where, where_fmt, ap);
+            va_end(ap);
+        }
+        return srv_fail(e, 400, "bad_request", "%sunknown field \"%.*s%s\"", where, (int)n, key,
+                        cut ? "..." : "");
+    }
+    return 0;
 }
 
 const char *srv_json_text(json_t *obj, const char *name)

@@ -93,10 +93,10 @@ static int load_one(void *ctx, const void *key, size_t key_len, const tally_vers
 {
     load_ctx *lc = ctx;
     json_t *j = json_loadb(v->value, v->value_len, 0, NULL);
-    const char *name = json_string_value(json_object_get(j, "name"));
-    const char *id = json_string_value(json_object_get(j, "id"));
+    const char *name = srv_json_text(j, "name"); /* NULL for a NUL inside: corrupt */
+    const char *id = srv_json_text(j, "id");
     int64_t created = 0;
-    const char *cts = json_string_value(json_object_get(j, "created"));
+    const char *cts = srv_json_text(j, "created");
     if (cts && srv_parse_time(cts, &created) < 0)
         created = 0;
     if (!name || !id || !srv_name_valid(name) || strlen(id) != SRV_ID_HEX_LEN) {

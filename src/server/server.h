@@ -36,7 +36,10 @@
 
 /* ---- Limits ---- */
 #define SRV_BODY_BYTES_MAX      (64u << 20)  /* request body; beyond: 413 */
-#define SRV_CONNECTIONS_MAX     1024u
+#define SRV_CONNECTIONS_MAX     1024u        /* open connections, all clients */
+#define SRV_PER_IP_CONNECTIONS_DEFAULT 256u  /* --max-connections-per-ip */
+#define SRV_IDLE_TIMEOUT_S_DEFAULT 60u       /* --idle-timeout */
+#define SRV_IDLE_TIMEOUT_S_MAX  3600u
 #define SRV_NAME_LEN_MAX        64u          /* ledger and user names */
 #define SRV_PASSWORD_LEN_MAX    1024u
 #define SRV_LEDGERS_MAX         100000u
@@ -179,6 +182,8 @@ typedef struct tallyd_config {
     int verbose;             /* a log line per request on stderr */
     unsigned threads;        /* HTTP event-loop threads; 0: one per CPU */
     uint64_t idle_close_s;   /* close a ledger unused this long (0: never) */
+    unsigned per_ip_max;     /* connections from one IP address (0: no limit) */
+    unsigned idle_timeout_s; /* close a connection silent this long (1..SRV_IDLE_TIMEOUT_S_MAX) */
 } tallyd_config;
 
 typedef struct tallyd {
@@ -239,6 +244,14 @@ int srv_fail(srv_err *e, int status, const char *code, const char *fmt, ...)
 /* Fills e from an engine error (status by code, message tally_errmsg()) and
 ** returns the status. */
 int srv_fail_engine(srv_err *e, int rc);
+/* json.c: checks that every key of the object obj is one of allowed (a
+** NULL-terminated list), in one pass over obj's keys. Returns 0, or 400
+** bad_request with e filled: "<where>unknown field \"K\"" for the first
+** other key K, where is where_fmt formatted (only then; NULL: no prefix).
+** A misspelled condition ("ifRev") would otherwise be ignored and the write
+** made unconditionally. */
+int srv_json_fields(srv_err *e, struct json_t *obj, const char *const *allowed,
+                    const char *where_fmt, ...) __attribute__((format(printf, 4, 5)));
 
 uint64_t srv_now_ns(void);      /* Unix ns, CLOCK_REALTIME */
 uint64_t srv_mono_ns(void);     /* CLOCK_MONOTONIC ns */
@@ -288,8 +301,9 @@ int auth_open(tallyd *s, char *err, size_t err_len);
 /* Creates user admin with role admin on "*". 0 or -1 (err). */
 int auth_init_admin(tallyd *s, const char *password, char *err, size_t err_len);
 /* Creates user name (when password != NULL) and sets its role on ledger.
-** Returns 0 or an HTTP status with e filled (409: the user exists and a
-** password was given; 400: a new user without password). */
+** Returns 0 or an HTTP status with e filled (409 conflict: the user exists
+** and a password was given; 409 last_admin: the change would leave no user
+** with admin on "*"; 400: a new user without password). */
 int auth_grant(tallyd *s, srv_err *e, const char *actor, const char *name,
                const char *password, int role, const char *ledger);
 /* Effective role of user on ledger (ROLE_NONE if none). */
@@ -336,6 +350,9 @@ typedef struct srv_req {
     char *body;                 /* request body (NUL-terminated), owned */
     size_t body_len, body_cap;
     int body_too_big;
+    int started;                /* the access handler's first call ran */
+    int path_nul;               /* the raw path (before '?') holds %00 */
+    const char *allow;          /* a 405's Allow header (static text), else NULL */
     /* Suspension (http.c). While the connection is suspended no event thread
     ** touches r; exactly one party resumes it (a commit completion or a pool
     ** worker), after setting cont. */
@@ -402,9 +419,10 @@ typedef struct srv_set {
     uint8_t **owned;            /* decoded hex buffers to free */
     size_t owned_n;
 } srv_set;
-/* Parses {"entries":[...],"meta"?} of body j (which must outlive ss).
-** Returns 0 or an HTTP status (e). */
-int set_parse(srv_set *ss, srv_err *e, struct json_t *j);
+/* Parses {"entries":[...],"meta"?} of body j (which must outlive ss); the
+** body's fields must be among fields (NULL-terminated; NULL: the caller
+** checked them), each entry's among set's. Returns 0 or an HTTP status (e). */
+int set_parse(srv_set *ss, srv_err *e, struct json_t *j, const char *const *fields);
 /* Parses a binary batch body (docs/API.md); the entries point into body.
 ** Returns 0 or an HTTP status (e). */
 int set_parse_binary(srv_set *ss, srv_err *e, const uint8_t *body, size_t len);

@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# t_server_http.sh — tallyd's HTTP layer against clients that do not play by
+# the rules (src/server/http.c, docs/API.md "Connections"). Asserted:
+#   * --max-connections-per-ip and --idle-timeout are validated (usage exit
+#     code for 1025, 0, 3601, a non-number);
+#   * 1100 stalled half-requests (a request line and one header, then
+#     nothing) from 127.0.0.2: exactly 256 (the default per-IP limit) stay
+#     open, the rest are closed at once; meanwhile 127.0.0.1 still gets
+#     /health, a login and a write (curl --max-time 10), and 64 keep-alive
+#     connections from 127.0.0.1 each get their answers; once the stalled
+#     connections go, 127.0.0.2 is served again;
+#   * --idle-timeout 2: a stalled half-request and an idle keep-alive
+#     connection are closed by the server (within a generous 15 s), and curl
+#     (libcurl, as the client library) reusing a connection the server closed
+#     meanwhile reconnects and gets its answer;
+#   * raw requests: two Content-Length headers (different or equal), a
+#     Transfer-Encoding with a Content-Length or twice: 400 JSON; a transfer
+#     coding other than chunked: 501 JSON at once (it used to hang); none of
+#     them writes; a chunked body works; %00 in the path: 400 JSON (it cut
+#     the path), while %00 in a query value still reads a key with a NUL;
+#     what libmicrohttpd answers itself (malformed Content-Length or header
+#     line 400, 431, 414, 505, a garbage request line: no answer) is answered
+#     and the connection closed, and tallyd serves on.
+# Prints "FAIL: ..." per failed assertion and a summary line.
+set -u
+cd "$(dirname "$0")/.." || exit 2
+. tests/lib_server.sh
+ls_init server-http
+
+section "flag validation"
+for f in "--max-connections-per-ip 1025" "--max-connections-per-ip x" "--idle-timeout 0" "--idle-timeout 3601"; do
+    # shellcheck disable=SC2086 # the flag and its value
+    "$TALLYD" --data "$W/x" --listen 127.0.0.1:1 $f >/dev/null 2>&1
+    check_eq "$f refused (usage exit code)" 64 "$?"
+done
+
+# stall.py PORT N SRC OUT STOPFILE: N connections from SRC, each sending a
+# request line and one header, then nothing. Writes to OUT how many are
+# still open after a second ("open N"), then holds them until STOPFILE exists.
+cat >"$W/stall.py" <<'PYEOF'
+import os, resource, socket, sys, time
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+port, n, src, out, stop = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+socks = []
+for i in range(n):
+    s = socket.socket()
+    try:
+        s.bind((src, 0)); s.connect(("127.0.0.1", port))
+        s.sendall(b"POST /v1/login HTTP/1.1\r\nHost: x\r\n")
+    except OSError:
+        pass
+    socks.append(s)
+time.sleep(1)
+alive = 0
+for s in socks:
+    s.setblocking(False)
+    try:
+        alive += s.recv(1) != b""
+    except BlockingIOError:
+        alive += 1
+    except OSError:
+        pass
+with open(out + ".tmp", "w") as f:
+    f.write("open %d\n" % alive)
+os.rename(out + ".tmp", out)
+t0 = time.time()
+while not os.path.exists(stop) and time.time() - t0 < 120:
+    time.sleep(0.1)
+PYEOF
+wait_file() { # file, seconds*10
+    local i=0
+    while [ ! -s "$1" ] && [ $i -lt "$2" ]; do sleep 0.1; i=$((i + 1)); done
+}
+
+D="$W/data"
+start_tallyd "$D" || { echo "FAIL: setup: tallyd did not start"; summary t_server_http; exit 1; }
+U=$SURL
+TOK=$(login "$U" admin "$ADMIN_PW")
+req POST "$U/v1/ledgers" '{"name":"L"}' "$TOK"
+check_eq "create ledger L" 201 "$CODE"
+
+section "1100 stalled connections from one address"
+python3 "$W/stall.py" "$SPORT" 1100 127.0.0.2 "$W/stall.out" "$W/stall.stop" &
+STALL=$!
+ls_track "$STALL"
+wait_file "$W/stall.out" 600
+check_eq "stalled connections from 127.0.0.2 kept open: the per-IP limit (256)" "open 256" "$(cat "$W/stall.out" 2>/dev/null)"
+check_eq "127.0.0.1: GET /health answers meanwhile" 200 "$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$U/health")"
+check_ne "127.0.0.1: a login succeeds meanwhile" "" "$(login "$U" admin "$ADMIN_PW")"
+check_eq "127.0.0.1: a write succeeds meanwhile" 200 "$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 \
+    -H "Authorization: Bearer $TOK" --data-binary '{"entries":[{"key":"k","value":"v"}]}' "$U/v1/ledgers/L/set")"
+curl -s -o /dev/null --max-time 10 --interface 127.0.0.2 "$U/health"
+check_match "127.0.0.2 beyond its limit: the connection is closed at once (curl exit 52 or 56)" '^(52|56)$' "$?"
+cat >"$W/ka.py" <<'PYEOF'
+import http.client, sys, threading
+port, n, per = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+ok = [0] * n
+def run(i):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    for _ in range(per):
+        c.request("GET", "/health"); r = c.getresponse(); r.read()
+        ok[i] += r.status == 200
+ts = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+for t in ts: t.start()
+for t in ts: t.join()
+print(sum(ok))
+PYEOF
+check_eq "64 keep-alive connections from 127.0.0.1 x 20 requests, meanwhile" 1280 "$(timeout 60 python3 "$W/ka.py" "$SPORT" 64 20 2>&1 | tail -n 1)"
+touch "$W/stall.stop"
+wait "$STALL" 2>/dev/null
+CODE2=000
+for i in $(seq 1 100); do
+    CODE2=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 --interface 127.0.0.2 "$U/health")
+    [ "$CODE2" = 200 ] && break
+    sleep 0.1
+done
+check_eq "127.0.0.2 is served again once its stalled connections are gone" 200 "$CODE2"
+
+section "raw requests: framing and what libmicrohttpd answers itself"
+# raw.py PORT REQUEST (\r, \n as escapes, as in a Python string): sends it on a
+# fresh connection, reads until the server closes or 10 s pass, prints
+# "STATUS CODE CLOSED": the status of the first status line, the JSON error
+# code (or "-" when the body is not JSON), closed/open.
+cat >"$W/raw.py" <<'PYEOF'
+import json, socket, sys
+port, req = int(sys.argv[1]), sys.argv[2].encode().decode("unicode_escape").encode("latin-1")
+s = socket.create_connection(("127.0.0.1", port)); s.settimeout(10)
+s.sendall(req); out = b""; closed = "closed"
+try:
+    while True:
+        b = s.recv(65536)
+        if not b: break
+        out += b
+        h, sep, body = out.partition(b"\r\n\r\n")
+        cl = [int(l.split(b":")[1]) for l in h.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+        if sep and cl and len(body) >= cl[0] and b"connection: close" not in h.lower():
+            closed = "open"; break  # a keep-alive answer, complete
+except socket.timeout:
+    closed = "open"
+status = out.split(b" ", 2)[1].decode() if out.startswith(b"HTTP/1.1 ") else "none"
+try:
+    code = json.loads(out.partition(b"\r\n\r\n")[2])["error"]["code"]
+except Exception:
+    code = "-"
+print(status, code, closed)
+PYEOF
+raw() { python3 "$W/raw.py" "$SPORT" "$1" 2>&1; }
+req GET "$U/v1/ledgers/L/state" "" "$TOK"
+ST0="$BODY"
+SETHDR='POST /v1/ledgers/L/set HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer '"$TOK"'\r\n'
+SETBODY='{"entries":[{"key":"framing","value":"x"}]}'
+check_eq "two different Content-Length headers: 400 (JSON), closed" "400 bad_request closed" \
+    "$(raw "${SETHDR}Content-Length: ${#SETBODY}\r\nContent-Length: 2\r\n\r\n$SETBODY")"
+check_eq "two equal Content-Length headers: 400 (JSON)" "400 bad_request closed" \
+    "$(raw "${SETHDR}Content-Length: ${#SETBODY}\r\nContent-Length: ${#SETBODY}\r\n\r\n$SETBODY")"
+check_eq "Transfer-Encoding gzip: 501 (JSON) at once, closed" "501 not_implemented closed" \
+    "$(raw "${SETHDR}Transfer-Encoding: gzip\r\n\r\n$SETBODY")"
+check_eq "Transfer-Encoding chunked with Content-Length: 400 (JSON)" "400 bad_request closed" \
+    "$(raw "${SETHDR}Transfer-Encoding: chunked\r\nContent-Length: ${#SETBODY}\r\n\r\n$SETBODY")"
+check_eq "two Transfer-Encoding headers: 400 (JSON)" "400 bad_request closed" \
+    "$(raw "${SETHDR}Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n0\r\n\r\n")"
+req GET "$U/v1/ledgers/L/state" "" "$TOK"
+check_eq "the refused framings wrote nothing" "$ST0" "$BODY"
+check_eq "a chunked body is taken (200, kept alive)" "200 - open" \
+    "$(raw "${SETHDR}Transfer-Encoding: chunked\r\n\r\n$(printf '%x' ${#SETBODY})\r\n$SETBODY\r\n0\r\n\r\n")"
+check_eq "%00 in the path: 400 (JSON), not the path cut at the NUL" "400 bad_request closed" \
+    "$(raw "GET /v1/ledgers/L%00x/state HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $TOK\r\n\r\n")"
+check_eq "%00 at the end of /health: 400 (JSON)" "400 bad_request closed" \
+    "$(raw 'GET /health%00 HTTP/1.1\r\nHost: x\r\n\r\n')"
+req POST "$U/v1/ledgers/L/set" '{"entries":[{"key_hex":"6e756c00","value":"nul key"}]}' "$TOK"
+check_eq "a key with a NUL (key_hex)" 200 "$CODE"
+req GET "$U/v1/ledgers/L/get?key=nul%00" "" "$TOK"
+check_eq "%00 in a query value still reads that key" "200 nul key" "$CODE $(jq_py 'j["value"]')"
+# libmicrohttpd 0.9.75 answers these itself, before tallyd sees the request:
+# its status with an HTML body (docs/API.md lists them), and closes.
+check_eq "a malformed Content-Length: 400 from libmicrohttpd, closed" "400 - closed" \
+    "$(raw "${SETHDR}Content-Length: abc\r\n\r\n")"
+check_eq "a header line without a colon: 400 from libmicrohttpd" "400 - closed" \
+    "$(raw 'GET /health HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n')"
+check_eq "headers over 32 KiB: 431 from libmicrohttpd" "431 - closed" \
+    "$(raw "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: $(head -c 40000 /dev/zero | tr '\0' a)\r\n\r\n")"
+check_eq "a request line over 32 KiB: 414 from libmicrohttpd" "414 - closed" \
+    "$(raw "GET /health?x=$(head -c 40000 /dev/zero | tr '\0' a) HTTP/1.1\r\nHost: x\r\n\r\n")"
+check_eq "HTTP/2.0 in the request line: 505 from libmicrohttpd" "505 - closed" \
+    "$(raw 'GET /health HTTP/2.0\r\nHost: x\r\n\r\n')"
+check_eq "a request line without a method: closed without an answer" "none - closed" "$(raw 'GARBAGE\r\n\r\n')"
+check_eq "tallyd serves on after all of them" 200 "$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$U/health")"
+stop_tallyd "$SPID"
+
+section "--idle-timeout"
+start_tallyd "$W/data2" "" --idle-timeout 2 || { echo "FAIL: setup: tallyd --idle-timeout 2 did not start"; summary t_server_http; exit 1; }
+U2=$SURL
+cat >"$W/idle.py" <<'PYEOF'
+import socket, sys, time
+port = int(sys.argv[1])
+def closed_after(s):  # seconds until the server closes s (or "open" after 15 s)
+    t0 = time.time(); s.settimeout(15)
+    try:
+        while s.recv(4096): pass
+        return "closed"
+    except socket.timeout:
+        return "open"
+    except OSError:
+        return "closed"
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+a = closed_after(s)
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+head = s.recv(12)
+b = closed_after(s)
+print(a, head.decode(), b)
+PYEOF
+check_eq "a stalled half-request and an idle keep-alive connection are closed by the server" "closed HTTP/1.1 200 closed" "$(python3 "$W/idle.py" "$SPORT" 2>&1)"
+# --rate 20/m: curl waits 3 s between the two transfers; the first
+# connection has been closed by the server by then (idle 2 s).
+CR=$(curl -s --max-time 20 --rate 20/m -o /dev/null -o /dev/null -w '%{http_code} %{num_connects}\n' "$U2/health" "$U2/health" | tr '\n' ' ')
+check_eq "curl reusing a connection the server closed reconnects (200 twice, 2 connects)" "200 1 200 1 " "$CR"
+stop_tallyd "$SPID"
+
+summary t_server_http
