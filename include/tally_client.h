@@ -195,8 +195,9 @@ int tally_client_checkpoint(tally_client *c, char **out_note);
 ** receives the note, malloc'ed. */
 int tally_client_verified_state(tally_client *c, uint64_t *out_size,
                                 uint8_t root[TALLY_HASH_LEN], char **out_note);
-/* The trusted state of the current ledger without any request (size 0 if
-** none). */
+/* The trusted state of the current ledger (size 0 if none), read from the
+** state directory; no request once the ledger's id is pinned (on first
+** contact, GET /v1/ledgers/L learns it). */
 int tally_client_trusted_state(tally_client *c, uint64_t *out_size,
                                uint8_t root[TALLY_HASH_LEN]);
 /* Verified get. A tombstone (only with TALLY_CLIENT_REV) is returned with
@@ -251,8 +252,10 @@ int tally_client_verified_tx(tally_client *c, tally_client_tx *out, uint64_t tx)
 
 /* History with every listed revision proven: each row of GET history is
 ** checked with a verified get of that revision (entry and tx inclusion,
-** value hash, checkpoint) and must show the same tx, time, tombstone flag
-** and value; only then is fn called with it. That no revision was left out
+** value hash, checkpoint; a deletion: a verified tx holding its tombstone)
+** and must show the same tx, time, tombstone flag and value; rows must be
+** of the key asked for, number the revisions from start_rev on without a
+** gap, and go forward in tx and time; only then is fn called with it. That no revision was left out
 ** stays the server's word (API v1 cannot prove it). One request per
 ** revision. Returns 0, TALLY_EBADPROOF (evidence saved; fn was called for
 ** the rows before it only), or tally_client_history's errors. */
@@ -262,8 +265,10 @@ int tally_client_verified_history(tally_client *c, uint64_t *out_total, const vo
 /* Scan with every listed key proven: the rows of GET scan (pinned to as_of;
 ** 0: the latest verified checkpoint's size, which *out_tx receives) are
 ** proven in batches of up to TALLY_CLIENT_GETMANY_MAX keys by one
-** verified/getmany as of that tx each; every row must show the version the
-** proof shows (tx, time, value) before fn sees it. That no key was left out
+** verified/getmany as of that tx each (fewer when their values exceed 16
+** MiB); every row must start with the prefix, come strictly after the row
+** before in key order, and show the version the proof shows (tx and value;
+** scan rows carry no time) before fn sees it. That no key was left out
 ** stays the server's word. Returns as tally_client_verified_history. */
 int tally_client_verified_scan(tally_client *c, uint64_t *out_tx, const void *prefix,
                                size_t prefix_len, uint64_t as_of, tally_client_version_fn fn,

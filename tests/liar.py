@@ -45,6 +45,13 @@ MODE (an optional ":ARG" selects a variant):
                           without forwarding the write
   replay_stale:N          replay_set:N, and GET checkpoint answered with the
                           first one recorded (a stale but valid checkpoint)
+  history_key:K, scan_prefix:P
+                          forward GET history of key K / GET scan of prefix P
+                          instead of the one asked for
+  history_order, scan_order
+                          reverse the rows of a GET history / scan page
+                          (history keeps the revision numbers in place); a
+                          single row is repeated
   history_value, scan_value
                           append "X" to the first value of a GET history /
                           GET scan page (unsigned lists the client proves row
@@ -645,6 +652,12 @@ def make_handler(st):
                     if nq != query or nrest != rest:
                         fwd_path = "/v1/ledgers/" + ledger + nrest + ("?" + nq if nq else "")
                     told()
+            if (mode, rest) in (("history_key", "/history"), ("scan_prefix", "/scan")):
+                name = "key" if rest == "/history" else "prefix"
+                q = [(k, (arg if k == name else v)) for k, v in
+                     urllib.parse.parse_qsl(query, keep_blank_values=True)]
+                fwd_path = "/v1/ledgers/" + ledger + rest + "?" + urllib.parse.urlencode(q)
+                told()
             if mode == "inject_meta" and self.command == "POST" and rest == "/verified/set":
                 jb = json.loads(body)
                 jb["meta"] = arg or "approved-by: mallory"
@@ -717,6 +730,20 @@ def make_handler(st):
                 if rows and isinstance(rows[0].get("value"), str):
                     rows[0]["value"] += "X"
                     new = json.dumps(j).encode()
+            if status == 200 and kind == "other" and \
+                    (mode, rest) in (("history_order", "/history"), ("scan_order", "/scan")):
+                j = json.loads(rbody)
+                name = "revisions" if rest == "/history" else "keys"
+                rows = j.get(name) or []
+                if len(rows) >= 2:  # reversed (history: the revision numbers kept in place)
+                    rev = rows[::-1]
+                    if rest == "/history":
+                        for r, o in zip(rev, rows):
+                            r["rev"] = o["rev"]
+                    j[name] = rev
+                elif rows:  # a single row: repeated
+                    j[name] = rows + rows
+                new = json.dumps(j).encode()
             if status == 200 and mode != "none":
                 if (mode == "rollback" or (mode == "replay_stale" and kind == "checkpoint")) and \
                         rkey is not None:

@@ -75,6 +75,19 @@ check_eq "rehash: the first round re-hashes everything (first contact)" ok "$(pr
     sed -n 's/.* size=\([0-9]*\) .*(+\([0-9]*\) tx, \([0-9]*\) rehashed)/\1 \2 \3/p' |
     awk '$1 == $2 && $2 == $3 && $1 > 0 { print "ok" }')"
 
+# An empty ledger first, then a write: the next round extends size 0 (no
+# consistency proof from 0 exists; the auditor must not ask for one).
+TALLY_HOME="$W/writer" "$T" --server "$U" ledger create empty >/dev/null 2>&1
+TALLY_HOME="$W/a4" "$T" audit --server "$U" --ledger empty --interval 300ms --rounds 4 >"$W/e.out" 2>"$W/e.err" &
+APID=$!
+ls_track "$APID"
+i=0; while ! grep -q ' ok ' "$W/e.out" && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+TALLY_HOME="$W/writer" "$T" --server "$U" --ledger empty set e1 x >/dev/null 2>&1
+wait "$APID"
+check_eq "empty ledger, then a write: exit 0" 0 "$?"
+check_eq "empty ledger, then a write: the last round sees size 1" 1 "$(tail -n 1 "$W/e.out" | sed -n 's/.* size=\([0-9]*\) .*/\1/p')"
+check_eq "empty ledger, then a write: nothing on stderr" "" "$(cat "$W/e.err")"
+
 "$T" audit --server "$U" --ledger books --interval 5x >/dev/null 2>&1
 check_eq "usage: bad interval" 64 "$?"
 "$T" audit --ledger books >/dev/null 2>&1

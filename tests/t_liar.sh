@@ -480,6 +480,10 @@ honest "history, each row proven" "" history w1
 honest "scan, each row proven" "" scan w
 lie history_value "history w1" history w1
 lie scan_value "scan w" scan w
+lie history_key:w2 "history w1 (answered for w2)" history w1
+lie history_order "history w1 (rows reversed)" history w1
+lie scan_prefix: "scan w (answered for all keys)" scan w
+lie scan_order "scan w (rows reversed)" scan w
 # verify walks the txs of a fresh checkpoint: a lie in any of them leaves the
 # trusted state where it was (the checkpoint is trusted only at the end)
 grow "$UA" L 3

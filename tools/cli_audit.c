@@ -30,8 +30,10 @@
 ** Output, one line per round on stdout (flushed):
 **   audit: <RFC 3339 time> ledger=L size=N root=<hex> ok (+k tx)
 ** ("ok (+k tx, k rehashed)" with --rehash). Any failed check prints
-** "ALERT: <time> ledger=L <reason>" on stdout and stderr (the client saved
-** evidence under <state>/evidence/) and exits 2 at once. An ordinary error
+** "ALERT: <time> ledger=L <reason>" on stdout and stderr and exits 2 at
+** once; a check of the client library saves evidence under
+** <state>/evidence/ (the ALERT names it), the auditor's own comparison with
+** the checkpoint it accepted last (step 2) only the ALERT line. An ordinary error
 ** (network, 5xx, timeout) is logged on stderr as "audit: <time> ledger=L
 ** error: …" and retried next round; on the first round it ends the run with
 ** its exit code (misconfiguration: unknown ledger, no credentials). SIGINT
@@ -338,7 +340,7 @@ static int audit_round(auditor *a)
         audit_error(a, rc, w.started ? "re-hashing transactions" : "checkpoint");
         return rc;
     }
-    a->have_last = 1;
+    a->have_last = w.size > 0; /* an empty ledger: nothing to extend yet */
     a->last_size = w.size;
     memcpy(a->last_root, w.root, TALLY_HASH_LEN);
     a->have_chain = w.have_chain;

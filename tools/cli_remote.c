@@ -5,16 +5,18 @@
 ** and exit codes, plus login, ledger, user and checkpoint.
 **
 ** What is verified (docs/API.md "Client"): get, set, set -, del, tx, state,
-** checkpoint, proof and verify check every proof against the pinned server
-** key, the pinned ledger id and the trusted state in the state directory
-** ($TALLY_HOME, else ~/.tally); any failed check exits 2 with a message on
-** stderr and leaves evidence in <state>/evidence/. history and scan print
-** what the server says (no proofs exist for them in API v1).
+** checkpoint, proof, verify, history and scan check every proof against the
+** pinned server key, the pinned ledger id and the trusted state in the state
+** directory ($TALLY_HOME, else ~/.tally); any failed check exits 2 with a
+** message on stderr and leaves evidence in <state>/evidence/. history and
+** scan prove each row they print (its order and key too); that no row is
+** missing is the server's word (API v1 cannot prove it).
 **
 ** Credentials: TALLY_USER and TALLY_PASSWORD (a login per run), else the
 ** token saved by `tally --server URL login USER`. The ledger is --ledger,
 ** else $TALLY_LEDGER, else "default".
 */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,8 @@
 static int rcmd_help(cli_ctx *c);
 
 /* ---- connecting ---- */
+
+#define CLI_CLOCK_SKEW_MS_MAX 86400000L /* TALLY_CLOCK_SKEW_MS: at most a day */
 
 const char *cli_ledger_or_default(const char *given)
 {
@@ -54,10 +58,11 @@ int cli_client_open(tally_client **out, const char *url, const char *ledger, con
     const char *skew = getenv("TALLY_CLOCK_SKEW_MS");
     if (skew && *skew) {
         char *end;
+        errno = 0;
         long ms = strtol(skew, &end, 10);
-        if (*end || ms == 0)
+        if (*end || errno || (ms != -1 && (ms < 1 || ms > CLI_CLOCK_SKEW_MS_MAX)))
             return tally_seterr(TALLY_EINVAL, "TALLY_CLOCK_SKEW_MS must be milliseconds "
-                                "(> 0) or -1, not '%s'", skew);
+                                "(1..%ld) or -1, not '%s'", CLI_CLOCK_SKEW_MS_MAX, skew);
         o.clock_skew_ms = ms;
     }
     const char *u = getenv("TALLY_USER"), *p = getenv("TALLY_PASSWORD");
@@ -597,6 +602,8 @@ static int verify_step(void *arg, const tally_client_tx *t, uint64_t size,
 static int rcmd_verify(cli_ctx *c, tally_client *cl)
 {
     char msg[600];
+    if ((c->args->seen & CLI_OPT_LAST) && c->args->last == 0)
+        return cli_usage(c, "--last needs a number of transactions >= 1");
     verify_walk w = { .c = c };
     cli_progress_init(&w.p, "verify");
     int rc = tally_client_verified_walk(cl, verify_step, &w);

@@ -105,6 +105,8 @@ static int shell_fail(shell *s, int rc, const char *fmt, ...)
             fprintf(stderr, "  (the trusted state of '%s' is kept at size %" PRIu64 ")\n",
                     s->ledger, size);
     } else {
+        if (rc == TALLY_ECORRUPT) /* the trusted state or the ledger is damaged: exit 2 */
+            s->verify_failed = 1;
         const char *name = rc == TALLY_ECONFLICT ? "precondition failed" : tally_strerror(rc);
         if (detail[0])
             fprintf(stderr, "error: %s: %s: %s\n", what, name, detail);

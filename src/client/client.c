@@ -54,6 +54,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1113,28 +1114,29 @@ static int v_commit(tally_client *c, vctx *v, const tc_checkpoint *cp)
     return 0;
 }
 
-/* Runs a bundle request and its verification; on success *b is filled and
-** the state moved forward. */
-static int state_locked(tally_client *c, vctx *v, uint64_t *out_size, uint8_t root[32],
-                        char **out_note);
+static int latest_verified(tally_client *c, vctx *v, tc_checkpoint *cp);
 
 /* A verified request failed with rc. A server refusing our trusted size
 ** (400) may have lost or replaced the ledger: its checkpoint tells (rollback,
-** fork, another key: TALLY_EBADPROOF); otherwise rc stays, with its message. */
+** fork, another key: TALLY_EBADPROOF); otherwise rc stays, with its message.
+** Either way the trusted state does not move (the call failed). */
 static int v_refused(tally_client *c, vctx *v, int rc)
 {
     if (c->status == 400 && v->t.size > 0) {
         char msg[512];
-        uint64_t size;
-        uint8_t root[32];
+        tc_checkpoint cp;
         snprintf(msg, sizeof msg, "%s", tally_errmsg());
-        if (state_locked(c, v, &size, root, NULL) == TALLY_EBADPROOF)
+        int vr = latest_verified(c, v, &cp); /* checked, not trusted: the call failed */
+        tc_checkpoint_free(&cp);
+        if (vr == TALLY_EBADPROOF)
             return TALLY_EBADPROOF;
         tally_seterr(rc, "%s", msg);
     }
     return rc;
 }
 
+/* Runs a bundle request and its verification; on success *b is filled and
+** the state moved forward. */
 static int v_bundle(tally_client *c, vctx *v, const char *method, tc_buf *path, json_t *body,
                     const tc_expect *e, tc_bundle *b)
 {
@@ -1780,10 +1782,31 @@ typedef struct vlist {
     tally_client_version_fn fn;
     void *ctx;
     int rc;                       /* the first failure, kept for the caller */
+    const void *want; size_t want_len; /* history: the key asked for; scan: the prefix */
+    uint64_t next_rev;            /* history: the revision the next row must carry */
+    uint64_t last_tx, last_ts;    /* history: the previous row's (0: none yet) */
+    uint8_t *last_key;            /* scan: the previous row's key (malloc'ed) or NULL */
+    size_t last_key_len;
     uint64_t as_of;               /* scan: the snapshot */
     tally_client_version *held;   /* scan: rows waiting for their batch proof */
-    size_t n;
+    size_t n, held_bytes;
 } vlist;
+
+#define VSCAN_HELD_BYTES_MAX (16u << 20) /* values held for one getmany proof */
+
+/* The list itself broke a rule no honest server breaks (another key, rows
+** out of order, a repeat): TALLY_EBADPROOF with evidence (the list's page). */
+static int list_fail(vlist *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int list_fail(vlist *l, const char *fmt, ...)
+{
+    char why[TC_WHY_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    l->rc = claim_fail(l->c, why);
+    return 1;
+}
 
 /* A tombstone cannot be fetched by revision (verified/get answers 404): its
 ** transaction is, and must hold a key-value tombstone of the key at the
@@ -1810,9 +1833,20 @@ static int vh_tombstone(vlist *l, const tally_client_version *claim)
     return claim_fail(l->c, why);
 }
 
+/* One history row: the key asked for, the next revision number, a later tx
+** and no earlier time than the row before (so rows cannot be reordered,
+** repeated or taken from another key), then proven. */
 static int vh_row(void *arg, const tally_client_version *claim)
 {
     vlist *l = arg;
+    if (claim->key_len != l->want_len || memcmp(claim->key, l->want, l->want_len) != 0)
+        return list_fail(l, "history of one key lists a row of another key");
+    if (claim->rev != l->next_rev)
+        return list_fail(l, "history lists revision %" PRIu64 " where %" PRIu64 " comes next",
+                         claim->rev, l->next_rev);
+    if (l->last_tx && (claim->tx <= l->last_tx || claim->ts_ns < l->last_ts))
+        return list_fail(l, "history lists revision %" PRIu64 " (tx %" PRIu64 ") after tx %"
+                         PRIu64 ": not in commit order", claim->rev, claim->tx, l->last_tx);
     tally_client_version v;
     memset(&v, 0, sizeof v);
     int rc = claim->deleted ? vh_tombstone(l, claim)
@@ -1830,6 +1864,9 @@ static int vh_row(void *arg, const tally_client_version *claim)
         l->rc = rc;
         return 1;
     }
+    l->next_rev++;
+    l->last_tx = claim->tx;
+    l->last_ts = claim->ts_ns;
     return l->fn(l->ctx, claim);
 }
 
@@ -1837,7 +1874,8 @@ int tally_client_verified_history(tally_client *c, uint64_t *out_total, const vo
                                   size_t key_len, uint64_t start_rev,
                                   tally_client_version_fn fn, void *ctx)
 {
-    vlist l = { .c = c, .fn = fn, .ctx = ctx };
+    vlist l = { .c = c, .fn = fn, .ctx = ctx, .want = key, .want_len = key_len,
+                .next_rev = start_rev ? start_rev : 1 };
     int rc = tally_client_history(c, out_total, key, key_len, start_rev, vh_row, &l);
     return l.rc ? l.rc : rc;
 }
@@ -1847,35 +1885,50 @@ static void vs_drop(vlist *l)
     for (size_t i = 0; i < l->n; i++)
         tally_client_version_free(&l->held[i]);
     l->n = 0;
+    l->held_bytes = 0;
 }
 
-/* Proves the held rows (one verified/getmany as of the snapshot), then hands
-** them to the caller. 0, 1 (the caller stopped) or -1 (l->rc set). */
-static int vs_flush(vlist *l)
+/* Proves rows h[0..n) with verified/getmany as of the snapshot, halving the
+** batch when the answer would be too large. 0 or an error (evidence saved
+** for a row that disagrees with its proof). */
+static int vs_prove(vlist *l, const tally_client_version *h, size_t n)
 {
-    if (l->n == 0)
-        return 0;
-    tally_client_key *keys = calloc(l->n, sizeof *keys);
-    tally_client_version *got = calloc(l->n, sizeof *got);
+    tally_client_key *keys = calloc(n, sizeof *keys);
+    tally_client_version *got = calloc(n, sizeof *got);
     int rc = keys && got ? 0 : TALLY_ENOMEM;
-    for (size_t i = 0; rc == 0 && i < l->n; i++)
-        keys[i].key = l->held[i].key, keys[i].key_len = l->held[i].key_len;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        keys[i].key = h[i].key, keys[i].key_len = h[i].key_len;
     if (rc == 0)
-        rc = tally_client_verified_get_many(l->c, got, NULL, keys, l->n, TALLY_CLIENT_AS_OF_TX,
+        rc = tally_client_verified_get_many(l->c, got, NULL, keys, n, TALLY_CLIENT_AS_OF_TX,
                                             l->as_of);
-    for (size_t i = 0; rc == 0 && i < l->n; i++) {
-        if (got[i].tx == 0 || !same_version(&l->held[i], &got[i], 0)) {
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (got[i].tx == 0 || !same_version(&h[i], &got[i], 0)) {
             char why[TC_WHY_MAX];
-            snprintf(why, sizeof why, "scan lists key #%zu of a page as tx %" PRIu64 ", its proof "
-                     "as of tx %" PRIu64 " shows %s", i, l->held[i].tx, l->as_of,
+            snprintf(why, sizeof why, "scan lists a key as tx %" PRIu64 ", its proof as of tx %"
+                     PRIu64 " shows %s", h[i].tx, l->as_of,
                      got[i].tx ? "another version" : "no version");
             rc = claim_fail(l->c, why);
         }
     }
-    for (size_t i = 0; got && i < l->n; i++)
+    for (size_t i = 0; got && i < n; i++)
         tally_client_version_free(&got[i]);
     free(got);
     free(keys);
+    if (rc == TALLY_ETOOBIG && n > 1) { /* the answer would exceed the server's limit */
+        tally_clearerr();
+        if ((rc = vs_prove(l, h, n / 2)) == 0)
+            rc = vs_prove(l, h + n / 2, n - n / 2);
+    }
+    return rc;
+}
+
+/* Proves the held rows, then hands them to the caller. 0, 1 (the caller
+** stopped) or -1 (l->rc set). */
+static int vs_flush(vlist *l)
+{
+    if (l->n == 0)
+        return 0;
+    int rc = vs_prove(l, l->held, l->n);
     int stop = 0;
     for (size_t i = 0; rc == 0 && i < l->n && !stop; i++)
         stop = l->fn(l->ctx, &l->held[i]);
@@ -1887,23 +1940,45 @@ static int vs_flush(vlist *l)
     return stop ? 1 : 0;
 }
 
+/* The server's key order (bytes, a prefix first): <0, 0, >0. */
+static int key_cmp(const void *a, size_t la, const void *b, size_t lb)
+{
+    int c = memcmp(a, b, la < lb ? la : lb);
+    return c ? c : (la > lb) - (la < lb);
+}
+
+/* One scan row: it starts with the prefix and comes strictly after the row
+** before (key order; so no repeats and no going back across pages); held
+** until its batch is proven. */
 static int vs_row(void *arg, const tally_client_version *claim)
 {
     vlist *l = arg;
+    if (claim->key_len < l->want_len || memcmp(claim->key, l->want, l->want_len) != 0)
+        return list_fail(l, "scan of a prefix lists a key without that prefix");
+    if (l->last_key && key_cmp(l->last_key, l->last_key_len, claim->key, claim->key_len) >= 0)
+        return list_fail(l, "scan lists a key that does not come after the one before it "
+                         "(out of order or repeated)");
     tally_client_version *h = &l->held[l->n];
     memset(h, 0, sizeof *h);
     h->tx = claim->tx, h->rev = claim->rev, h->ts_ns = claim->ts_ns, h->deleted = claim->deleted;
     h->key = malloc(claim->key_len + 1);
     h->value = malloc(claim->value_len + 1);
-    if (!h->key || !h->value) {
+    uint8_t *last = malloc(claim->key_len + 1);
+    if (!h->key || !h->value || !last) {
         tally_client_version_free(h);
+        free(last);
         l->rc = TALLY_ENOMEM;
         return 1;
     }
     memcpy(h->key, claim->key, claim->key_len + 1);
     memcpy(h->value, claim->value, claim->value_len + 1);
     h->key_len = claim->key_len, h->value_len = claim->value_len;
-    if (++l->n < TALLY_CLIENT_GETMANY_MAX)
+    memcpy(last, claim->key, claim->key_len);
+    free(l->last_key);
+    l->last_key = last;
+    l->last_key_len = claim->key_len;
+    l->held_bytes += claim->key_len + claim->value_len;
+    if (++l->n < TALLY_CLIENT_GETMANY_MAX && l->held_bytes < VSCAN_HELD_BYTES_MAX)
         return 0;
     return vs_flush(l) != 0;
 }
@@ -1920,7 +1995,8 @@ int tally_client_verified_scan(tally_client *c, uint64_t *out_tx, const void *pr
         *out_tx = as_of;
     if (as_of == 0)
         return 0; /* an empty ledger */
-    vlist l = { .c = c, .fn = fn, .ctx = ctx, .as_of = as_of };
+    vlist l = { .c = c, .fn = fn, .ctx = ctx, .as_of = as_of, .want = prefix,
+                .want_len = prefix_len };
     if (!(l.held = calloc(TALLY_CLIENT_GETMANY_MAX, sizeof *l.held)))
         return TALLY_ENOMEM;
     rc = tally_client_scan(c, NULL, prefix, prefix_len, as_of, vs_row, &l);
@@ -1928,5 +2004,6 @@ int tally_client_verified_scan(tally_client *c, uint64_t *out_tx, const void *pr
         vs_flush(&l);
     vs_drop(&l);
     free(l.held);
+    free(l.last_key);
     return l.rc ? l.rc : rc;
 }

@@ -259,6 +259,14 @@ static int map_status(tally_client *c)
     char text[400];
     snprintf(text, sizeof text, "%s (HTTP %d%s%s)", msg ? msg : "server error", c->status,
              code ? " " : "", code ? code : "");
+    /* The server's words reach a terminal: no control characters (ESC could
+    ** erase or forge lines); each becomes '?'. */
+    for (char *p = text; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    for (char *p = c->err_code; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
     json_decref(j);
     int rc;
     switch (c->status) {
