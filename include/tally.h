@@ -244,8 +244,15 @@ typedef struct tally_entry_view {
 
 /* Header of transaction tx. Returns 0, TALLY_ERANGE. */
 int tally_tx_get(tally_db *db, tally_tx_info *out, uint64_t tx);
-/* Entry i (0-based) of transaction tx. Returns 0, TALLY_ERANGE. */
+/* Entry i (0-based) of transaction tx. Returns 0, TALLY_ERANGE. Decodes the
+** entries before i too: to read them all, use tally_tx_entries. */
 int tally_tx_entry(tally_db *db, tally_entry_view *out, uint64_t tx, uint32_t i);
+/* Every entry of transaction tx in order, in one pass: fn(arg, i, view) for
+** i = 0..entry_count-1 (view valid during the call; its bytes until close).
+** A nonzero return of fn stops the walk and is returned. Returns 0,
+** TALLY_ERANGE, TALLY_ECORRUPT (a damaged entry), or fn's value. */
+typedef int (*tally_entry_fn)(void *arg, uint32_t i, const tally_entry_view *view);
+int tally_tx_entries(tally_db *db, uint64_t tx, tally_entry_fn fn, void *arg);
 
 /* The ledger's current size (= last transaction id) and RFC 6962 root. */
 int tally_state(tally_db *db, uint64_t *out_size, uint8_t root[TALLY_HASH_LEN]);

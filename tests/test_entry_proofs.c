@@ -43,6 +43,33 @@ static int prove_all(tally_db *db, uint64_t tx, uint32_t n, uint32_t step)
     return bad;
 }
 
+/* tally_tx_entries sees every entry, in order, as tally_tx_entry does. */
+typedef struct walk { tally_db *db; uint64_t tx; uint32_t seen, stop_at; int bad; } walk;
+
+static int walk_one(void *arg, uint32_t i, const tally_entry_view *v)
+{
+    walk *w = arg;
+    tally_entry_view e;
+    w->bad += i != w->seen || tally_tx_entry(w->db, &e, w->tx, i) != 0 ||
+              e.key_len != v->key_len || memcmp(e.key, v->key, e.key_len) != 0 ||
+              e.value_len != v->value_len || memcmp(e.value, v->value, e.value_len) != 0 ||
+              memcmp(e.leaf_hash, v->leaf_hash, TALLY_HASH_LEN) != 0 ||
+              memcmp(e.header, v->header, sizeof e.header) != 0;
+    w->seen++;
+    return i + 1 == w->stop_at ? 42 : 0;
+}
+
+static void check_walk(tally_db *db, uint64_t tx, uint32_t n)
+{
+    walk w = { db, tx, 0, 0, 0 };
+    CHECK_EQ_INT(tally_tx_entries(db, tx, walk_one, &w), 0);
+    CHECK_EQ_INT(w.seen, n);
+    CHECK_EQ_INT(w.bad, 0);
+    walk s = { db, tx, 0, (n + 1) / 2, 0 }; /* a nonzero return stops it and comes back */
+    CHECK_EQ_INT(tally_tx_entries(db, tx, walk_one, &s), 42);
+    CHECK_EQ_INT(s.seen, (n + 1) / 2);
+}
+
 int main(void)
 {
     char dir[64];
@@ -75,6 +102,10 @@ int main(void)
         for (size_t s = 0; s < NSIZES; s++)
             if (SIZES[s] >= 64)
                 CHECK_EQ_INT(prove_all(db, txs[s], SIZES[s], 61), 0);
+    for (size_t s = 0; s < NSIZES; s++)
+        check_walk(db, txs[s], SIZES[s]);
+    walk none = { db, 0, 0, 0, 0 };
+    CHECK_EQ_INT(tally_tx_entries(db, txs[NSIZES - 1] + 1, walk_one, &none), TALLY_ERANGE);
     /* out of range */
     tally_proof p;
     CHECK_EQ_INT(tally_proof_entry(db, &p, txs[NSIZES - 1], SIZES[NSIZES - 1]), TALLY_ERANGE);

@@ -12,6 +12,21 @@
 #include "cli.h"
 
 /* ---- tx N ---- */
+static int tx_entry_ok(void *arg, uint32_t i, const tally_entry_view *e)
+{
+    (void)arg, (void)i, (void)e;
+    return 0;
+}
+
+static int tx_entry_print(void *arg, uint32_t i, const tally_entry_view *e)
+{
+    const cli_ctx *c = arg;
+    cli_tx_item it = {e->ns, e->deleted, e->key, e->value, e->key_len, e->value_len,
+                      e->leaf_hash, e->meta, e->meta_len};
+    cli_out_tx_item(c->args->json, i, &it);
+    return 0;
+}
+
 int cli_cmd_tx(cli_ctx *c)
 {
     uint64_t n;
@@ -22,22 +37,13 @@ int cli_cmd_tx(cli_ctx *c)
     if (rc != TALLY_OK)
         return cli_fail(rc, "tx %" PRIu64, n);
     /* Read every entry before printing, so an error leaves no partial output. */
-    for (uint32_t i = 0; i < t.entry_count; i++) {
-        tally_entry_view e;
-        if ((rc = tally_tx_entry(c->db, &e, n, i)) != TALLY_OK)
-            return cli_fail(rc, "tx %" PRIu64 " entry %" PRIu32, n, i);
-    }
+    if ((rc = tally_tx_entries(c->db, n, tx_entry_ok, NULL)) != TALLY_OK)
+        return cli_fail(rc, "tx %" PRIu64, n);
     cli_tx_head head = {t.tx, t.ts_ns, t.hash, t.prev_hash, t.entries_root, t.entry_count,
                         t.meta, t.meta_len};
     cli_out_tx_head(c->args->json, &head);
-    for (uint32_t i = 0; i < t.entry_count; i++) {
-        tally_entry_view e;
-        if ((rc = tally_tx_entry(c->db, &e, n, i)) != TALLY_OK)
-            return cli_fail(rc, "tx %" PRIu64 " entry %" PRIu32, n, i);
-        cli_tx_item it = {e.ns, e.deleted, e.key, e.value, e.key_len, e.value_len, e.leaf_hash,
-                          e.meta, e.meta_len};
-        cli_out_tx_item(c->args->json, i, &it);
-    }
+    if ((rc = tally_tx_entries(c->db, n, tx_entry_print, c)) != TALLY_OK)
+        return cli_fail(rc, "tx %" PRIu64, n);
     cli_out_tx_end(c->args->json);
     return CLI_EXIT_OK;
 }

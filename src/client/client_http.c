@@ -23,6 +23,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "client/client_int.h"
@@ -394,6 +395,8 @@ int tc_http(tally_client *c, const char *method, const char *path, const char *b
     return rc;
 }
 
+#define TC_LOGIN_BUSY_RETRIES 60 /* 503 busy answers to one login (50-250 ms apart) */
+
 int tc_login(tally_client *c, const char *user, const char *password)
 {
     json_t *req = json_pack("{s:s, s:s}", "user", user, "password", password);
@@ -401,7 +404,16 @@ int tc_login(tally_client *c, const char *user, const char *password)
     json_decref(req);
     if (!s)
         return tally_seterr(TALLY_EINVAL, "user name and password must be UTF-8");
+    /* tallyd checks a few logins at a time and answers 503 "busy" beyond
+    ** (a flood of logins must not take its worker pool): wait and retry,
+    ** for up to ~10 s, with jitter so that many clients spread out. */
     int rc = perform(c, "POST", "/v1/login", s, strlen(s), 0);
+    for (int i = 0; i < TC_LOGIN_BUSY_RETRIES && rc != 0 && c->status == 503 &&
+                    strcmp(c->err_code, "busy") == 0; i++) {
+        struct timespec pause = { 0, (long)(50 + (unsigned)rand() % 200) * 1000000L };
+        nanosleep(&pause, NULL);
+        rc = perform(c, "POST", "/v1/login", s, strlen(s), 0);
+    }
     free(s);
     if (rc != 0)
         return rc == TALLY_EINVAL && c->status == 401

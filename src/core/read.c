@@ -288,6 +288,32 @@ int tally_tx_entry(tally_db *db, tally_entry_view *out, uint64_t tx, uint32_t i)
     return 0;
 }
 
+int tally_tx_entries(tally_db *db, uint64_t tx, tally_entry_fn fn, void *arg) {
+    const uint8_t *rec;
+    record_hdr h;
+    txh_view t;
+    int rc = tx_record(db, tx, &rec, &h, &t);
+    if (rc) return rc;
+    const uint8_t *ent = rec + RECORD_HDR_LEN + h.txh_len;
+    size_t len = t.entries_len, off = 0;
+    for (uint32_t i = 0; i < t.entry_count; i++) {
+        entry_view e;
+        size_t n = entry_decode(ent + off, len - off, &e);
+        if (!n) return tally_seterr(TALLY_ECORRUPT, "tx %llu: entry %u damaged", (unsigned long long)tx, i);
+        off += n;
+        tally_entry_view v;
+        v.ns = e.ns;
+        v.deleted = e.flags & ENTRY_FLAG_DELETED;
+        v.key = e.key, v.key_len = e.key_len;
+        v.value = e.value, v.value_len = e.value_len;
+        v.meta = e.meta, v.meta_len = e.meta_len;
+        memcpy(v.header, e.hdr, ENTRY_HDR_LEN);
+        entry_leaf_hash(&e, v.leaf_hash);
+        if ((rc = fn(arg, i, &v)) != 0) return rc;
+    }
+    return 0;
+}
+
 int tally_state(tally_db *db, uint64_t *out_size, uint8_t root[TALLY_HASH_LEN]) {
     uint64_t vis = db_visible(db);
     if (rfc6962_root(mstore_node, db->ms, vis, root) != 0)

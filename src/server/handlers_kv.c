@@ -520,19 +520,24 @@ static json_t *tx_header_json(const tally_tx_info *t)
     return o;
 }
 
+/* tally_tx_entries callback: appends entry i to the array arg. */
+static int tx_entry_append(void *arg, uint32_t i, const tally_entry_view *v)
+{
+    return json_array_append_new(arg, tx_entry_json(v, i)) == 0 ? 0 : TALLY_ENOMEM;
+}
+
 int h_tx(srv_req *r)
 {
     tally_tx_info t;
     int rc = tally_tx_get(r->db, &t, r->path_n);
     if (rc != TALLY_OK)
         return http_engine_error(r, rc);
+    if (!r->defer && (t.entries_len > SRV_LOOP_HASH_BYTES_MAX ||
+                      t.entry_count > SRV_LOOP_TX_ENTRIES_MAX))
+        return http_to_pool(r); /* a large transaction (each entry hashed): on the pool */
     json_t *o = tx_header_json(&t), *arr = json_array();
-    for (uint32_t i = 0; o && arr && i < t.entry_count && rc == TALLY_OK; i++) {
-        tally_entry_view v;
-        if ((rc = tally_tx_entry(r->db, &v, r->path_n, i)) == TALLY_OK &&
-            json_array_append_new(arr, tx_entry_json(&v, i)) < 0)
-            rc = TALLY_ENOMEM;
-    }
+    if (o && arr)
+        rc = tally_tx_entries(r->db, r->path_n, tx_entry_append, arr);
     if (o && arr && rc == TALLY_OK && json_object_set(o, "entries", arr) == 0) {
         json_decref(arr);
         return http_json(r, 200, o);

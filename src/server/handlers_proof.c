@@ -716,23 +716,19 @@ int h_verified_set(srv_req *r)
 }
 
 /* ---- verified/tx/N ---- */
-/* {"index","header_hex","key","value","meta_hex"} of entry i, or NULL. */
-static json_t *verified_entry(srv_req *r, uint64_t tx, uint32_t i, int *rc)
+/* tally_tx_entries callback: appends {"index","header_hex","key","value",
+** "meta_hex"} of entry i to the array arg. */
+static int verified_entry(void *arg, uint32_t i, const tally_entry_view *ev)
 {
-    tally_entry_view ev;
-    if ((*rc = tally_tx_entry(r->db, &ev, tx, i)) != TALLY_OK)
-        return NULL;
     json_t *o = json_pack("{s:I}", "index", (json_int_t)i);
-    if (o && (srv_json_set_hex(o, "header_hex", ev.header, sizeof ev.header) < 0 ||
-              srv_json_set_bytes(o, "key", ev.key, ev.key_len) < 0 ||
-              srv_json_set_bytes(o, "value", ev.value, ev.value_len) < 0 ||
-              srv_json_set_hex(o, "meta_hex", ev.meta, ev.meta_len) < 0)) {
+    if (o && (srv_json_set_hex(o, "header_hex", ev->header, sizeof ev->header) < 0 ||
+              srv_json_set_bytes(o, "key", ev->key, ev->key_len) < 0 ||
+              srv_json_set_bytes(o, "value", ev->value, ev->value_len) < 0 ||
+              srv_json_set_hex(o, "meta_hex", ev->meta, ev->meta_len) < 0)) {
         json_decref(o);
         o = NULL;
     }
-    if (!o)
-        *rc = TALLY_ENOMEM;
-    return o;
+    return o && json_array_append_new(arg, o) == 0 ? 0 : TALLY_ENOMEM;
 }
 
 static int verified_tx(srv_req *r, srv_err *e, json_t *o)
@@ -749,7 +745,8 @@ static int verified_tx(srv_req *r, srv_err *e, json_t *o)
         return st;
     if ((rc = tally_tx_get(r->db, &t, tx)) != TALLY_OK)
         return srv_fail_engine(e, rc);
-    if (!r->defer && t.entries_len > SRV_LOOP_HASH_BYTES_MAX)
+    if (!r->defer && (t.entries_len > SRV_LOOP_HASH_BYTES_MAX ||
+                      t.entry_count > SRV_LOOP_TX_ENTRIES_MAX))
         return -1; /* a large transaction to send whole: on the pool */
     srv_fmt_time(ts, t.ts_ns);
     json_t *arr = json_array();
@@ -757,11 +754,8 @@ static int verified_tx(srv_req *r, srv_err *e, json_t *o)
         json_object_set_new(o, "ts", json_string(ts)) < 0 ||
         json_object_set_new(o, "entries", arr) < 0)
         return srv_fail(e, 500, "internal", "out of memory");
-    for (uint32_t i = 0; i < t.entry_count; i++) {
-        json_t *ej = verified_entry(r, tx, i, &rc);
-        if (!ej || json_array_append_new(arr, ej) < 0)
-            return srv_fail_engine(e, rc == TALLY_OK ? TALLY_ENOMEM : rc);
-    }
+    if ((rc = tally_tx_entries(r->db, tx, verified_entry, arr)) != TALLY_OK)
+        return srv_fail_engine(e, rc);
     return bundle_tx(r, e, o, tx, trusted, &cp);
 }
 

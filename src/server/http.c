@@ -71,35 +71,38 @@ typedef struct srv_route {
     int role;         /* needed for SCOPE_LEDGER */
     srv_handler fn;
     int slow;         /* 1: runs on the worker pool (may block for long) */
+    uint32_t body_max; /* request body bytes it accepts; beyond: 413 */
 } srv_route;
 
 #define SLOW 1 /* in the route table */
+#define BIG SRV_BODY_BYTES_MAX       /* batches: set, verified/set, verified/getmany */
+#define SMALL SRV_SMALL_BODY_BYTES_MAX /* every other route */
 
 /* The route table: dispatch comes from this data only. */
 static const srv_route routes[] = {
-    { "GET", SCOPE_PUBLIC, "/health", 0, h_health, 0 },
-    { "GET", SCOPE_PUBLIC, "/metrics", 0, h_metrics, 0 },
-    { "GET", SCOPE_PUBLIC, "/v1/server", 0, h_server, 0 },
-    { "POST", SCOPE_PUBLIC, "/v1/login", 0, h_login, SLOW },
-    { "POST", SCOPE_USER, "/v1/logout", 0, h_logout, SLOW },
-    { "GET", SCOPE_USER, "/v1/ledgers", 0, h_ledgers_list, 0 },
-    { "POST", SCOPE_USER, "/v1/ledgers", 0, h_ledgers_create, SLOW },
-    { "POST", SCOPE_USER, "/v1/users", 0, h_users, SLOW },
-    { "GET", SCOPE_LEDGER, "", ROLE_READER, h_ledger_info, 0 },
-    { "POST", SCOPE_LEDGER, "/set", ROLE_WRITER, h_set, 0 },
-    { "POST", SCOPE_LEDGER, "/del", ROLE_WRITER, h_del, SLOW },
-    { "GET", SCOPE_LEDGER, "/get", ROLE_READER, h_get, 0 },
-    { "GET", SCOPE_LEDGER, "/history", ROLE_READER, h_history, 0 },
-    { "GET", SCOPE_LEDGER, "/scan", ROLE_READER, h_scan, 0 },
-    { "GET", SCOPE_LEDGER, "/tx/#", ROLE_READER, h_tx, 0 },
-    { "GET", SCOPE_LEDGER, "/state", ROLE_READER, h_state, 0 },
-    { "GET", SCOPE_LEDGER, "/proof/inclusion", ROLE_READER, h_proof_inclusion, 0 },
-    { "GET", SCOPE_LEDGER, "/proof/consistency", ROLE_READER, h_proof_consistency, 0 },
-    { "GET", SCOPE_LEDGER, "/checkpoint", ROLE_READER, h_checkpoint, 0 },
-    { "GET", SCOPE_LEDGER, "/verified/get", ROLE_READER, h_verified_get, 0 },
-    { "POST", SCOPE_LEDGER, "/verified/set", ROLE_WRITER, h_verified_set, 0 },
-    { "GET", SCOPE_LEDGER, "/verified/tx/#", ROLE_READER, h_verified_tx, 0 },
-    { "POST", SCOPE_LEDGER, "/verified/getmany", ROLE_READER, h_verified_getmany, 0 }, /* pool if costly */
+    { "GET", SCOPE_PUBLIC, "/health", 0, h_health, 0, SMALL },
+    { "GET", SCOPE_PUBLIC, "/metrics", 0, h_metrics, 0, SMALL },
+    { "GET", SCOPE_PUBLIC, "/v1/server", 0, h_server, 0, SMALL },
+    { "POST", SCOPE_PUBLIC, "/v1/login", 0, h_login, SLOW, SMALL },
+    { "POST", SCOPE_USER, "/v1/logout", 0, h_logout, SLOW, SMALL },
+    { "GET", SCOPE_USER, "/v1/ledgers", 0, h_ledgers_list, 0, SMALL },
+    { "POST", SCOPE_USER, "/v1/ledgers", 0, h_ledgers_create, SLOW, SMALL },
+    { "POST", SCOPE_USER, "/v1/users", 0, h_users, SLOW, SMALL },
+    { "GET", SCOPE_LEDGER, "", ROLE_READER, h_ledger_info, 0, SMALL },
+    { "POST", SCOPE_LEDGER, "/set", ROLE_WRITER, h_set, 0, BIG },
+    { "POST", SCOPE_LEDGER, "/del", ROLE_WRITER, h_del, SLOW, SMALL },
+    { "GET", SCOPE_LEDGER, "/get", ROLE_READER, h_get, 0, SMALL },
+    { "GET", SCOPE_LEDGER, "/history", ROLE_READER, h_history, 0, SMALL },
+    { "GET", SCOPE_LEDGER, "/scan", ROLE_READER, h_scan, 0, SMALL },
+    { "GET", SCOPE_LEDGER, "/tx/#", ROLE_READER, h_tx, 0, SMALL },
+    { "GET", SCOPE_LEDGER, "/state", ROLE_READER, h_state, 0, SMALL },
+    { "GET", SCOPE_LEDGER, "/proof/inclusion", ROLE_READER, h_proof_inclusion, 0, SMALL },
+    { "GET", SCOPE_LEDGER, "/proof/consistency", ROLE_READER, h_proof_consistency, 0, SMALL },
+    { "GET", SCOPE_LEDGER, "/checkpoint", ROLE_READER, h_checkpoint, 0, SMALL },
+    { "GET", SCOPE_LEDGER, "/verified/get", ROLE_READER, h_verified_get, 0, SMALL },
+    { "POST", SCOPE_LEDGER, "/verified/set", ROLE_WRITER, h_verified_set, 0, BIG },
+    { "GET", SCOPE_LEDGER, "/verified/tx/#", ROLE_READER, h_verified_tx, 0, SMALL },
+    { "POST", SCOPE_LEDGER, "/verified/getmany", ROLE_READER, h_verified_getmany, 0, BIG }, /* pool if costly */
 };
 #define ROUTES_COUNT (sizeof routes / sizeof routes[0])
 
@@ -291,7 +294,11 @@ int http_accepts_bundles(srv_req *r)
 json_t *http_body_json(srv_req *r, int *mhd_result)
 {
     json_error_t jerr;
-    json_t *j = json_loadb(r->body ? r->body : "", r->body_len, JSON_ALLOW_NUL, &jerr);
+    /* A key twice is refused, not "the last one wins": a condition or a name
+    ** that a proxy or an audit log read from the first copy must not be
+    ** silently replaced by the second. */
+    json_t *j = json_loadb(r->body ? r->body : "", r->body_len,
+                           JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &jerr);
     if (!j) {
         *mhd_result = http_errorf(r, 400, "bad_request", "malformed JSON: %s", jerr.text);
         return NULL;
@@ -586,8 +593,8 @@ static int first_call(srv_req *r, const char *method, const char *url)
     const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
                                                  MHD_HTTP_HEADER_CONTENT_LENGTH);
     uint64_t n;
-    if (cl && srv_parse_u64(cl, &n) == 0 && n > SRV_BODY_BYTES_MAX)
-        return http_errorf(r, 413, "too_large", "body over %u bytes", SRV_BODY_BYTES_MAX);
+    if (cl && srv_parse_u64(cl, &n) == 0 && n > r->rt->body_max)
+        return http_errorf(r, 413, "too_large", "body over %u bytes", r->rt->body_max);
     if (cl && srv_parse_u64(cl, &n) == 0 && n > 0 && (r->body = malloc(n + 1)))
         r->body_cap = n + 1; /* one buffer of the announced size: no regrowth copies */
     return MHD_YES;
@@ -596,7 +603,7 @@ static int first_call(srv_req *r, const char *method, const char *url)
 /* Step (2): appends a body chunk; beyond the limit the rest is discarded. */
 static void append_body(srv_req *r, const char *data, size_t n)
 {
-    if (r->body_too_big || r->body_len + n > SRV_BODY_BYTES_MAX) {
+    if (r->body_too_big || r->body_len + n > r->rt->body_max) {
         r->body_too_big = 1;
         return;
     }
@@ -632,6 +639,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (!r->started) {
         r->started = 1;
+        if (r->sc && r->sc->pending == r) /* from now on on_completed frees it */
+            r->sc->pending = NULL;
         r->conn = conn;
         r->method = method;
         r->url = url;
@@ -651,7 +660,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (r->body_too_big)
         return (enum MHD_Result)http_errorf(r, 413, "too_large", "body over %u bytes",
-                                            SRV_BODY_BYTES_MAX);
+                                            r->rt->body_max);
     if (r->lg && !r->db)
         return (enum MHD_Result)pool_submit(r); /* opens it, then run_route */
     return (enum MHD_Result)run_route(r);
@@ -661,6 +670,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 ** event loop). Also the continuation after a ledger was opened on the pool. */
 static int run_route(srv_req *r)
 {
+    if (r->rt->fn == h_login && !r->login_slot) {
+        if (atomic_fetch_add(&r->s->logins, 1) >= (int)SRV_LOGINS_INFLIGHT_MAX) {
+            atomic_fetch_sub(&r->s->logins, 1);
+            return http_errorf(r, 503, "busy", "%u logins are being checked; try again in a "
+                               "second", SRV_LOGINS_INFLIGHT_MAX);
+        }
+        r->login_slot = 1;
+    }
     return r->rt->slow ? pool_submit(r) : r->rt->fn(r);
 }
 
@@ -678,7 +695,36 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     for (const char *p = uri; *p && *p != '?'; p++)
         if (p[0] == '%' && p[1] == '0' && p[2] == '0')
             r->path_nul = 1;
+    /* MHD may drop a request before its headers are in without calling
+    ** on_completed (e.g. its memory pool overflows on a long query): the
+    ** connection keeps the one not yet started, and frees it with the next
+    ** request line or when the connection closes (on_connection). */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    srv_conn *sc = ci ? ci->socket_context : NULL;
+    if (sc) {
+        free(sc->pending);
+        sc->pending = r;
+        r->sc = sc;
+    }
     return r;
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: a connection's small context (srv_conn). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls, (void)conn;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = calloc(1, sizeof(srv_conn)); /* NULL: no tracking, no harm */
+        return;
+    }
+    srv_conn *sc = *socket_context;
+    if (sc) {
+        free(sc->pending); /* a request MHD dropped before it started */
+        free(sc);
+    }
+    *socket_context = NULL;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -692,10 +738,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         if (s->cfg.verbose)
             fprintf(stderr, "tallyd: a request ended before its headers were in (refused by "
                             "libmicrohttpd, or the client went away)\n");
+        if (r->sc && r->sc->pending == r)
+            r->sc->pending = NULL;
         free(r);
         *con_cls = NULL;
         return;
     }
+    if (r->login_slot)
+        atomic_fetch_sub(&s->logins, 1);
     uint64_t dur = srv_mono_ns() - r->start_ns;
     metrics_observe(r->status, dur);
     if (s->cfg.verbose)
@@ -770,6 +820,7 @@ int http_start(tallyd *s, char *err, size_t err_len)
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_THREAD_POOL_SIZE, threads,
         MHD_OPTION_ARRAY, s->tls_cert ? tls : tls + 2,
         MHD_OPTION_END);

@@ -35,7 +35,12 @@
 #include "tally.h"
 
 /* ---- Limits ---- */
-#define SRV_BODY_BYTES_MAX      (64u << 20)  /* request body; beyond: 413 */
+#define SRV_LOGINS_INFLIGHT_MAX 2u /* logins hashing at once; beyond: 503 busy (a flood of
+                                       logins, even with random names, leaves the rest of
+                                       the worker pool to writes and administration) */
+#define SRV_BODY_BYTES_MAX      (64u << 20)  /* request body of a batch route; beyond: 413 */
+#define SRV_SMALL_BODY_BYTES_MAX (64u << 10) /* request body of every other route (login,
+                                                users, ledgers, del, logout, GETs) */
 #define SRV_CONNECTIONS_MAX     1024u        /* open connections, all clients */
 #define SRV_PER_IP_CONNECTIONS_DEFAULT 256u  /* --max-connections-per-ip */
 #define SRV_IDLE_TIMEOUT_S_DEFAULT 60u       /* --idle-timeout */
@@ -224,6 +229,7 @@ typedef struct tallyd {
     /* Suspended requests (http.c): waiting for a commit or on the worker pool */
     atomic_int stopping;         /* set by http_stop: new requests get 503 */
     atomic_int inflight;         /* suspended requests not yet resumed */
+    atomic_int logins;           /* logins on the worker pool (each a scrypt) */
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cond;
     struct srv_req *pool_head, *pool_tail;
@@ -335,8 +341,17 @@ void http_stop(tallyd *s);
 struct MHD_Connection;
 struct srv_route;
 
+/* Per connection (MHD's socket context): the request whose request line
+** arrived but which has not started yet, so that one MHD drops without
+** on_completed is still freed. */
+typedef struct srv_conn {
+    struct srv_req *pending;
+} srv_conn;
+
 typedef struct srv_req {
     tallyd *s;
+    srv_conn *sc;               /* its connection's context (may be NULL) */
+    int login_slot;             /* holds one of s->logins (released by on_completed) */
     struct MHD_Connection *conn;
     const struct srv_route *rt;
     const char *method, *url;   /* MHD's, valid for the request */
@@ -402,6 +417,8 @@ int http_commit_async(srv_req *r, const tally_entry *e, size_t n, const void *me
 int http_to_pool(srv_req *r);
 /* Work a handler on an event loop does itself; above it, http_to_pool. */
 #define SRV_LOOP_HASH_BYTES_MAX (1u << 20)
+/* ... and at most this many entries of one transaction to send whole. */
+#define SRV_LOOP_TX_ENTRIES_MAX 4096u
 /* In a continuation: the error response for a failed r->commit_rc. */
 int http_commit_failed(srv_req *r);
 /* 1 if the request's Content-Type is SRV_BINARY_CTYPE (a binary batch). */
