@@ -195,13 +195,29 @@ err_is "ledger admin of A grants *" 403 forbidden
 req POST "$U/v1/users" '{"name":"rd","role":"admin","ledger":"A"}' "$RT"
 err_is "reader promotes itself" 403 forbidden
 req GET "$U/v1/ledgers/B" "" "$RT"
-err_is "reader describe B (no role)" 403 forbidden
+err_is "reader describe B (no role: as if absent)" 404 not_found
 req GET "$U/v1/ledgers/B/get?key=k" "" "$WT"
-err_is "writer of A reads B" 403 forbidden
+err_is "writer of A reads B (no role on B: as if absent)" 404 not_found
 req POST "$U/v1/ledgers/B/set" '{"entries":[{"key":"k","value":"evil"}]}' "$WT"
-err_is "writer of A writes B" 403 forbidden
+err_is "writer of A writes B (no role on B: as if absent)" 404 not_found
 req GET "$U/v1/ledgers/B/checkpoint" "" "$RT"
-err_is "reader checkpoint of B" 403 forbidden
+err_is "reader checkpoint of B (no role on B: as if absent)" 404 not_found
+M_EXIST=$(jq_py 'j["error"]["message"].replace("B", "X")')
+req GET "$U/v1/ledgers/X/checkpoint" "" "$RT"
+check_eq "no role and no ledger answer alike" "$M_EXIST" "$(jq_py 'j["error"]["message"]')"
+CODE=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: bearer $RT" "$U/v1/ledgers/A/state")
+check_eq "the Bearer scheme in any case (RFC 7235)" 200 "$CODE"
+req GET "$U/v1/ledgers/A/get?key=k&key=j" "" "$RT"
+err_is "a query parameter given twice" 400 bad_request
+check_match "... named in the message" 'query parameter .*key.* given twice' "$BODY"
+req GET "$U/v1/ledgers/A/get?$(printf 'x%d=1&' $(seq 17))key=k" "" "$RT"
+err_is "more than 16 query parameters" 400 bad_request
+CT=$(curl -s -o /dev/null -w '%{content_type}' -X POST -H "Authorization: Bearer $RT" -H 'Content-Type: application/json' \
+    -H 'Accept: application/vnd.tally.bundles;q=0, application/json' --data-binary '{"keys":["k"]}' "$U/v1/ledgers/A/verified/getmany")
+check_match "Accept with the bundle type at q=0: JSON" '^application/json' "$CT"
+CT=$(curl -s -o /dev/null -w '%{content_type}' -X POST -H "Authorization: Bearer $RT" -H 'Content-Type: application/json' \
+    -H 'Accept: application/json, application/vnd.tally.bundles' --data-binary '{"keys":["k"]}' "$U/v1/ledgers/A/verified/getmany")
+check_match "Accept listing the bundle type: binary" '^application/vnd.tally.bundles' "$CT"
 req POST "$U/v1/ledgers/A/set" '{"entries":[{"key":"k","value":"evil"}]}'
 err_is "set without token" 401 unauthorized
 req POST "$U/v1/ledgers/A/set" '{"entries":[{"key":"k","value":"evil"}]}' "bogus"
@@ -760,7 +776,7 @@ check_eq "restart: data persisted" "v4 6" "$(jq_py 'j["value"] + " " + str(j["tx
 req GET "$U/v1/ledgers/A/proof/consistency?old=6&size=7" "" "$RT"
 check_eq "restart: root at 6 unchanged" "$ROOT6" "$(jq_py 'j["old_root"]')"
 req GET "$U/v1/ledgers/B" "" "$RT"
-err_is "restart: reader still has no role on B" 403 forbidden
+err_is "restart: reader still has no role on B (404)" 404 not_found
 req POST "$U/v1/ledgers/A/set" '{"entries":[{"key":"k","value":"x"}]}' "$RT"
 err_is "restart: reader still cannot write" 403 forbidden
 req POST "$U/v1/ledgers/A/set" '{"entries":[{"key":"after","value":"restart"}]}' "$WT"

@@ -241,4 +241,31 @@ CR=$(curl -s --max-time 20 --rate 20/m -o /dev/null -o /dev/null -w '%{http_code
 check_eq "curl reusing a connection the server closed reconnects (200 twice, 2 connects)" "200 1 200 1 " "$CR"
 stop_tallyd "$SPID"
 
+section "out of file descriptors"
+# tallyd limited to 96 descriptors (ulimit -n, soft and hard): ledgers are created until one
+# fails (each open ledger holds ~4). The failed creations leave no directory,
+# the list still answers (200), and the server goes on.
+P3=$(free_port)
+(ulimit -n 96; TALLY_ADMIN_PASSWORD="$ADMIN_PW" exec "$TALLYD" --data "$W/data3" --listen "127.0.0.1:$P3") \
+    >"$W/fd.out" 2>"$W/fd.err" &
+SPID=$!
+ls_track "$SPID"
+SURL="http://127.0.0.1:$P3"
+wait_health "$SURL" 100 || { echo "FAIL: setup: tallyd (96 fds) did not start: $(head -c 300 "$W/fd.err")"; summary t_server_http; exit 1; }
+U3=$SURL
+T3=$(login "$U3" admin "$ADMIN_PW")
+OKN=0 FAILN=0
+for i in $(seq 1 40); do
+    req POST "$U3/v1/ledgers" "{\"name\":\"fd$i\"}" "$T3"
+    if [ "$CODE" = 201 ]; then OKN=$((OKN + 1)); else FAILN=$((FAILN + 1)); LASTF="$CODE $BODY"; fi
+done
+check_eq "some creations fail at the descriptor limit (with 500)" "yes" "$([ "$FAILN" -gt 0 ] && echo yes || echo "no: $OKN created")"
+check_match "... answered in JSON" '^500 \{"error"' "${LASTF:-none}"
+check_eq "a failed creation leaves no directory under ledgers/" "$OKN" "$(ls "$W/data3/ledgers" | wc -l)"
+req GET "$U3/v1/ledgers" "" "$T3"
+check_eq "the list still answers" 200 "$CODE"
+check_eq "... and names every created ledger" "$OKN" "$(jq_py 'len(j["ledgers"])')"
+check_eq "tallyd serves on" 200 "$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$U3/health")"
+stop_tallyd "$SPID"
+
 summary t_server_http

@@ -90,24 +90,31 @@ int h_logout(srv_req *r)
     return http_json(r, 200, json_pack("{s:b}", "ok", 1));
 }
 
-/* {"name","id","size"} of a ledger (opening it), or NULL on an engine error. */
-static json_t *ledger_summary(srv_req *r, srv_ledger *lg, int *rc)
+/* {"name","id","size"} of a ledger. A ledger neither open nor closed since
+** start must be opened to know its size: only off the event loop (r->defer;
+** *need_pool = 1 and NULL otherwise). One that cannot be opened is listed
+** with "size": null and "error" (one bad ledger does not hide the others). */
+static json_t *ledger_summary(srv_req *r, srv_ledger *lg, int *need_pool)
 {
     tally_db *db;
     uint64_t size = 0;
     uint8_t root[TALLY_HASH_LEN];
-    *rc = TALLY_OK;
+    int rc = TALLY_OK;
     if ((db = reg_try_acquire(lg))) {
-        *rc = tally_state(db, &size, root);
+        rc = tally_state(db, &size, root);
         reg_release(lg);
     } else if ((size = atomic_load(&lg->closed_size)) != CLOSED_SIZE_UNKNOWN) {
         /* closed idle: its size cannot have moved */
-    } else if ((*rc = reg_acquire(r->s, lg, &db)) == TALLY_OK) { /* not opened since start */
-        *rc = tally_state(db, &size, root);
+    } else if (!r->defer) {
+        *need_pool = 1;
+        return NULL;
+    } else if ((rc = reg_acquire(r->s, lg, &db)) == TALLY_OK) { /* not opened since start */
+        rc = tally_state(db, &size, root);
         reg_release(lg);
     }
-    if (*rc)
-        return NULL;
+    if (rc)
+        return json_pack("{s:s,s:s,s:n,s:s}", "name", lg->name, "id", lg->id, "size", "error",
+                         tally_errmsg());
     return json_pack("{s:s,s:s,s:I}", "name", lg->name, "id", lg->id, "size", (json_int_t)size);
 }
 
@@ -116,18 +123,21 @@ int h_ledgers_list(srv_req *r)
     srv_ledger **all;
     size_t n = reg_snapshot(r->s, &all);
     json_t *arr = json_array();
-    int rc = TALLY_OK;
-    for (size_t i = 0; arr && i < n && rc == TALLY_OK; i++) {
+    int need_pool = 0;
+    for (size_t i = 0; arr && i < n && !need_pool; i++) {
         if (auth_role(r->s, r->user->name, all[i]->name) == ROLE_NONE)
             continue;
-        json_t *one = ledger_summary(r, all[i], &rc);
-        if (one)
-            json_array_append_new(arr, one);
+        json_t *one = ledger_summary(r, all[i], &need_pool);
+        if (one && json_array_append_new(arr, one) < 0)
+            need_pool = -1;
+        else if (!one && !need_pool)
+            need_pool = -1; /* out of memory */
     }
     free(all);
-    if (rc != TALLY_OK) {
+    if (need_pool) {
         json_decref(arr);
-        return http_engine_error(r, rc);
+        return need_pool > 0 ? http_to_pool(r) /* opening ledgers: not on the event loop */
+                             : http_errorf(r, 500, "internal", "out of memory");
     }
     return http_json(r, 200, json_pack("{s:o}", "ledgers", arr));
 }

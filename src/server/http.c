@@ -288,7 +288,27 @@ int http_body_is_binary(srv_req *r)
 int http_accepts_bundles(srv_req *r)
 {
     const char *a = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
-    return a && strcasestr(a, SRV_BUNDLES_CTYPE) != NULL;
+    size_t tl = strlen(SRV_BUNDLES_CTYPE);
+    /* Accept: a comma-separated list of "type/subtype; params"; ours must be
+    ** named exactly, and not with q=0 ("not acceptable"). */
+    while (a && *a) {
+        a += strspn(a, " \t,");
+        size_t n = strcspn(a, ",");
+        if (n >= tl && strncasecmp(a, SRV_BUNDLES_CTYPE, tl) == 0 &&
+            (n == tl || a[tl] == ';' || a[tl] == ' ' || a[tl] == '\t')) {
+            int q0 = 0;
+            for (const char *p = a + tl; p < a + n; p++)
+                if ((p[0] == 'q' || p[0] == 'Q') && p[1] == '=' && (p == a || p[-1] == ';' ||
+                                                                    p[-1] == ' ')) {
+                    char *end;
+                    double q = strtod(p + 2, &end);
+                    q0 = end != p + 2 && q <= 0.0;
+                }
+            return !q0;
+        }
+        a += n;
+    }
+    return 0;
 }
 
 json_t *http_body_json(srv_req *r, int *mhd_result)
@@ -508,7 +528,7 @@ static int admit(srv_req *r, const char *ledger, int *res)
         return 0;
     const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
                                                    MHD_HTTP_HEADER_AUTHORIZATION);
-    if (auth && strncmp(auth, "Bearer ", 7) == 0)
+    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) /* the scheme: any case (RFC 7235) */
         r->user = auth_token(r->s, auth + 7);
     if (!r->user) {
         *res = http_errorf(r, 401, "unauthorized", "no, unknown or expired token");
@@ -521,6 +541,11 @@ static int admit(srv_req *r, const char *ledger, int *res)
         return 1;
     }
     r->role = auth_role(r->s, r->user->name, r->lg->name);
+    if (r->role == ROLE_NONE) { /* as if absent: a ledger's existence is not disclosed */
+        *res = http_errorf(r, 404, "not_found", "no ledger '%s'", ledger);
+        r->lg = NULL;
+        return 1;
+    }
     if (!role_allows(r->role, r->rt->role)) {
         *res = http_errorf(r, 403, "forbidden", "user '%s' may not %s on ledger '%s'",
                            r->user->name, role_name(r->rt->role)[0] == 'w' ? "write" : "read",
@@ -571,6 +596,49 @@ static int framing_refused(srv_req *r, int *res)
     return 1;
 }
 
+typedef struct qnames {
+    const char *names[SRV_QUERY_ARGS_MAX];
+    unsigned n;
+    const char *repeated; /* the first name seen twice, or NULL */
+    int too_many;
+} qnames;
+
+static enum MHD_Result q_each(void *cls, enum MHD_ValueKind kind, const char *key,
+                              const char *value)
+{
+    (void)kind, (void)value;
+    qnames *q = cls;
+    for (unsigned i = 0; i < q->n; i++)
+        if (strcmp(q->names[i], key) == 0) {
+            q->repeated = q->names[i];
+            return MHD_NO;
+        }
+    if (q->n == SRV_QUERY_ARGS_MAX) {
+        q->too_many = 1;
+        return MHD_NO;
+    }
+    q->names[q->n++] = key;
+    return MHD_YES;
+}
+
+/* A query parameter given twice is refused (which one counts would be a
+** guess a proxy or log could make differently), and so are more than
+** SRV_QUERY_ARGS_MAX of them. 1 with the refusal queued, or 0. */
+static int query_repeats(srv_req *r, int *res)
+{
+    qnames q = { .n = 0 };
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, q_each, &q);
+    if (q.repeated)
+        *res = http_errorf(r, 400, "bad_request", "query parameter \"%.64s\" given twice",
+                           q.repeated);
+    else if (q.too_many)
+        *res = http_errorf(r, 400, "bad_request", "more than %u query parameters",
+                           SRV_QUERY_ARGS_MAX);
+    else
+        return 0;
+    return 1;
+}
+
 /* Step (1): framing, route, admit, check the announced body size. */
 static int first_call(srv_req *r, const char *method, const char *url)
 {
@@ -588,6 +656,8 @@ static int first_call(srv_req *r, const char *method, const char *url)
                                              "the transaction number in the path is not a "
                                              "decimal number")
                                : http_errorf(r, 404, "not_found", "no such endpoint");
+    if (query_repeats(r, &res))
+        return res;
     if (admit(r, ledger, &res))
         return res;
     const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,

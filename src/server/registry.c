@@ -24,6 +24,7 @@
 **       size (signing happens under cp_mu after a recheck).
 */
 #include <errno.h>
+#include <ftw.h>
 #include <jansson.h>
 #include <malloc.h>
 #include <openssl/rand.h>
@@ -306,7 +307,23 @@ static char *ledger_record(const srv_ledger *lg)
     return text;
 }
 
-/* Creates the ledger's directory and the system record. Called under admin_mu. */
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+/* Removes the directory of a ledger whose creation failed (its id is new and
+** random: nothing else refers to it), so a failed request leaves nothing. */
+static void create_undo(const char *dir)
+{
+    if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        fprintf(stderr, "tallyd: could not remove %s after a failed ledger creation: %s "
+                        "(unreferenced; safe to delete)\n", dir, strerror(errno));
+}
+
+/* Creates the ledger's directory and the system record. Called under admin_mu.
+** On failure the directory is removed again. */
 static int create_locked(tallyd *s, const char *actor, srv_ledger *lg)
 {
     char dir[SRV_PATH_MAX + 64], key[SRV_NAME_LEN_MAX + 16];
@@ -314,11 +331,16 @@ static int create_locked(tallyd *s, const char *actor, srv_ledger *lg)
     tally_db *db = NULL;
     tally_options opts = ledger_options();
     int rc = tally_db_open(&db, dir, &opts, NULL);
-    if (rc != TALLY_OK)
-        return rc;
+    if (rc != TALLY_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", tally_errmsg());
+        create_undo(dir);
+        return tally_seterr(rc, "%s", msg);
+    }
     char *rec = ledger_record(lg);
     if (!rec) {
         tally_db_close(db);
+        create_undo(dir);
         return TALLY_ENOMEM;
     }
     int klen = snprintf(key, sizeof key, "ledger/%s", lg->name);
@@ -327,8 +349,11 @@ static int create_locked(tallyd *s, const char *actor, srv_ledger *lg)
     rc = sys_commit(s, actor, "create_ledger", &e, 1);
     free(rec);
     if (rc != TALLY_OK) {
-        tally_db_close(db); /* the empty directory stays: unreferenced, harmless */
-        return rc;
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", tally_errmsg());
+        tally_db_close(db);
+        create_undo(dir);
+        return tally_seterr(rc, "%s", msg);
     }
     atomic_store_explicit(&lg->last_used_ns, srv_mono_ns(), memory_order_relaxed);
     atomic_store(&lg->db, db);

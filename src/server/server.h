@@ -38,6 +38,7 @@
 #define SRV_LOGINS_INFLIGHT_MAX 2u /* logins hashing at once; beyond: 503 busy (a flood of
                                        logins, even with random names, leaves the rest of
                                        the worker pool to writes and administration) */
+#define SRV_QUERY_ARGS_MAX      16u /* query parameters of one request (each at most once) */
 #define SRV_BODY_BYTES_MAX      (64u << 20)  /* request body of a batch route; beyond: 413 */
 #define SRV_SMALL_BODY_BYTES_MAX (64u << 10) /* request body of every other route (login,
                                                 users, ledgers, del, logout, GETs) */
