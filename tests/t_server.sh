@@ -843,8 +843,12 @@ check_eq "a 1024-byte password is taken" 201 "$CODE"
 check_ne "and logs in" "" "$(login "$U" pwmax "$PW1024")"
 req POST "$U/v1/users" '{"name":"pwover","password":"'"${PW1024}p"'","role":"reader","ledger":"A"}' "$AT"
 err_is "a 1025-byte password is refused" 400 bad_request
+check_match "... saying why" 'longer than 1024 bytes' "$BODY"
 req POST "$U/v1/login" '{"user":"pwmax","password":"'"${PW1024}p"'"}'
 err_is "login with a 1025-byte password" 400 bad_request
+check_match "... saying why" 'longer than 1024 bytes' "$BODY"
+req GET "$U/v1/ledgers/A/scan?prefix=&after=$(head -c 1025 /dev/zero | tr '\0' a)" "" "$AT"
+err_is "scan with a 1025-byte after (as a prefix)" 413 too_large
 
 section "1000 ledgers (time-bounded)"
 NL=1000

@@ -51,10 +51,15 @@ int h_login(srv_req *r)
     }
     const char *user = srv_json_text(j, "user");
     const char *pw = srv_json_text(j, "password");
-    if (!user || !pw || strlen(pw) > SRV_PASSWORD_LEN_MAX) {
+    if (!user || !pw) {
         json_decref(j);
         return http_errorf(r, 400, "bad_request",
                            "login needs \"user\" and \"password\" strings (no NUL characters)");
+    }
+    if (strlen(pw) > SRV_PASSWORD_LEN_MAX) {
+        json_decref(j);
+        return http_errorf(r, 400, "bad_request", "\"password\" longer than %u bytes",
+                           SRV_PASSWORD_LEN_MAX);
     }
     char token[SRV_TOKEN_HEX_LEN + 1], ts[SRV_TIME_BUF];
     uint64_t expires;
@@ -205,9 +210,12 @@ static int users_check(srv_req *r, srv_err *e, json_t *j, const char **name,
     *pw = srv_json_text(j, "password");
     if (!*name || !srv_name_valid(*name))
         return srv_fail(e, 400, "bad_request", "a user needs a \"name\" of [A-Za-z0-9._-]{1,64}");
-    if ((jpw && !json_is_null(jpw) && !*pw) || (*pw && (!**pw || strlen(*pw) > SRV_PASSWORD_LEN_MAX)))
+    if ((jpw && !json_is_null(jpw) && !*pw) || (*pw && !**pw))
         return srv_fail(e, 400, "bad_request",
                         "\"password\" must be a non-empty string without NUL characters");
+    if (*pw && strlen(*pw) > SRV_PASSWORD_LEN_MAX)
+        return srv_fail(e, 400, "bad_request", "\"password\" longer than %u bytes",
+                        SRV_PASSWORD_LEN_MAX);
     if (!rn || (*role = role_parse(rn)) < 0)
         return srv_fail(e, 400, "bad_request",
                         "\"role\" must be reader, auditor, writer, admin or \"\"");

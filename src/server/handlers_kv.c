@@ -55,7 +55,8 @@ static int set_entry(srv_set *ss, srv_err *e, json_t *o, size_t i)
     if (st)
         return st;
     if (set_bytes(ss, o, "key", (const uint8_t **)&t->key, &t->key_len) != 1)
-        return srv_fail(e, 400, "bad_request", "entry %zu needs \"key\" or \"key_hex\"", i);
+        return srv_fail(e, 400, "bad_request",
+                        "entry %zu needs one of \"key\" or \"key_hex\" (valid hex)", i);
     if (set_bytes(ss, o, "value", (const uint8_t **)&t->value, &t->value_len) != 1)
         return srv_fail(e, 400, "bad_request", "entry %zu needs \"value\" or \"value_hex\"", i);
     if (set_bytes(ss, o, "meta", (const uint8_t **)&t->meta, &t->meta_len) < 0)
@@ -241,7 +242,7 @@ int h_del(srv_req *r)
     if ((st = srv_json_fields(&e, j, fields, NULL)))
         ; /* an unknown field: refused before anything is read */
     else if (srv_json_get_bytes(j, "key", &key, &klen, &owned) != 1)
-        st = srv_fail(&e, 400, "bad_request", "del needs \"key\" or \"key_hex\"");
+        st = srv_fail(&e, 400, "bad_request", "del needs one of \"key\" or \"key_hex\" (valid hex)");
     else if (ir && (!json_is_integer(ir) || json_integer_value(ir) < 1))
         st = srv_fail(&e, 400, "bad_request", "\"if_rev\" must be an integer >= 1");
     else
@@ -285,7 +286,7 @@ int kv_lookup(srv_req *r, srv_err *e, uint64_t latest_as_of, const uint8_t **key
 {
     int has_key = http_arg_bytes(r, "key", key, key_len, owned);
     if (has_key != 1)
-        return srv_fail(e, 400, "bad_request", "needs key= or key_hex=");
+        return srv_fail(e, 400, "bad_request", "needs one of key= or key_hex= (valid hex)");
     int sel = !!http_arg(r, "tx") + !!http_arg(r, "at") + !!http_arg(r, "rev");
     if (sel > 1)
         return srv_fail(e, 400, "bad_request", "tx, at and rev exclude each other");
@@ -372,7 +373,7 @@ int h_history(srv_req *r)
     uint8_t *owned = NULL;
     uint64_t start, limit, total = 0;
     if (http_arg_bytes(r, "key", &key, &klen, &owned) != 1)
-        return http_errorf(r, 400, "bad_request", "needs key= or key_hex=");
+        return http_errorf(r, 400, "bad_request", "needs one of key= or key_hex= (valid hex)");
     if (arg_u64_default(r, "start", 1, &start) < 0 || start == 0 ||
         arg_u64_default(r, "limit", 100, &limit) < 0 || limit == 0) {
         free(owned);
@@ -466,8 +467,11 @@ int h_scan(srv_req *r)
     srv_err e;
     int hp = http_arg_bytes(r, "prefix", &prefix, &plen, &pown);
     int ha = http_arg_bytes(r, "after", &after, &alen, &aown);
-    int st = hp < 0 || ha < 0 ? srv_fail(&e, 400, "bad_request", "bad prefix or after")
-                              : scan_args(r, &e, &as_of, &limit);
+    int st = hp < 0 || ha < 0 ? srv_fail(&e, 400, "bad_request", "bad prefix or after: give "
+                                         "prefix or prefix_hex (after or after_hex), valid hex")
+           : ha > 0 && alen > TALLY_KEY_BYTES_MAX
+               ? srv_fail(&e, 413, "too_large", "\"after\" over %u bytes", TALLY_KEY_BYTES_MAX)
+               : scan_args(r, &e, &as_of, &limit);
     scan_ctx sc = { json_array(), 0, (size_t)limit, 0, 0 };
     int rc = TALLY_OK;
     if (st == 0 && (rc = tally_scan(r->db, TALLY_NS_KV, hp ? prefix : (const uint8_t *)"", plen,

@@ -875,6 +875,10 @@ int http_start(tallyd *s, char *err, size_t err_len)
         flags |= MHD_USE_IPv6;
     if (s->tls_cert)
         flags |= MHD_USE_TLS;
+    struct MHD_OptionItem pool[] = {
+        { MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)threads, NULL },
+        { MHD_OPTION_END, 0, NULL },
+    };
     struct MHD_OptionItem tls[] = {
         { MHD_OPTION_HTTPS_MEM_CERT, 0, s->tls_cert },
         { MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key },
@@ -891,7 +895,7 @@ int http_start(tallyd *s, char *err, size_t err_len)
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-        MHD_OPTION_THREAD_POOL_SIZE, threads,
+        MHD_OPTION_ARRAY, threads > 1 ? pool : pool + 1, /* a pool of 1 (or 0) warns */
         MHD_OPTION_ARRAY, s->tls_cert ? tls : tls + 2,
         MHD_OPTION_END);
     if (!s->mhd) {
