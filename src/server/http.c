@@ -149,6 +149,19 @@ int srv_fail_engine(srv_err *e, int rc)
 /* ---- Responses ---- */
 static int queue_response(srv_req *r, unsigned status, const char *ctype, char *buf, size_t len)
 {
+    /* Large answers stay in memory until the client has read them: all of
+    ** them together are bounded (a reader that asks and never reads must not
+    ** pile up gigabytes). */
+    if (len >= SRV_ANSWER_TRACKED_BYTES) {
+        uint64_t held = atomic_fetch_add(&r->s->answer_bytes, len);
+        if (held + len > SRV_ANSWERS_BYTES_MAX) {
+            atomic_fetch_sub(&r->s->answer_bytes, len);
+            free(buf);
+            return http_errorf(r, 503, "busy", "answers waiting to be read hold %" PRIu64
+                               " MiB already; try again", held >> 20);
+        }
+        r->answer_bytes = len;
+    }
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
@@ -816,6 +829,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     if (r->login_slot)
         atomic_fetch_sub(&s->logins, 1);
+    if (r->answer_bytes) /* MHD has sent it, or dropped it with the connection */
+        atomic_fetch_sub(&s->answer_bytes, r->answer_bytes);
     uint64_t dur = srv_mono_ns() - r->start_ns;
     metrics_observe(r->status, dur);
     if (s->cfg.verbose)
