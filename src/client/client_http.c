@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "client/client_int.h"
@@ -408,9 +409,12 @@ int tc_login(tally_client *c, const char *user, const char *password)
     ** (a flood of logins must not take its worker pool): wait and retry,
     ** for up to ~10 s, with jitter so that many clients spread out. */
     int rc = perform(c, "POST", "/v1/login", s, strlen(s), 0);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    unsigned seed = (unsigned)now.tv_nsec ^ (unsigned)getpid() ^ (unsigned)(uintptr_t)c;
     for (int i = 0; i < TC_LOGIN_BUSY_RETRIES && rc != 0 && c->status == 503 &&
                     strcmp(c->err_code, "busy") == 0; i++) {
-        struct timespec pause = { 0, (long)(50 + (unsigned)rand() % 200) * 1000000L };
+        struct timespec pause = { 0, (long)(50 + (unsigned)rand_r(&seed) % 200) * 1000000L };
         nanosleep(&pause, NULL);
         rc = perform(c, "POST", "/v1/login", s, strlen(s), 0);
     }

@@ -546,11 +546,10 @@ static void rate_clear(tallyd *s, const char *user)
     pthread_mutex_unlock(&s->rate_mu);
 }
 
-int auth_login(tallyd *s, srv_err *e, const char *user, const char *password,
-               char token[SRV_TOKEN_HEX_LEN + 1], uint64_t *expires_ns)
+/* auth_login's check, holding one of the SRV_LOGINS_INFLIGHT_MAX slots. */
+static int login_checked(tallyd *s, srv_err *e, const char *user, const char *password,
+                         char token[SRV_TOKEN_HEX_LEN + 1], uint64_t *expires_ns)
 {
-    if (!srv_name_valid(user))
-        return srv_fail(e, 401, "unauthorized", "bad user or password");
     if (rate_begin(s, user, srv_now_ns()) < 0)
         return srv_fail(e, 429, "rate_limited", "too many failed logins for '%s'", user);
     srv_user copy, *u;
@@ -569,6 +568,24 @@ int auth_login(tallyd *s, srv_err *e, const char *user, const char *password,
         return srv_fail(e, 401, "unauthorized", "bad user or password");
     rate_clear(s, user);
     return token_issue(s, e, u, token, expires_ns);
+}
+
+int auth_login(tallyd *s, srv_err *e, const char *user, const char *password,
+               char token[SRV_TOKEN_HEX_LEN + 1], uint64_t *expires_ns)
+{
+    if (!srv_name_valid(user))
+        return srv_fail(e, 401, "unauthorized", "bad user or password");
+    /* At most SRV_LOGINS_INFLIGHT_MAX scrypt checks at once, held only for
+    ** the check itself: a flood of logins (even under random names) gets
+    ** 503 busy at once and leaves the worker pool to everything else. */
+    if (atomic_fetch_add(&s->logins, 1) >= (int)SRV_LOGINS_INFLIGHT_MAX) {
+        atomic_fetch_sub(&s->logins, 1);
+        return srv_fail(e, 503, "busy", "%u logins are being checked; try again in a moment",
+                        SRV_LOGINS_INFLIGHT_MAX);
+    }
+    int st = login_checked(s, e, user, password, token, expires_ns);
+    atomic_fetch_sub(&s->logins, 1);
+    return st;
 }
 
 void auth_close(tallyd *s)

@@ -117,9 +117,9 @@ static json_t *ledger_summary(srv_req *r, srv_ledger *lg, int *need_pool)
         rc = tally_state(db, &size, root);
         reg_release(lg);
     }
-    if (rc)
+    if (rc) /* the error class only: the message may hold server paths (or not be UTF-8) */
         return json_pack("{s:s,s:s,s:n,s:s}", "name", lg->name, "id", lg->id, "size", "error",
-                         tally_errmsg());
+                         tally_strerror(rc));
     return json_pack("{s:s,s:s,s:I}", "name", lg->name, "id", lg->id, "size", (json_int_t)size);
 }
 

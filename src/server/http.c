@@ -153,14 +153,24 @@ static int queue_response(srv_req *r, unsigned status, const char *ctype, char *
     ** them together are bounded (a reader that asks and never reads must not
     ** pile up gigabytes). */
     if (len >= SRV_ANSWER_TRACKED_BYTES) {
+        /* a share per user (by a hash of the name; no user: bucket 0), so one
+        ** reader alone cannot take the whole budget from everyone else */
+        unsigned b = 0;
+        for (const char *p = r->user ? r->user->name : ""; *p; p++)
+            b = b * 31u + (unsigned char)*p;
+        b %= SRV_ANSWER_BUCKETS;
+        uint64_t mine = atomic_fetch_add(&r->s->answer_user_bytes[b], len);
         uint64_t held = atomic_fetch_add(&r->s->answer_bytes, len);
-        if (held + len > SRV_ANSWERS_BYTES_MAX) {
+        if (held + len > SRV_ANSWERS_BYTES_MAX || mine + len > SRV_ANSWERS_USER_BYTES_MAX) {
+            atomic_fetch_sub(&r->s->answer_user_bytes[b], len);
             atomic_fetch_sub(&r->s->answer_bytes, len);
             free(buf);
             return http_errorf(r, 503, "busy", "answers waiting to be read hold %" PRIu64
-                               " MiB already; try again", held >> 20);
+                               " MiB already (%" PRIu64 " MiB for this user); try again",
+                               held >> 20, mine >> 20);
         }
         r->answer_bytes = len;
+        r->answer_bucket = b;
     }
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
@@ -753,14 +763,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 ** event loop). Also the continuation after a ledger was opened on the pool. */
 static int run_route(srv_req *r)
 {
-    if (r->rt->fn == h_login && !r->login_slot) {
-        if (atomic_fetch_add(&r->s->logins, 1) >= (int)SRV_LOGINS_INFLIGHT_MAX) {
-            atomic_fetch_sub(&r->s->logins, 1);
-            return http_errorf(r, 503, "busy", "%u logins are being checked; try again in a "
-                               "second", SRV_LOGINS_INFLIGHT_MAX);
-        }
-        r->login_slot = 1;
-    }
     return r->rt->slow ? pool_submit(r) : r->rt->fn(r);
 }
 
@@ -827,10 +829,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         *con_cls = NULL;
         return;
     }
-    if (r->login_slot)
-        atomic_fetch_sub(&s->logins, 1);
-    if (r->answer_bytes) /* MHD has sent it, or dropped it with the connection */
+    if (r->answer_bytes) { /* MHD has sent it, or dropped it with the connection */
         atomic_fetch_sub(&s->answer_bytes, r->answer_bytes);
+        atomic_fetch_sub(&s->answer_user_bytes[r->answer_bucket], r->answer_bytes);
+    }
     uint64_t dur = srv_mono_ns() - r->start_ns;
     metrics_observe(r->status, dur);
     if (s->cfg.verbose)

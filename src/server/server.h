@@ -40,6 +40,8 @@
                                        the worker pool to writes and administration) */
 #define SRV_ANSWER_TRACKED_BYTES (1u << 20) /* answers this large are counted... */
 #define SRV_ANSWERS_BYTES_MAX   (1ull << 30) /* ...and together at most this; beyond: 503 busy */
+#define SRV_ANSWERS_USER_BYTES_MAX (256ull << 20) /* ...and per user (bucket) at most this */
+#define SRV_ANSWER_BUCKETS      256u /* users share a bucket by a hash of their name */
 #define SRV_QUERY_ARGS_MAX      16u /* query parameters of one request (each at most once) */
 #define SRV_BODY_BYTES_MAX      (64u << 20)  /* request body of a batch route; beyond: 413 */
 #define SRV_SMALL_BODY_BYTES_MAX (64u << 10) /* request body of every other route (login,
@@ -234,6 +236,7 @@ typedef struct tallyd {
     atomic_int inflight;         /* suspended requests not yet resumed */
     atomic_int logins;           /* logins on the worker pool (each a scrypt) */
     _Atomic uint64_t answer_bytes; /* large answers queued and not yet completed */
+    _Atomic uint64_t answer_user_bytes[SRV_ANSWER_BUCKETS]; /* the same per user bucket */
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cond;
     struct srv_req *pool_head, *pool_tail;
@@ -355,8 +358,8 @@ typedef struct srv_conn {
 typedef struct srv_req {
     tallyd *s;
     srv_conn *sc;               /* its connection's context (may be NULL) */
-    int login_slot;             /* holds one of s->logins (released by on_completed) */
     size_t answer_bytes;        /* counted in s->answer_bytes (released by on_completed) */
+    unsigned answer_bucket;     /* ...and in s->answer_user_bytes[answer_bucket] */
     struct MHD_Connection *conn;
     const struct srv_route *rt;
     const char *method, *url;   /* MHD's, valid for the request */
