@@ -185,6 +185,10 @@ int cli_client_open(struct tally_client **out, const char *url, const char *ledg
 ** out of memory. */
 struct tally_client_key;
 struct tally_client_key *cli_words_as_keys(char *const *words, size_t n);
+/* A verified transaction's header and entries in the `tx` format (text, or
+** JSON up to the open entries array: the caller closes it). */
+struct tally_client_tx;
+void cli_out_client_tx(int json, const struct tally_client_tx *t);
 
 /* cli_shell.c, cli_audit.c: commands with their own option parsing */
 int cli_shell_main(int argc, char **argv);

@@ -483,18 +483,17 @@ static int rcmd_scan(cli_ctx *c, tally_client *cl)
 
 /* ---- tx N (verified) ---- */
 
-static void print_tx(const cli_ctx *c, const tally_client_tx *t)
+void cli_out_client_tx(int json, const tally_client_tx *t)
 {
     cli_tx_head head = {t->tx, t->ts_ns, t->hash, t->prev_hash, t->entries_root, t->entry_count,
                         t->meta, t->meta_len};
-    cli_out_tx_head(c->args->json, &head);
+    cli_out_tx_head(json, &head);
     for (uint32_t i = 0; i < t->entry_count; i++) {
         const tally_client_tx_entry *e = &t->entries[i];
         cli_tx_item it = {e->ns,     e->deleted,    e->key,  e->value,
                           e->key_len, e->value_len, e->leaf_hash, e->meta, e->meta_len};
-        cli_out_tx_item(c->args->json, i, &it);
+        cli_out_tx_item(json, i, &it);
     }
-    cli_out_tx_end(c->args->json);
 }
 
 static int rcmd_tx(cli_ctx *c, tally_client *cl)
@@ -508,7 +507,8 @@ static int rcmd_tx(cli_ctx *c, tally_client *cl)
     int rc = tally_client_verified_tx(cl, &t, n);
     if (rc != TALLY_OK)
         return cli_fail(rc, "tx %" PRIu64, n);
-    print_tx(c, &t);
+    cli_out_client_tx(c->args->json, &t);
+    cli_out_tx_end(c->args->json);
     tally_client_tx_free(&t);
     return CLI_EXIT_OK;
 }

@@ -708,15 +708,7 @@ static int sh_scan(shell *s, int argc, char **argv)
 
 static void print_tx(shell *s, const tally_client_tx *t)
 {
-    cli_tx_head head = {t->tx, t->ts_ns, t->hash, t->prev_hash, t->entries_root, t->entry_count,
-                        t->meta, t->meta_len};
-    cli_out_tx_head(s->json, &head);
-    for (uint32_t i = 0; i < t->entry_count; i++) {
-        const tally_client_tx_entry *e = &t->entries[i];
-        cli_tx_item it = {e->ns,     e->deleted,    e->key,  e->value,
-                          e->key_len, e->value_len, e->leaf_hash, e->meta, e->meta_len};
-        cli_out_tx_item(s->json, i, &it);
-    }
+    cli_out_client_tx(s->json, t);
     if (s->json)
         fputs("],\"verified\":true}\n", stdout);
     else

@@ -1596,12 +1596,18 @@ int tally_client_verified_set(tally_client *c, uint64_t *out_tx, const tally_cli
     return rc;
 }
 
+/* "/v1/ledgers/<ledger>/verified/tx/<tx>?trusted=<trusted>" */
+static void tx_bundle_path(const tally_client *c, tc_buf *p, uint64_t tx, uint64_t trusted)
+{
+    ledger_path(c, p, "/verified/tx/");
+    tc_buf_printf(p, "%" PRIu64 "?trusted=%" PRIu64, tx, trusted);
+}
+
 static int verified_tx_expect(tally_client *c, vctx *v, uint64_t tx, const tc_expect *e,
                               tc_bundle *b)
 {
     tc_buf p = { 0 };
-    tc_buf_printf(&p, "/v1/ledgers/%s/verified/tx/%" PRIu64 "?trusted=%" PRIu64, c->ledger, tx,
-                  v->t.size);
+    tx_bundle_path(c, &p, tx, v->t.size);
     return v_bundle(c, v, "GET", &p, NULL, e, b);
 }
 
@@ -1691,8 +1697,7 @@ static int walk_tx(tally_client *c, vctx *v, const tc_trust *at, const tc_checkp
                    uint64_t n, tally_client_tx *out)
 {
     tc_buf p = { 0 };
-    tc_buf_printf(&p, "/v1/ledgers/%s/verified/tx/%" PRIu64 "?trusted=%" PRIu64, c->ledger, n,
-                  cp->size);
+    tx_bundle_path(c, &p, n, cp->size);
     int rc = req_json(c, "GET", &p, NULL);
     if (rc != 0)
         return rc;

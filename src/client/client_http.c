@@ -249,6 +249,15 @@ static size_t on_data(char *p, size_t size, size_t nmemb, void *ctx)
     return n;
 }
 
+/* Replaces each control character of s with '?': text from the server may
+** reach a terminal, where ESC sequences could erase or forge lines. */
+static void no_controls(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
+}
+
 /* Maps a non-2xx response; the message comes from the error JSON. */
 static int map_status(tally_client *c)
 {
@@ -261,14 +270,8 @@ static int map_status(tally_client *c)
     char text[400];
     snprintf(text, sizeof text, "%s (HTTP %d%s%s)", msg ? msg : "server error", c->status,
              code ? " " : "", code ? code : "");
-    /* The server's words reach a terminal: no control characters (ESC could
-    ** erase or forge lines); each becomes '?'. */
-    for (char *p = text; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
-    for (char *p = c->err_code; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
+    no_controls(text); /* the server's words reach a terminal */
+    no_controls(c->err_code);
     json_decref(j);
     int rc;
     switch (c->status) {

@@ -267,6 +267,17 @@ static int tx_entry_at(const uint8_t *rec, const record_hdr *h, const txh_view *
     return 0;
 }
 
+/* The public view of a decoded entry, with its leaf hash. */
+static void entry_view_out(const entry_view *e, tally_entry_view *out) {
+    out->ns = e->ns;
+    out->deleted = e->flags & ENTRY_FLAG_DELETED;
+    out->key = e->key, out->key_len = e->key_len;
+    out->value = e->value, out->value_len = e->value_len;
+    out->meta = e->meta, out->meta_len = e->meta_len;
+    memcpy(out->header, e->hdr, ENTRY_HDR_LEN);
+    entry_leaf_hash(e, out->leaf_hash);
+}
+
 int tally_tx_entry(tally_db *db, tally_entry_view *out, uint64_t tx, uint32_t i) {
     const uint8_t *rec;
     record_hdr h;
@@ -278,13 +289,7 @@ int tally_tx_entry(tally_db *db, tally_entry_view *out, uint64_t tx, uint32_t i)
         return tally_seterr(TALLY_ERANGE, "tx %llu has %u entries", (unsigned long long)tx, t.entry_count);
     if (tx_entry_at(rec, &h, &t, i, &e) != 0)
         return tally_seterr(TALLY_ECORRUPT, "tx %llu: entry %u damaged", (unsigned long long)tx, i);
-    out->ns = e.ns;
-    out->deleted = e.flags & ENTRY_FLAG_DELETED;
-    out->key = e.key, out->key_len = e.key_len;
-    out->value = e.value, out->value_len = e.value_len;
-    out->meta = e.meta, out->meta_len = e.meta_len;
-    memcpy(out->header, e.hdr, ENTRY_HDR_LEN);
-    entry_leaf_hash(&e, out->leaf_hash);
+    entry_view_out(&e, out);
     return 0;
 }
 
@@ -302,13 +307,7 @@ int tally_tx_entries(tally_db *db, uint64_t tx, tally_entry_fn fn, void *arg) {
         if (!n) return tally_seterr(TALLY_ECORRUPT, "tx %llu: entry %u damaged", (unsigned long long)tx, i);
         off += n;
         tally_entry_view v;
-        v.ns = e.ns;
-        v.deleted = e.flags & ENTRY_FLAG_DELETED;
-        v.key = e.key, v.key_len = e.key_len;
-        v.value = e.value, v.value_len = e.value_len;
-        v.meta = e.meta, v.meta_len = e.meta_len;
-        memcpy(v.header, e.hdr, ENTRY_HDR_LEN);
-        entry_leaf_hash(&e, v.leaf_hash);
+        entry_view_out(&e, &v);
         if ((rc = fn(arg, i, &v)) != 0) return rc;
     }
     return 0;

@@ -321,7 +321,7 @@ int http_accepts_bundles(srv_req *r)
             (n == tl || a[tl] == ';' || a[tl] == ' ' || a[tl] == '\t')) {
             int q0 = 0;
             for (const char *p = a + tl; p < a + n; p++)
-                if ((p[0] == 'q' || p[0] == 'Q') && p[1] == '=' && (p == a || p[-1] == ';' ||
+                if ((p[0] == 'q' || p[0] == 'Q') && p[1] == '=' && (p[-1] == ';' ||
                                                                     p[-1] == ' ')) {
                     char *end;
                     double q = strtod(p + 2, &end);
