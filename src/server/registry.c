@@ -24,6 +24,7 @@
 **       size (signing happens under cp_mu after a recheck).
 */
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <jansson.h>
 #include <malloc.h>
@@ -33,6 +34,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "note/note.h"
 #include "server/server.h"
@@ -115,6 +117,23 @@ static int load_one(void *ctx, const void *key, size_t key_len, const tally_vers
     return 0;
 }
 
+/* Takes back the reserve descriptors that are not held (see fd_reserve). */
+static void fd_reserve_take(tallyd *s)
+{
+    for (int i = 0; i < 2; i++)
+        if (s->fd_reserve[i] < 0)
+            s->fd_reserve[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void fd_reserve_release(tallyd *s)
+{
+    for (int i = 0; i < 2; i++) {
+        if (s->fd_reserve[i] >= 0)
+            close(s->fd_reserve[i]);
+        s->fd_reserve[i] = -1;
+    }
+}
+
 int reg_open(tallyd *s, char *err, size_t err_len)
 {
     char path[SRV_PATH_MAX + 32];
@@ -123,6 +142,7 @@ int reg_open(tallyd *s, char *err, size_t err_len)
         snprintf(err, err_len, "cannot create %s: %s", path, strerror(errno));
         return -1;
     }
+    fd_reserve_take(s);
     snprintf(path, sizeof path, "%s/system", s->data_dir);
     int rc = tally_db_open(&s->sys, path, NULL, NULL);
     if (rc != TALLY_OK) {
@@ -314,12 +334,19 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 }
 
 /* Removes the directory of a ledger whose creation failed (its id is new and
-** random: nothing else refers to it), so a failed request leaves nothing. */
-static void create_undo(const char *dir)
+** random: nothing else refers to it), so a failed request leaves nothing.
+** The creation may have failed for want of descriptors, and walking the
+** directory needs one: the reserve is released for the walk, which keeps at
+** most one directory open (nopenfd 1), and taken back after. Under admin_mu. */
+static void create_undo(tallyd *s, const char *dir)
 {
-    if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+    fd_reserve_release(s);
+    int rc = nftw(dir, rm_entry, 1, FTW_DEPTH | FTW_PHYS);
+    int err = errno;
+    fd_reserve_take(s);
+    if (rc != 0)
         fprintf(stderr, "tallyd: could not remove %s after a failed ledger creation: %s "
-                        "(unreferenced; safe to delete)\n", dir, strerror(errno));
+                        "(unreferenced; safe to delete)\n", dir, strerror(err));
 }
 
 /* Creates the ledger's directory and the system record. Called under admin_mu.
@@ -334,13 +361,13 @@ static int create_locked(tallyd *s, const char *actor, srv_ledger *lg)
     if (rc != TALLY_OK) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", tally_errmsg());
-        create_undo(dir);
+        create_undo(s, dir);
         return tally_seterr(rc, "%s", msg);
     }
     char *rec = ledger_record(lg);
     if (!rec) {
         tally_db_close(db);
-        create_undo(dir);
+        create_undo(s, dir);
         return TALLY_ENOMEM;
     }
     int klen = snprintf(key, sizeof key, "ledger/%s", lg->name);
@@ -352,7 +379,7 @@ static int create_locked(tallyd *s, const char *actor, srv_ledger *lg)
         char msg[512];
         snprintf(msg, sizeof msg, "%s", tally_errmsg());
         tally_db_close(db);
-        create_undo(dir);
+        create_undo(s, dir);
         return tally_seterr(rc, "%s", msg);
     }
     atomic_store_explicit(&lg->last_used_ns, srv_mono_ns(), memory_order_relaxed);
@@ -477,6 +504,7 @@ void reg_close_all(tallyd *s)
         free(lg);
     }
     strmap_free(&s->ledgers);
+    fd_reserve_release(s);
     if (s->sys && tally_db_close(s->sys) != TALLY_OK)
         fprintf(stderr, "tallyd: closing the system ledger: %s\n", tally_errmsg());
     s->sys = NULL;

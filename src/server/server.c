@@ -113,6 +113,7 @@ int tallyd_open(tallyd **out, const tallyd_config *cfg, char *admin_password,
         return -1;
     }
     s->cfg = *cfg;
+    s->fd_reserve[0] = s->fd_reserve[1] = -1;
     if (strlen(cfg->data_dir) >= sizeof s->data_dir - 64) {
         snprintf(err, err_len, "data directory path too long");
         free(s);

@@ -205,6 +205,10 @@ typedef struct tallyd {
 
     tally_db *sys;               /* the system ledger */
     pthread_mutex_t admin_mu;    /* serializes administrative changes */
+    /* Two descriptors on /dev/null held in reserve (registry.c): a ledger
+    ** creation that failed for want of descriptors releases them to remove
+    ** its directory, then takes them back. -1 when not held. Under admin_mu. */
+    int fd_reserve[2];
 
     pthread_rwlock_t reg_lock;   /* guards ledgers (the map, not the ledger) */
     strmap ledgers;              /* name -> srv_ledger* */
