@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # t_server_http.sh — tallyd's HTTP layer against clients that do not play by
 # the rules (src/server/http.c, docs/API.md "Connections"). Asserted:
-#   * --max-connections-per-ip and --idle-timeout are validated (usage exit
+#   * --max-connections-per-ip, --idle-timeout and --request-timeout are validated (usage exit
 #     code for 1025, 0, 3601, a non-number);
 #   * 1100 stalled half-requests (a request line and one header, then
 #     nothing) from 127.0.0.2: exactly 256 (the default per-IP limit) stay
@@ -13,6 +13,11 @@
 #     connection are closed by the server (within a generous 15 s), and curl
 #     (libcurl, as the client library) reusing a connection the server closed
 #     meanwhile reconnects and gets its answer;
+#   * --request-timeout 3: a request trickled a byte per 0.25 s (the first on
+#     a connection, and one after six answered requests on a kept-alive
+#     connection) and a reader taking a 10 MB answer at 10 kB/s are closed
+#     after 3..15 s and counted in the metrics; the kept-alive connection,
+#     a request every second, stays open meanwhile;
 #   * raw requests: two Content-Length headers (different or equal), a
 #     Transfer-Encoding with a Content-Length or twice: 400 JSON; a transfer
 #     coding other than chunked: 501 JSON at once (it used to hang); none of
@@ -28,7 +33,7 @@ cd "$(dirname "$0")/.." || exit 2
 ls_init server-http
 
 section "flag validation"
-for f in "--max-connections-per-ip 1025" "--max-connections-per-ip x" "--idle-timeout 0" "--idle-timeout 3601"; do
+for f in "--max-connections-per-ip 1025" "--max-connections-per-ip x" "--idle-timeout 0" "--idle-timeout 3601" "--request-timeout 0" "--request-timeout 3601" "--request-timeout x"; do
     # shellcheck disable=SC2086 # the flag and its value
     "$TALLYD" --data "$W/x" --listen 127.0.0.1:1 $f >/dev/null 2>&1
     check_eq "$f refused (usage exit code)" 64 "$?"
@@ -239,6 +244,64 @@ check_eq "a stalled half-request and an idle keep-alive connection are closed by
 # connection has been closed by the server by then (idle 2 s).
 CR=$(curl -s --max-time 20 --rate 20/m -o /dev/null -o /dev/null -w '%{http_code} %{num_connects}\n' "$U2/health" "$U2/health" | tr '\n' ' ')
 check_eq "curl reusing a connection the server closed reconnects (200 twice, 2 connects)" "200 1 200 1 " "$CR"
+stop_tallyd "$SPID"
+
+section "--request-timeout"
+# A client that trickles its request one byte per 0.25 s never goes silent for
+# --idle-timeout, but the request deadline closes it; a keep-alive connection
+# with a request every second stays open (each answer restarts the clock);
+# a reader that takes a 10 MB answer 1000 bytes per 0.1 s is closed too.
+start_tallyd "$W/data4" "" --request-timeout 3 || { echo "FAIL: setup: tallyd --request-timeout 3 did not start"; summary t_server_http; exit 1; }
+U4=$SURL
+T4=$(login "$U4" admin "$ADMIN_PW")
+req POST "$U4/v1/ledgers" '{"name":"big"}' "$T4"
+python3 - "$W/bigset.json" <<'PYEOF'
+import json, sys
+json.dump({"entries": [{"key": "k%d" % i, "value": "v" * (1 << 20)} for i in range(10)]}, open(sys.argv[1], "w"))
+PYEOF
+req POST "$U4/v1/ledgers/big/set" "@$W/bigset.json" "$T4"
+BIGTX=$(jq_py 'j["tx"]')
+cat >"$W/trickle.py" <<'PYEOF'
+import socket, sys, time
+port, token, tx = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def until_closed(s, t0, drip=None, read=4096):
+    # seconds until the server closes s while we drip bytes / read slowly; "open" after 20 s
+    s.settimeout(0.1); got = 0
+    while time.time() - t0 < 20:
+        if drip:
+            try: s.sendall(drip[:1]); drip = drip[1:] or b"x"
+            except OSError: return int(time.time() - t0), got
+        try:
+            d = s.recv(read)
+            if not d: return int(time.time() - t0), got
+            got += len(d)
+        except socket.timeout: pass
+        except OSError: return int(time.time() - t0), got
+        time.sleep(0.25 if drip else 0.1)
+    return "open", got
+s = socket.create_connection(("127.0.0.1", port)); t0 = time.time()
+s.sendall(b"GET /health HTTP/1.1\r\n")
+a, _ = until_closed(s, t0, b"Host: " + b"x" * 200)
+s = socket.create_connection(("127.0.0.1", port)); ok = 0
+for i in range(6):
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    ok += s.recv(4096).startswith(b"HTTP/1.1 200")
+    time.sleep(1)
+t0 = time.time(); s.sendall(b"GET /he")
+c, _ = until_closed(s, t0, b"alth HTTP/1.1\r\nHost: " + b"x" * 200)
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", port)); t0 = time.time()
+s.sendall(("GET /v1/ledgers/big/tx/%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % (tx, token)).encode())
+d, got = until_closed(s, t0, None, 1000)
+print("trickled-first:%s" % ("closed" if a != "open" and 3 <= a <= 15 else a),
+      "keepalive-ok:%d" % ok,
+      "trickled-next:%s" % ("closed" if c != "open" and 2 <= c <= 15 else c),
+      "slow-reader:%s" % ("closed" if d != "open" and got < 10 * 1000 * 1000 else "%s after %d bytes" % (d, got)))
+PYEOF
+check_eq "a trickled request (first and on a kept-alive connection) and a slow reader are closed after the deadline (3..15 s); a connection with a request every second stays open" \
+    "trickled-first:closed keepalive-ok:6 trickled-next:closed slow-reader:closed" "$(python3 "$W/trickle.py" "$SPORT" "$T4" "$BIGTX" 2>&1)"
+check_eq "... counted in tallyd_connections_timed_out_total" "3" "$(curl -s --max-time 10 "$U4/metrics" | awk '/^tallyd_connections_timed_out_total/ {print $2}')"
+check_eq "tallyd serves on" 200 "$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$U4/health")"
 stop_tallyd "$SPID"
 
 section "out of file descriptors"

@@ -4,7 +4,7 @@
 **   tallyd --data DIR --listen HOST:PORT [--tls-cert F --tls-key F]
 **          [--name NAME] [--token-ttl SECONDS] [--threads N]
 **          [--ledger-idle-close SECONDS] [--max-connections-per-ip N]
-**          [--idle-timeout SECONDS] [--verbose]
+**          [--idle-timeout SECONDS] [--request-timeout SECONDS] [--verbose]
 **
 ** Parses flags, opens the data directory (src/server/server.c), prints the
 ** generated admin password (first start only), the listening address and the
@@ -31,7 +31,7 @@ static const char usage_text[] =
     "usage: tallyd --data DIR --listen HOST:PORT [--tls-cert F --tls-key F]\n"
     "              [--name NAME] [--token-ttl SECONDS] [--threads N]\n"
     "              [--ledger-idle-close SECONDS] [--max-connections-per-ip N]\n"
-    "              [--idle-timeout SECONDS] [--verbose]\n"
+    "              [--idle-timeout SECONDS] [--request-timeout SECONDS] [--verbose]\n"
     "  --threads N   HTTP event-loop threads (default: one per CPU, at most 64)\n"
     "  --ledger-idle-close SECONDS\n"
     "                close a ledger's handle (its threads, files, memtable) once\n"
@@ -42,7 +42,13 @@ static const char usage_text[] =
     "                limit; behind a proxy every client has the proxy's address)\n"
     "  --idle-timeout SECONDS\n"
     "                close a connection that sends nothing for this long, also\n"
-    "                an idle keep-alive one (default 60, 1..3600)\n";
+    "                an idle keep-alive one (default 60, 1..3600)\n"
+    "  --request-timeout SECONDS\n"
+    "                close a connection whose request has not been received and\n"
+    "                answered this long after the connection was ready for it\n"
+    "                (accepted, or its previous answer sent): bounds a client\n"
+    "                that trickles a request or reads an answer byte by byte\n"
+    "                (default 120, 1..3600)\n";
 
 static int usage(const char *msg)
 {
@@ -82,6 +88,7 @@ static int parse_args(int argc, char **argv, tallyd_config *cfg)
     cfg->idle_close_s = IDLE_CLOSE_S_DEFAULT;
     cfg->per_ip_max = SRV_PER_IP_CONNECTIONS_DEFAULT;
     cfg->idle_timeout_s = SRV_IDLE_TIMEOUT_S_DEFAULT;
+    cfg->request_timeout_s = SRV_REQUEST_TIMEOUT_S_DEFAULT;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = strcmp(a, "--verbose") && strcmp(a, "--help") && strcmp(a, "-h");
@@ -114,6 +121,11 @@ static int parse_args(int argc, char **argv, tallyd_config *cfg)
             if (srv_parse_u64(v, &n) < 0 || n == 0 || n > SRV_IDLE_TIMEOUT_S_MAX)
                 return usage("--idle-timeout needs 1..3600 seconds");
             cfg->idle_timeout_s = (unsigned)n;
+        } else if (!strcmp(a, "--request-timeout")) {
+            uint64_t n;
+            if (srv_parse_u64(v, &n) < 0 || n == 0 || n > SRV_REQUEST_TIMEOUT_S_MAX)
+                return usage("--request-timeout needs 1..3600 seconds");
+            cfg->request_timeout_s = (unsigned)n;
         } else if (!strcmp(a, "--verbose")) { cfg->verbose = 1; continue; }
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(usage_text, stdout); exit(0); }
         else return usage("unknown flag");

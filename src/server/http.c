@@ -43,7 +43,16 @@
 **   (8) no client address holds more than cfg.per_ip_max connections, and a
 **       connection silent for cfg.idle_timeout_s is closed (MHD's per-IP
 **       limit and inactivity timeout; a suspended request is not silent:
-**       MHD restarts its clock on resume).
+**       MHD restarts its clock on resume);
+**   (9) a request is received and answered within cfg.request_timeout_s of
+**       its connection becoming ready for it (accepted, or the previous
+**       answer completed), not counting the time it is suspended (the
+**       server's own work), or the sweeper shuts the socket down
+**       (shutdown(2), never close: MHD still owns the descriptor and closes
+**       it; a connection leaves s->conns, under conns_mu, before MHD closes
+**       it, so the sweeper never touches a reused descriptor). This bounds
+**       what the idle timeout cannot: a client that trickles one byte at a
+**       time, or reads an answer that slowly.
 */
 #include <inttypes.h>
 #include <jansson.h>
@@ -358,6 +367,8 @@ json_t *http_body_json(srv_req *r, int *mhd_result)
 static void suspend(srv_req *r)
 {
     atomic_fetch_add(&r->s->inflight, 1);
+    if (r->sc) /* the server's own time does not count against the deadline */
+        atomic_store(&r->sc->suspended_ns, srv_mono_ns());
     MHD_suspend_connection(r->conn);
 }
 
@@ -365,6 +376,10 @@ static void suspend(srv_req *r)
 static void resume(srv_req *r)
 {
     tallyd *s = r->s; /* r may be gone once resumed */
+    if (r->sc) { /* the deadline moves by the time suspended, then the sweeper sees it */
+        atomic_fetch_add(&r->sc->ready_ns, srv_mono_ns() - atomic_load(&r->sc->suspended_ns));
+        atomic_store(&r->sc->suspended_ns, 0);
+    }
     MHD_resume_connection(r->conn);
     atomic_fetch_sub(&s->inflight, 1);
 }
@@ -795,21 +810,86 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     return r;
 }
 
-/* MHD_OPTION_NOTIFY_CONNECTION: a connection's small context (srv_conn). */
+/* MHD_OPTION_NOTIFY_CONNECTION: a connection's small context (srv_conn),
+** linked into s->conns for the request deadline (invariant 9). MHD calls
+** CLOSED before it closes the socket. */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
-    (void)cls, (void)conn;
+    tallyd *s = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        *socket_context = calloc(1, sizeof(srv_conn)); /* NULL: no tracking, no harm */
+        srv_conn *sc = calloc(1, sizeof *sc); /* NULL: no tracking (no deadline), no harm */
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (sc && ci) {
+            sc->fd = ci->connect_fd;
+            atomic_store(&sc->ready_ns, srv_mono_ns());
+            pthread_mutex_lock(&s->conns_mu);
+            sc->next = s->conns;
+            if (s->conns)
+                s->conns->prev = sc;
+            s->conns = sc;
+            pthread_mutex_unlock(&s->conns_mu);
+        } else {
+            free(sc);
+            sc = NULL;
+        }
+        *socket_context = sc;
         return;
     }
     srv_conn *sc = *socket_context;
     if (sc) {
+        pthread_mutex_lock(&s->conns_mu);
+        if (sc->prev)
+            sc->prev->next = sc->next;
+        else
+            s->conns = sc->next;
+        if (sc->next)
+            sc->next->prev = sc->prev;
+        pthread_mutex_unlock(&s->conns_mu);
         free(sc->pending); /* a request MHD dropped before it started */
         free(sc);
     }
     *socket_context = NULL;
+}
+
+/* The sweeper (invariant 9): every SRV_SWEEP_MS, shuts down the sockets of
+** connections whose request is overdue. At most SRV_CONNECTIONS_MAX to walk. */
+static void *sweep_main(void *arg)
+{
+    tallyd *s = arg;
+    pthread_setname_np(pthread_self(), "tallyd-sweep");
+    uint64_t limit_ns = (uint64_t)(s->cfg.request_timeout_s ? s->cfg.request_timeout_s
+                                                            : SRV_REQUEST_TIMEOUT_S_DEFAULT) *
+                        1000000000ull;
+    pthread_mutex_lock(&s->conns_mu);
+    while (!s->sweeper_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t until = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec +
+                         SRV_SWEEP_MS * 1000000ull;
+        ts.tv_sec = (time_t)(until / 1000000000ull);
+        ts.tv_nsec = (long)(until % 1000000000ull);
+        pthread_cond_timedwait(&s->conns_cond, &s->conns_mu, &ts);
+        uint64_t now = srv_mono_ns();
+        for (srv_conn *sc = s->conns; sc && !s->sweeper_stop; sc = sc->next) {
+            if (sc->shut || atomic_load(&sc->suspended_ns) ||
+                now - atomic_load(&sc->ready_ns) <= limit_ns)
+                continue;
+            sc->shut = 1;
+            /* linger 0: MHD's close resets the connection and drops what is
+            ** still queued to a slow reader, instead of sending it on */
+            struct linger lg0 = { .l_onoff = 1, .l_linger = 0 };
+            setsockopt(sc->fd, SOL_SOCKET, SO_LINGER, &lg0, sizeof lg0);
+            shutdown(sc->fd, SHUT_RDWR); /* MHD sees the socket fail and closes it */
+            atomic_fetch_add(&s->conns_timed_out, 1);
+            if (s->cfg.verbose)
+                fprintf(stderr, "tallyd: a connection's request took over %u s: closed\n",
+                        (unsigned)(limit_ns / 1000000000ull));
+        }
+    }
+    pthread_mutex_unlock(&s->conns_mu);
+    return NULL;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -833,7 +913,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         atomic_fetch_sub(&s->answer_bytes, r->answer_bytes);
         atomic_fetch_sub(&s->answer_user_bytes[r->answer_bucket], r->answer_bytes);
     }
-    uint64_t dur = srv_mono_ns() - r->start_ns;
+    uint64_t now = srv_mono_ns(), dur = now - r->start_ns;
+    if (r->sc) /* the deadline of the connection's next request starts now */
+        atomic_store(&r->sc->ready_ns, now);
     metrics_observe(r->status, dur);
     if (s->cfg.verbose)
         fprintf(stderr, "tallyd: %s %s %u %.3f ms%s\n", r->method, r->url, r->status,
@@ -888,6 +970,14 @@ int http_start(tallyd *s, char *err, size_t err_len)
         snprintf(err, err_len, "cannot start the worker threads");
         return -1;
     }
+    pthread_mutex_init(&s->conns_mu, NULL);
+    pthread_cond_init(&s->conns_cond, NULL);
+    s->conns_init = 1;
+    if (pthread_create(&s->sweeper, NULL, sweep_main, s) != 0) {
+        snprintf(err, err_len, "cannot start the request-deadline thread");
+        return -1;
+    }
+    s->sweeper_started = 1;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     if (s->tls_cert)
@@ -943,5 +1033,18 @@ void http_stop(tallyd *s)
         MHD_stop_daemon(s->mhd);
     }
     s->mhd = NULL;
+    if (s->sweeper_started) {
+        pthread_mutex_lock(&s->conns_mu);
+        s->sweeper_stop = 1;
+        pthread_cond_signal(&s->conns_cond);
+        pthread_mutex_unlock(&s->conns_mu);
+        pthread_join(s->sweeper, NULL);
+        s->sweeper_started = 0;
+    }
+    if (s->conns_init) {
+        pthread_mutex_destroy(&s->conns_mu);
+        pthread_cond_destroy(&s->conns_cond);
+        s->conns_init = 0;
+    }
     pool_stop(s);
 }

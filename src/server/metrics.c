@@ -110,6 +110,11 @@ char *metrics_render(tallyd *s, size_t *len)
             "seconds unused.\n# TYPE tally_ledgers_closed_idle_total counter\n"
             "tally_ledgers_closed_idle_total %" PRIu64 "\n",
         (uint64_t)atomic_load(&s->ledgers_closed_idle));
+    put(&b, "# HELP tallyd_connections_timed_out_total Connections closed because a request "
+            "was not received and answered within --request-timeout.\n"
+            "# TYPE tallyd_connections_timed_out_total counter\n"
+            "tallyd_connections_timed_out_total %" PRIu64 "\n",
+        (uint64_t)atomic_load(&s->conns_timed_out));
     render_http(&b);
     *len = b.len;
     return b.p;

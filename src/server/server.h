@@ -50,6 +50,9 @@
 #define SRV_PER_IP_CONNECTIONS_DEFAULT 256u  /* --max-connections-per-ip */
 #define SRV_IDLE_TIMEOUT_S_DEFAULT 60u       /* --idle-timeout */
 #define SRV_IDLE_TIMEOUT_S_MAX  3600u
+#define SRV_REQUEST_TIMEOUT_S_DEFAULT 120u   /* --request-timeout */
+#define SRV_REQUEST_TIMEOUT_S_MAX 3600u
+#define SRV_SWEEP_MS            500u         /* how often the deadlines are checked */
 #define SRV_NAME_LEN_MAX        64u          /* ledger and user names */
 #define SRV_PASSWORD_LEN_MAX    1024u
 #define SRV_LEDGERS_MAX         100000u
@@ -194,6 +197,9 @@ typedef struct tallyd_config {
     uint64_t idle_close_s;   /* close a ledger unused this long (0: never) */
     unsigned per_ip_max;     /* connections from one IP address (0: no limit) */
     unsigned idle_timeout_s; /* close a connection silent this long (1..SRV_IDLE_TIMEOUT_S_MAX) */
+    unsigned request_timeout_s; /* a request (in and answered) takes at most this long,
+                                   counted from when its connection was ready for it
+                                   (1..SRV_REQUEST_TIMEOUT_S_MAX; 0: the default) */
 } tallyd_config;
 
 typedef struct tallyd {
@@ -241,6 +247,15 @@ typedef struct tallyd {
     atomic_int logins;           /* logins on the worker pool (each a scrypt) */
     _Atomic uint64_t answer_bytes; /* large answers queued and not yet completed */
     _Atomic uint64_t answer_user_bytes[SRV_ANSWER_BUCKETS]; /* the same per user bucket */
+    /* Open connections and their request deadlines (http.c, sweep_main):
+    ** a thread checks them every SRV_SWEEP_MS and shuts down the socket of
+    ** a connection whose request is overdue. Under conns_mu. */
+    pthread_mutex_t conns_mu;
+    pthread_cond_t conns_cond;
+    struct srv_conn *conns;      /* doubly linked */
+    pthread_t sweeper;
+    int sweeper_started, sweeper_stop, conns_init;
+    atomic_uint_fast64_t conns_timed_out; /* metric: connections closed by the deadline */
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cond;
     struct srv_req *pool_head, *pool_tail;
@@ -354,9 +369,16 @@ struct srv_route;
 
 /* Per connection (MHD's socket context): the request whose request line
 ** arrived but which has not started yet, so that one MHD drops without
-** on_completed is still freed. */
+** on_completed is still freed; and the request deadline (s->conns). */
 typedef struct srv_conn {
     struct srv_req *pending;
+    struct srv_conn *prev, *next; /* in s->conns, under conns_mu */
+    int fd;                       /* the socket (shut down, never closed, by the sweeper) */
+    int shut;                     /* the sweeper shut it down (under conns_mu) */
+    _Atomic uint64_t ready_ns;    /* srv_mono_ns() when it became ready for a request:
+                                     accepted, or the previous answer completed;
+                                     moved on by the time its request was suspended */
+    _Atomic uint64_t suspended_ns; /* when its request was suspended; 0: it is not */
 } srv_conn;
 
 typedef struct srv_req {
