@@ -311,6 +311,9 @@ section "out of file descriptors"
 # inherited descriptors, so that a creation fails with every count of free
 # descriptors left (a CI runner that passed 3 more once left the walk that
 # removes the directory without one).
+# A ledgers/.trash-* directory (what a failed creation leaves when it could
+# not remove its directory) is removed at start.
+mkdir -p "$W/data3.0/ledgers/.trash-0123/log" && echo x >"$W/data3.0/ledgers/.trash-0123/log/00000000.seg"
 for X in 0 1 2 3; do
     P3=$(free_port)
     (for j in $(seq 1 $X); do eval "exec $((20 + j))</dev/null"; done
@@ -322,6 +325,7 @@ for X in 0 1 2 3; do
     wait_health "$SURL" 100 || { echo "FAIL: setup: tallyd (96 fds) did not start: $(head -c 300 "$W/fd.err")"; summary t_server_http; exit 1; }
     U3=$SURL
     T3=$(login "$U3" admin "$ADMIN_PW")
+    [ "$X" = 0 ] && check_eq "a ledgers/.trash-* directory is removed at start" "" "$(ls -A "$W/data3.0/ledgers")"
     OKN=0 FAILN=0
     for i in $(seq 1 40); do
         req POST "$U3/v1/ledgers" "{\"name\":\"fd$i\"}" "$T3"
@@ -329,7 +333,7 @@ for X in 0 1 2 3; do
     done
     check_eq "[+$X fds] some creations fail at the descriptor limit (with 500)" "yes" "$([ "$FAILN" -gt 0 ] && echo yes || echo "no: $OKN created")"
     check_match "[+$X fds] ... answered in JSON" '^500 \{"error"' "${LASTF:-none}"
-    check_eq "[+$X fds] a failed creation leaves no directory under ledgers/" "$OKN" "$(ls "$W/data3.$X/ledgers" | wc -l)"
+    check_eq "[+$X fds] a failed creation leaves no directory under ledgers/" "$OKN" "$(ls -A "$W/data3.$X/ledgers" | wc -l)"
     req GET "$U3/v1/ledgers" "" "$T3"
     check_eq "[+$X fds] the list still answers" 200 "$CODE"
     check_eq "[+$X fds] ... and names every created ledger" "$OKN" "$(jq_py 'len(j["ledgers"])')"

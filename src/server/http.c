@@ -744,6 +744,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = r;
         r->s = cls;
         r->start_ns = srv_mono_ns();
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        r->sc = ci ? ci->socket_context : NULL; /* for the deadline (invariant 9) */
     }
     if (!r->started) {
         r->started = 1;
@@ -864,17 +867,21 @@ static void *sweep_main(void *arg)
                         1000000000ull;
     pthread_mutex_lock(&s->conns_mu);
     while (!s->sweeper_stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        struct timespec ts; /* conns_cond waits on CLOCK_MONOTONIC (http_start) */
+        clock_gettime(CLOCK_MONOTONIC, &ts);
         uint64_t until = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec +
                          SRV_SWEEP_MS * 1000000ull;
         ts.tv_sec = (time_t)(until / 1000000000ull);
         ts.tv_nsec = (long)(until % 1000000000ull);
         pthread_cond_timedwait(&s->conns_cond, &s->conns_mu, &ts);
-        uint64_t now = srv_mono_ns();
+        unsigned closed = 0;
         for (srv_conn *sc = s->conns; sc && !s->sweeper_stop; sc = sc->next) {
-            if (sc->shut || atomic_load(&sc->suspended_ns) ||
-                now - atomic_load(&sc->ready_ns) <= limit_ns)
+            if (sc->shut || atomic_load(&sc->suspended_ns))
+                continue;
+            /* the clock after ready_ns: an event loop may move ready_ns on
+            ** meanwhile (it does not take conns_mu), never past this now */
+            uint64_t ready = atomic_load(&sc->ready_ns), now = srv_mono_ns();
+            if (now <= ready || now - ready <= limit_ns)
                 continue;
             sc->shut = 1;
             /* linger 0: MHD's close resets the connection and drops what is
@@ -882,11 +889,16 @@ static void *sweep_main(void *arg)
             struct linger lg0 = { .l_onoff = 1, .l_linger = 0 };
             setsockopt(sc->fd, SOL_SOCKET, SO_LINGER, &lg0, sizeof lg0);
             shutdown(sc->fd, SHUT_RDWR); /* MHD sees the socket fail and closes it */
-            atomic_fetch_add(&s->conns_timed_out, 1);
-            if (s->cfg.verbose)
-                fprintf(stderr, "tallyd: a connection's request took over %u s: closed\n",
-                        (unsigned)(limit_ns / 1000000000ull));
+            closed++;
         }
+        pthread_mutex_unlock(&s->conns_mu); /* never log holding it: on_connection waits */
+        if (closed) {
+            atomic_fetch_add(&s->conns_timed_out, closed);
+            if (s->cfg.verbose)
+                fprintf(stderr, "tallyd: %u connection(s) over the request deadline (%u s): "
+                                "closed\n", closed, (unsigned)(limit_ns / 1000000000ull));
+        }
+        pthread_mutex_lock(&s->conns_mu);
     }
     pthread_mutex_unlock(&s->conns_mu);
     return NULL;
@@ -970,8 +982,12 @@ int http_start(tallyd *s, char *err, size_t err_len)
         snprintf(err, err_len, "cannot start the worker threads");
         return -1;
     }
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* a stepped wall clock does not stall it */
     pthread_mutex_init(&s->conns_mu, NULL);
-    pthread_cond_init(&s->conns_cond, NULL);
+    pthread_cond_init(&s->conns_cond, &ca);
+    pthread_condattr_destroy(&ca);
     s->conns_init = 1;
     if (pthread_create(&s->sweeper, NULL, sweep_main, s) != 0) {
         snprintf(err, err_len, "cannot start the request-deadline thread");

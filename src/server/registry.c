@@ -23,6 +23,7 @@
 **   (3) lg->cp.size only grows; a checkpoint is signed at most once per
 **       size (signing happens under cp_mu after a recheck).
 */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -117,6 +118,8 @@ static int load_one(void *ctx, const void *key, size_t key_len, const tally_vers
     return 0;
 }
 
+static void trash_sweep(tallyd *s);
+
 /* Takes back the reserve descriptors that are not held (see fd_reserve). */
 static void fd_reserve_take(tallyd *s)
 {
@@ -143,6 +146,7 @@ int reg_open(tallyd *s, char *err, size_t err_len)
         return -1;
     }
     fd_reserve_take(s);
+    trash_sweep(s);
     snprintf(path, sizeof path, "%s/system", s->data_dir);
     int rc = tally_db_open(&s->sys, path, NULL, NULL);
     if (rc != TALLY_OK) {
@@ -337,16 +341,48 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 ** random: nothing else refers to it), so a failed request leaves nothing.
 ** The creation may have failed for want of descriptors, and walking the
 ** directory needs one: the reserve is released for the walk, which keeps at
-** most one directory open (nopenfd 1), and taken back after. Under admin_mu. */
-static void create_undo(tallyd *s, const char *dir)
+** most one directory open (nopenfd 1), and taken back after. If another
+** thread took the released descriptors first, the directory is renamed
+** (which needs none) to ledgers/.trash-ID, removed by the next creation or
+** start (trash_sweep). Under admin_mu. */
+static void create_undo(tallyd *s, const srv_ledger *lg, const char *dir)
 {
     fd_reserve_release(s);
     int rc = nftw(dir, rm_entry, 1, FTW_DEPTH | FTW_PHYS);
     int err = errno;
     fd_reserve_take(s);
-    if (rc != 0)
-        fprintf(stderr, "tallyd: could not remove %s after a failed ledger creation: %s "
-                        "(unreferenced; safe to delete)\n", dir, strerror(err));
+    if (rc == 0)
+        return;
+    char trash[SRV_PATH_MAX + 64];
+    snprintf(trash, sizeof trash, "%s/ledgers/.trash-%s", s->data_dir, lg->id);
+    if (rename(dir, trash) == 0) {
+        s->trash_pending = 1;
+        return;
+    }
+    fprintf(stderr, "tallyd: could not remove %s after a failed ledger creation: %s "
+                    "(unreferenced; safe to delete)\n", dir, strerror(err));
+}
+
+/* Removes the ledgers/.trash-* directories create_undo left. Under admin_mu
+** (or at start). */
+static void trash_sweep(tallyd *s)
+{
+    char path[SRV_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/ledgers", s->data_dir);
+    DIR *d = opendir(path);
+    if (!d)
+        return;
+    int left = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, ".trash-", 7) != 0)
+            continue;
+        snprintf(path, sizeof path, "%s/ledgers/%s", s->data_dir, e->d_name);
+        if (nftw(path, rm_entry, 4, FTW_DEPTH | FTW_PHYS) != 0)
+            left = 1;
+    }
+    closedir(d);
+    s->trash_pending = left;
 }
 
 /* Creates the ledger's directory and the system record. Called under admin_mu.
@@ -361,13 +397,13 @@ static int create_locked(tallyd *s, const char *actor, srv_ledger *lg)
     if (rc != TALLY_OK) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", tally_errmsg());
-        create_undo(s, dir);
+        create_undo(s, lg, dir);
         return tally_seterr(rc, "%s", msg);
     }
     char *rec = ledger_record(lg);
     if (!rec) {
         tally_db_close(db);
-        create_undo(s, dir);
+        create_undo(s, lg, dir);
         return TALLY_ENOMEM;
     }
     int klen = snprintf(key, sizeof key, "ledger/%s", lg->name);
@@ -379,7 +415,7 @@ static int create_locked(tallyd *s, const char *actor, srv_ledger *lg)
         char msg[512];
         snprintf(msg, sizeof msg, "%s", tally_errmsg());
         tally_db_close(db);
-        create_undo(s, dir);
+        create_undo(s, lg, dir);
         return tally_seterr(rc, "%s", msg);
     }
     atomic_store_explicit(&lg->last_used_ns, srv_mono_ns(), memory_order_relaxed);
@@ -396,6 +432,9 @@ int reg_create(tallyd *s, const char *actor, const char *name, srv_ledger **out)
         return tally_seterr(TALLY_EIO, "no random bytes for a ledger id");
     srv_hex(id, raw, sizeof raw);
     pthread_mutex_lock(&s->admin_mu);
+    fd_reserve_take(s); /* if a failed creation lost one to another thread */
+    if (s->trash_pending)
+        trash_sweep(s);
     int rc = TALLY_OK;
     srv_ledger *lg = NULL;
     if (reg_find(s, name)) {

@@ -215,6 +215,7 @@ typedef struct tallyd {
     ** creation that failed for want of descriptors releases them to remove
     ** its directory, then takes them back. -1 when not held. Under admin_mu. */
     int fd_reserve[2];
+    int trash_pending;           /* ledgers/.trash-* left to remove (under admin_mu) */
 
     pthread_rwlock_t reg_lock;   /* guards ledgers (the map, not the ledger) */
     strmap ledgers;              /* name -> srv_ledger* */
