@@ -1049,14 +1049,8 @@ void http_stop(tallyd *s)
         MHD_stop_daemon(s->mhd);
     }
     s->mhd = NULL;
-    if (s->sweeper_started) {
-        pthread_mutex_lock(&s->conns_mu);
-        s->sweeper_stop = 1;
-        pthread_cond_signal(&s->conns_cond);
-        pthread_mutex_unlock(&s->conns_mu);
-        pthread_join(s->sweeper, NULL);
-        s->sweeper_started = 0;
-    }
+    srv_thread_stop(&s->conns_mu, &s->conns_cond, &s->sweeper_stop, s->sweeper,
+                    &s->sweeper_started);
     if (s->conns_init) {
         pthread_mutex_destroy(&s->conns_mu);
         pthread_cond_destroy(&s->conns_cond);

@@ -310,14 +310,8 @@ int reg_reaper_start(tallyd *s)
 
 void reg_reaper_stop(tallyd *s)
 {
-    if (!s->reaper_started)
-        return;
-    pthread_mutex_lock(&s->reaper_mu);
-    s->reaper_stop = 1;
-    pthread_cond_signal(&s->reaper_cond);
-    pthread_mutex_unlock(&s->reaper_mu);
-    pthread_join(s->reaper, NULL);
-    s->reaper_started = 0;
+    srv_thread_stop(&s->reaper_mu, &s->reaper_cond, &s->reaper_stop, s->reaper,
+                    &s->reaper_started);
 }
 
 /* The system record of a new ledger: {"name","id","created"}. */

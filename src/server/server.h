@@ -265,6 +265,21 @@ typedef struct tallyd {
     pthread_t pool[SRV_WORKERS];
 } tallyd;
 
+/* Stops a housekeeping thread (the reaper, the sweeper): sets *stop under mu,
+** wakes it on cond, joins it. Does nothing unless *started. */
+static inline void srv_thread_stop(pthread_mutex_t *mu, pthread_cond_t *cond, int *stop,
+                                   pthread_t th, int *started)
+{
+    if (!*started)
+        return;
+    pthread_mutex_lock(mu);
+    *stop = 1;
+    pthread_cond_signal(cond);
+    pthread_mutex_unlock(mu);
+    pthread_join(th, NULL);
+    *started = 0;
+}
+
 /* ---- Errors: an HTTP status, an API error code and a message ---- */
 typedef struct srv_err {
     int status;
