@@ -34,6 +34,16 @@ check_match() { # what, ERE, got
     if printf '%s' "$3" | grep -Eq -- "$2"; then ok; else bad "$1" "match /$2/" "$3"; fi
 }
 summary() { # name
+    # A sanitizer report in any tallyd's stderr (files *.err under $W) fails the
+    # test: under ASan/UBSan (TALLYD_BIN=build/asan/tallyd) an error that does
+    # not stop the server would otherwise pass unseen.
+    local f
+    for f in $(find "${W:-/nonexistent}" -maxdepth 2 -name '*.err' 2>/dev/null); do
+        if grep -Eq 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$f"; then
+            bad "no sanitizer report in $(basename "$f")" "none" \
+                "$(grep -E -m 3 -A 6 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$f" | head -c 1500)"
+        fi
+    done
     echo "$1: $pass passed, $fail failed ($SECONDS s)"
     [ "$fail" -eq 0 ]
 }

@@ -4,7 +4,8 @@
 #   C tests:     build/asan/tests/test_* then build/tests/test_* (each prints
 #                "name: N checks, M failed" and exits non-zero on failure)
 #   shell tests: tests/t_*.sh, with TALLY_BIN (default build/tally) and
-#                TALLY_ASAN_BIN (default build/asan/tally); exit 0 = pass
+#                TALLY_ASAN_BIN (default build/asan/tally); exit 0 = pass;
+#                then t_server.sh and t_server_http.sh against build/asan/tallyd
 #
 # Each binary or script counts as one test. Every test runs even after a
 # failure; a failing test's last 40 lines of output are shown. TALLY_LONG=1
@@ -54,6 +55,11 @@ for bin in build/asan/tests/test_* build/tests/test_*; do
 done
 for t in tests/t_*.sh; do
     run_one "$t" bash "$t"
+done
+# The server suites again against tallyd built with ASan+UBSan (a report in
+# its stderr fails the test: tests/lib_server.sh summary).
+for t in tests/t_server.sh tests/t_server_http.sh; do
+    [ -x build/asan/tallyd ] && run_one "$t (tallyd under ASan+UBSan)" env TALLYD_BIN=build/asan/tallyd bash "$t"
 done
 
 echo "$passed passed, $failed failed"
