@@ -19,6 +19,9 @@
 #     once 3 s have passed since the connection opened or its previous answer
 #     (within 15 s), and counted in the metrics; the kept-alive connection,
 #     a request every second, stays open meanwhile;
+#   * --request-timeout 1: 4 writes of a 28 MB batch, each sent 0.8 s after
+#     its connection opened, are each answered 200 and written once (they
+#     used to be reset after committing);
 #   * raw requests: two Content-Length headers (different or equal), a
 #     Transfer-Encoding with a Content-Length or twice: 400 JSON; a transfer
 #     coding other than chunked: 501 JSON at once (it used to hang); none of
@@ -305,6 +308,42 @@ check_eq "a trickled request (first and on a kept-alive connection) and a slow r
     "trickled-first:closed keepalive-ok:6 trickled-next:closed slow-reader:closed" "$(python3 "$W/trickle.py" "$SPORT" "$T4" "$BIGTX" 2>&1)"
 check_eq "... counted in tallyd_connections_timed_out_total" "3" "$(curl -s --max-time 10 "$U4/metrics" | awk '/^tallyd_connections_timed_out_total/ {print $2}')"
 check_eq "tallyd serves on" 200 "$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$U4/health")"
+stop_tallyd "$SPID"
+
+section "--request-timeout 1: a write that arrived is never reset"
+# A write that arrives just before its deadline (0.8 s into a 1 s one) and
+# whose handling takes longer (a 28 MB JSON batch) used to be reset after it
+# committed: no answer, and libcurl resends such a request on a reused
+# connection, writing it twice. Now a request other than GET/HEAD is exempt
+# once it has arrived: every one is answered 200, each written once.
+start_tallyd "$W/data5" "" --request-timeout 1 || { echo "FAIL: setup: tallyd --request-timeout 1 did not start"; summary t_server_http; exit 1; }
+U5=$SURL
+T5=$(login "$U5" admin "$ADMIN_PW")
+req POST "$U5/v1/ledgers" '{"name":"late"}' "$T5"
+cat >"$W/late.py" <<'PYEOF'
+import socket, sys, time, json
+port, token, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+body = json.dumps({"entries": [{"key": "late%06d" % i, "value": "v" * 400} for i in range(65536)]}).encode()
+res = []
+for k in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    time.sleep(0.8)
+    s.sendall(b"POST /v1/ledgers/late/set HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode() +
+              b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    s.settimeout(60)
+    try:
+        d = s.recv(64)
+        res.append(d[:12].decode() if d else "closed")
+    except OSError:
+        res.append("reset")
+    s.close()
+print(" ".join(res))
+PYEOF
+check_eq "4 large writes sent 0.8 s into a 1 s deadline: each answered" "HTTP/1.1 200 HTTP/1.1 200 HTTP/1.1 200 HTTP/1.1 200" "$(python3 "$W/late.py" "$SPORT" "$T5" 4 2>&1)"
+req GET "$U5/v1/ledgers/late/state" "" "$T5"
+check_eq "... and written once each (4 transactions)" 4 "$(jq_py 'j["tx"]')"
+check_eq "... none counted as timed out" 0 "$(curl -s --max-time 10 "$U5/metrics" | awk '/^tallyd_connections_timed_out_total/ {print $2}')"
+check_eq "tallyd serves on" 200 "$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$U5/health")"
 stop_tallyd "$SPID"
 
 section "out of file descriptors"

@@ -52,7 +52,11 @@
 **       it; a connection leaves s->conns, under conns_mu, before MHD closes
 **       it, so the sweeper never touches a reused descriptor). This bounds
 **       what the idle timeout cannot: a client that trickles one byte at a
-**       time, or reads an answer that slowly.
+**       time, or reads an answer that slowly. A request other than GET/HEAD
+**       is exempt from the moment it has arrived whole until it completes:
+**       it may have written, and a client (libcurl) resends a request whose
+**       reused connection died before any answer, so resetting it could
+**       write it twice.
 */
 #include <inttypes.h>
 #include <jansson.h>
@@ -422,6 +426,12 @@ int http_commit_failed(srv_req *r)
 
 static int run_route(srv_req *r);
 
+/* GET and HEAD change nothing: they may be dropped or reset at any point. */
+static int req_is_read(const srv_req *r)
+{
+    return r->method && (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0);
+}
+
 static void *pool_main(void *arg)
 {
     tallyd *s = arg;
@@ -772,6 +782,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (r->body_too_big)
         return (enum MHD_Result)http_errorf(r, 413, "too_large", "body over %u bytes",
                                             r->rt->body_max);
+    if (r->sc && !req_is_read(r)) /* arrived whole: no reset until it completes (9) */
+        atomic_store(&r->sc->exempt, 1);
     if (r->lg && !r->db)
         return (enum MHD_Result)pool_submit(r); /* opens it, then run_route */
     return (enum MHD_Result)run_route(r);
@@ -876,7 +888,7 @@ static void *sweep_main(void *arg)
         pthread_cond_timedwait(&s->conns_cond, &s->conns_mu, &ts);
         unsigned closed = 0;
         for (srv_conn *sc = s->conns; sc && !s->sweeper_stop; sc = sc->next) {
-            if (sc->shut || atomic_load(&sc->suspended_ns))
+            if (sc->shut || atomic_load(&sc->exempt) || atomic_load(&sc->suspended_ns))
                 continue;
             /* the clock after ready_ns: an event loop may move ready_ns on
             ** meanwhile (it does not take conns_mu), never past this now */
@@ -926,8 +938,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         atomic_fetch_sub(&s->answer_user_bytes[r->answer_bucket], r->answer_bytes);
     }
     uint64_t now = srv_mono_ns(), dur = now - r->start_ns;
-    if (r->sc) /* the deadline of the connection's next request starts now */
+    if (r->sc) { /* the deadline of the connection's next request starts now */
         atomic_store(&r->sc->ready_ns, now);
+        atomic_store(&r->sc->exempt, 0);
+    }
     metrics_observe(r->status, dur);
     if (s->cfg.verbose)
         fprintf(stderr, "tallyd: %s %s %u %.3f ms%s\n", r->method, r->url, r->status,

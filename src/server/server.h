@@ -395,6 +395,9 @@ typedef struct srv_conn {
                                      accepted, or the previous answer completed;
                                      moved on by the time its request was suspended */
     _Atomic uint64_t suspended_ns; /* when its request was suspended; 0: it is not */
+    atomic_int exempt;            /* 1: its request (not GET/HEAD) is in the handler or
+                                     answered: no reset until it completes (a reset
+                                     write could be resent and written twice) */
 } srv_conn;
 
 typedef struct srv_req {
