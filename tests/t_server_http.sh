@@ -21,7 +21,9 @@
 #     a request every second, stays open meanwhile;
 #   * --request-timeout 1: 4 writes of 65,536 entries (28 MB), each sent
 #     0.6 s after its connection opened, are each answered 200 and written
-#     once (they used to be reset after committing);
+#     once (they used to be reset after committing); of 5 GETs of a
+#     65,536-entry tx queued on the worker pool behind 32 others, whose
+#     clients close after 0.2 s, at least one is dropped, not built (counted);
 #   * raw requests: two Content-Length headers (different or equal), a
 #     Transfer-Encoding with a Content-Length or twice: 400 JSON; a transfer
 #     coding other than chunked: 501 JSON at once (it used to hang); none of
@@ -343,6 +345,32 @@ check_eq "4 writes of 65,536 entries sent 0.6 s into a 1 s deadline: each answer
 req GET "$U5/v1/ledgers/late/state" "" "$T5"
 check_eq "... and written once each (4 transactions)" 4 "$(jq_py 'j["tx"]')"
 check_eq "... none counted as timed out" 0 "$(curl -s --max-time 10 "$U5/metrics" | awk '/^tallyd_connections_timed_out_total/ {print $2}')"
+# GET tx/N of 65,536 entries runs on the worker pool (8 threads). 32 readers
+# keep it busy; 5 more clients send the same request and close 0.2 s later,
+# while theirs wait in the pool's queue: those are dropped, not built.
+req POST "$U5/v1/ledgers" '{"name":"gone"}' "$T5"
+python3 -c 'import json; print(json.dumps({"entries": [{"key": "g%06d" % i, "value": "v"} for i in range(65536)]}))' >"$W/gone.json"
+req POST "$U5/v1/ledgers/gone/set" "@$W/gone.json" "$T5"
+cat >"$W/gone.py" <<'PYEOF'
+import socket, sys, time, threading
+port, tok = int(sys.argv[1]), sys.argv[2]
+req = ("GET /v1/ledgers/gone/tx/1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % tok).encode()
+def reader():
+    s = socket.create_connection(("127.0.0.1", port)); s.sendall(req); s.settimeout(30)
+    try:
+        while s.recv(1 << 20): pass
+    except OSError: pass
+busy = [threading.Thread(target=reader, daemon=True) for _ in range(32)]
+for t in busy: t.start()
+time.sleep(0.1)
+gone = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+for s in gone: s.sendall(req)
+time.sleep(0.2)
+for s in gone: s.close()
+for t in busy: t.join(40)
+PYEOF
+python3 "$W/gone.py" "$SPORT" "$T5"
+check_match "GETs waiting on the pool whose clients left are dropped (of 5)" '^[1-5]$' "$(curl -s --max-time 10 "$U5/metrics" | awk '/^tallyd_requests_dropped_client_gone_total/ {print $2}')"
 check_eq "tallyd serves on" 200 "$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$U5/health")"
 stop_tallyd "$SPID"
 

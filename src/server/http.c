@@ -56,8 +56,12 @@
 **       is exempt from the moment it has arrived whole until it completes:
 **       it may have written, and a client (libcurl) resends a request whose
 **       reused connection died before any answer, so resetting it could
-**       write it twice.
+**       write it twice;
+**  (10) a GET/HEAD that waited on the worker pool is dropped, not run, when
+**       its client has meanwhile closed the connection (FIN or reset seen
+**       on the socket): a large answer is not built for nobody.
 */
+#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <microhttpd.h>
@@ -432,6 +436,17 @@ static int req_is_read(const srv_req *r)
     return r->method && (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0);
 }
 
+/* 1 if r's client has closed the connection (an orderly FIN with no bytes
+** pending, or a reset) while its request waited for the server. */
+static int client_gone(const srv_req *r)
+{
+    char c;
+    if (!r->sc)
+        return 0;
+    ssize_t n = recv(r->sc->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 static void *pool_main(void *arg)
 {
     tallyd *s = arg;
@@ -447,7 +462,10 @@ static void *pool_main(void *arg)
             s->pool_tail = NULL;
         pthread_mutex_unlock(&s->pool_mu);
         r->defer = 1;
-        if (r->lg && !r->db) { /* the ledger's first use: open it here, not on a loop */
+        if (req_is_read(r) && client_gone(r)) { /* invariant 10 */
+            atomic_fetch_add(&s->dropped_gone, 1);
+            r->cont = send_stored; /* nothing stored: the connection is dropped */
+        } else if (r->lg && !r->db) { /* the ledger's first use: open it here, not on a loop */
             int rc = reg_acquire(r->s, r->lg, &r->db); /* held until on_completed */
             if (rc != TALLY_OK)
                 http_engine_error(r, rc); /* stored */

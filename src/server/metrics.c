@@ -115,6 +115,11 @@ char *metrics_render(tallyd *s, size_t *len)
             "# TYPE tallyd_connections_timed_out_total counter\n"
             "tallyd_connections_timed_out_total %" PRIu64 "\n",
         (uint64_t)atomic_load(&s->conns_timed_out));
+    put(&b, "# HELP tallyd_requests_dropped_client_gone_total GET/HEAD requests not run "
+            "because their client closed the connection while they waited for the worker "
+            "pool.\n# TYPE tallyd_requests_dropped_client_gone_total counter\n"
+            "tallyd_requests_dropped_client_gone_total %" PRIu64 "\n",
+        (uint64_t)atomic_load(&s->dropped_gone));
     render_http(&b);
     *len = b.len;
     return b.p;

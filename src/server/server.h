@@ -257,6 +257,7 @@ typedef struct tallyd {
     pthread_t sweeper;
     int sweeper_started, sweeper_stop, conns_init;
     atomic_uint_fast64_t conns_timed_out; /* metric: connections closed by the deadline */
+    atomic_uint_fast64_t dropped_gone;    /* metric: pool GETs dropped, their client gone */
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cond;
     struct srv_req *pool_head, *pool_tail;
