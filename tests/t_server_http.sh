@@ -252,15 +252,23 @@ CR=$(curl -s --max-time 20 --rate 20/m -o /dev/null -o /dev/null -w '%{http_code
 check_eq "curl reusing a connection the server closed reconnects (200 twice, 2 connects)" "200 1 200 1 " "$CR"
 stop_tallyd "$SPID"
 
+# serve_ledger DIR LEDGER [tallyd args...]: starts tallyd (SPID, SPORT, SURL),
+# logs in as admin (TOK) and creates LEDGER; ends the test if it cannot start.
+serve_ledger() {
+    local dir="$1" name="$2"
+    shift 2
+    start_tallyd "$dir" "" "$@" || { echo "FAIL: setup: tallyd $* did not start"; summary t_server_http; exit 1; }
+    TOK=$(login "$SURL" admin "$ADMIN_PW")
+    req POST "$SURL/v1/ledgers" "{\"name\":\"$name\"}" "$TOK"
+}
+
 section "--request-timeout"
 # A client that trickles its request one byte per 0.25 s never goes silent for
 # --idle-timeout, but the request deadline closes it; a keep-alive connection
 # with a request every second stays open (each answer restarts the clock);
 # a reader that takes a 10 MB answer 1000 bytes per 0.1 s is closed too.
-start_tallyd "$W/data4" "" --request-timeout 3 || { echo "FAIL: setup: tallyd --request-timeout 3 did not start"; summary t_server_http; exit 1; }
-U4=$SURL
-T4=$(login "$U4" admin "$ADMIN_PW")
-req POST "$U4/v1/ledgers" '{"name":"big"}' "$T4"
+serve_ledger "$W/data4" big --request-timeout 3
+U4=$SURL T4=$TOK
 python3 - "$W/bigset.json" <<'PYEOF'
 import json, sys
 json.dump({"entries": [{"key": "k%d" % i, "value": "v" * (1 << 20)} for i in range(10)]}, open(sys.argv[1], "w"))
@@ -318,10 +326,8 @@ section "--request-timeout 1: a write that arrived is never reset"
 # committed: no answer, and libcurl resends such a request on a reused
 # connection, writing it twice. Now a request other than GET/HEAD is exempt
 # once it has arrived: every one is answered 200, each written once.
-start_tallyd "$W/data5" "" --request-timeout 1 || { echo "FAIL: setup: tallyd --request-timeout 1 did not start"; summary t_server_http; exit 1; }
-U5=$SURL
-T5=$(login "$U5" admin "$ADMIN_PW")
-req POST "$U5/v1/ledgers" '{"name":"late"}' "$T5"
+serve_ledger "$W/data5" late --request-timeout 1
+U5=$SURL T5=$TOK
 cat >"$W/late.py" <<'PYEOF'
 import socket, sys, time, json
 port, token, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
