@@ -130,6 +130,23 @@ uint64_t srv_mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+void srv_cond_init_mono(pthread_cond_t *c)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(c, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+void srv_cond_wait_ms(pthread_cond_t *c, pthread_mutex_t *mu, uint64_t ms)
+{
+    uint64_t until = srv_mono_ns() + ms * 1000000ull;
+    struct timespec ts = { .tv_sec = (time_t)(until / 1000000000ull),
+                           .tv_nsec = (long)(until % 1000000000ull) };
+    pthread_cond_timedwait(c, mu, &ts);
+}
+
 /* ---- Errors ---- */
 int srv_fail(srv_err *e, int status, const char *code, const char *fmt, ...)
 {
@@ -375,7 +392,9 @@ json_t *http_body_json(srv_req *r, int *mhd_result)
 static void suspend(srv_req *r)
 {
     atomic_fetch_add(&r->s->inflight, 1);
-    if (r->sc) /* the server's own time does not count against the deadline */
+    /* the server's own time does not count against the deadline; an exempt
+    ** request (a write, invariant 9) has no deadline to move */
+    if (r->sc && !atomic_load(&r->sc->exempt))
         atomic_store(&r->sc->suspended_ns, srv_mono_ns());
     MHD_suspend_connection(r->conn);
 }
@@ -384,8 +403,9 @@ static void suspend(srv_req *r)
 static void resume(srv_req *r)
 {
     tallyd *s = r->s; /* r may be gone once resumed */
-    if (r->sc) { /* the deadline moves by the time suspended, then the sweeper sees it */
-        atomic_fetch_add(&r->sc->ready_ns, srv_mono_ns() - atomic_load(&r->sc->suspended_ns));
+    uint64_t since = r->sc ? atomic_load(&r->sc->suspended_ns) : 0;
+    if (since) { /* the deadline moves by the time suspended, then the sweeper sees it */
+        atomic_fetch_add(&r->sc->ready_ns, srv_mono_ns() - since);
         atomic_store(&r->sc->suspended_ns, 0);
     }
     MHD_resume_connection(r->conn);
@@ -897,13 +917,7 @@ static void *sweep_main(void *arg)
                         1000000000ull;
     pthread_mutex_lock(&s->conns_mu);
     while (!s->sweeper_stop) {
-        struct timespec ts; /* conns_cond waits on CLOCK_MONOTONIC (http_start) */
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t until = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec +
-                         SRV_SWEEP_MS * 1000000ull;
-        ts.tv_sec = (time_t)(until / 1000000000ull);
-        ts.tv_nsec = (long)(until % 1000000000ull);
-        pthread_cond_timedwait(&s->conns_cond, &s->conns_mu, &ts);
+        srv_cond_wait_ms(&s->conns_cond, &s->conns_mu, SRV_SWEEP_MS);
         unsigned closed = 0;
         for (srv_conn *sc = s->conns; sc && !s->sweeper_stop; sc = sc->next) {
             if (sc->shut || atomic_load(&sc->exempt) || atomic_load(&sc->suspended_ns))
@@ -1014,12 +1028,8 @@ int http_start(tallyd *s, char *err, size_t err_len)
         snprintf(err, err_len, "cannot start the worker threads");
         return -1;
     }
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* a stepped wall clock does not stall it */
     pthread_mutex_init(&s->conns_mu, NULL);
-    pthread_cond_init(&s->conns_cond, &ca);
-    pthread_condattr_destroy(&ca);
+    srv_cond_init_mono(&s->conns_cond);
     s->conns_init = 1;
     if (pthread_create(&s->sweeper, NULL, sweep_main, s) != 0) {
         snprintf(err, err_len, "cannot start the request-deadline thread");

@@ -273,12 +273,7 @@ static void *reaper_main(void *arg)
         every_ns = 100000000ull;
     pthread_mutex_lock(&s->reaper_mu);
     while (!s->reaper_stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t until = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + every_ns;
-        ts.tv_sec = (time_t)(until / 1000000000ull);
-        ts.tv_nsec = (long)(until % 1000000000ull);
-        pthread_cond_timedwait(&s->reaper_cond, &s->reaper_mu, &ts);
+        srv_cond_wait_ms(&s->reaper_cond, &s->reaper_mu, every_ns / 1000000ull);
         if (s->reaper_stop)
             break;
         pthread_mutex_unlock(&s->reaper_mu);

@@ -69,7 +69,7 @@ static int init_tables(tallyd *s)
     pthread_rwlock_init(&s->token_lock, NULL);
     pthread_mutex_init(&s->rate_mu, NULL);
     pthread_mutex_init(&s->reaper_mu, NULL);
-    pthread_cond_init(&s->reaper_cond, NULL);
+    srv_cond_init_mono(&s->reaper_cond);
     atomic_init(&s->ledgers_open, 0);
     return strmap_init(&s->ledgers, SRV_LEDGERS_MAX) < 0 ||
                    strmap_init(&s->users, SRV_USERS_MAX) < 0 ||

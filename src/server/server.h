@@ -304,6 +304,11 @@ int srv_json_fields(srv_err *e, struct json_t *obj, const char *const *allowed,
 
 uint64_t srv_now_ns(void);      /* Unix ns, CLOCK_REALTIME */
 uint64_t srv_mono_ns(void);     /* CLOCK_MONOTONIC ns */
+/* A condition variable whose timed waits run on CLOCK_MONOTONIC (a stepped
+** wall clock neither stalls nor hurries them), and a wait of at most ms on
+** it. The housekeeping threads (reaper, sweeper) wait with these. */
+void srv_cond_init_mono(pthread_cond_t *c);
+void srv_cond_wait_ms(pthread_cond_t *c, pthread_mutex_t *mu, uint64_t ms);
 
 /* ---- keys.c ---- */
 /* Loads DIR/server.key or creates it (and server.vkey). Returns 0 or -1 (err). */
