@@ -58,6 +58,16 @@ static int usage(const char *msg)
     return EXIT_USAGE;
 }
 
+/* Parses a flag's value v as an integer in lo..hi into *out. 0 or -1. */
+static int flag_uint(const char *v, unsigned lo, unsigned hi, unsigned *out)
+{
+    uint64_t n;
+    if (srv_parse_u64(v, &n) < 0 || n < lo || n > hi)
+        return -1;
+    *out = (unsigned)n;
+    return 0;
+}
+
 /* Splits HOST:PORT (IPv6 as [::1]:PORT). host is a static buffer. */
 static int parse_listen(const char *arg, tallyd_config *cfg)
 {
@@ -104,28 +114,20 @@ static int parse_args(int argc, char **argv, tallyd_config *cfg)
                 cfg->token_ttl_s > TOKEN_TTL_S_MAX)
                 return usage("--token-ttl needs 1..31622400 seconds");
         } else if (!strcmp(a, "--threads")) {
-            uint64_t n;
-            if (srv_parse_u64(v, &n) < 0 || n == 0 || n > SRV_EVENT_THREADS_MAX)
+            if (flag_uint(v, 1, SRV_EVENT_THREADS_MAX, &cfg->threads) < 0)
                 return usage("--threads needs 1..64");
-            cfg->threads = (unsigned)n;
         } else if (!strcmp(a, "--ledger-idle-close")) {
             if (srv_parse_u64(v, &cfg->idle_close_s) < 0 || cfg->idle_close_s > IDLE_CLOSE_S_MAX)
                 return usage("--ledger-idle-close needs 0..31622400 seconds");
         } else if (!strcmp(a, "--max-connections-per-ip")) {
-            uint64_t n;
-            if (srv_parse_u64(v, &n) < 0 || n > SRV_CONNECTIONS_MAX)
+            if (flag_uint(v, 0, SRV_CONNECTIONS_MAX, &cfg->per_ip_max) < 0)
                 return usage("--max-connections-per-ip needs 0..1024");
-            cfg->per_ip_max = (unsigned)n;
         } else if (!strcmp(a, "--idle-timeout")) {
-            uint64_t n;
-            if (srv_parse_u64(v, &n) < 0 || n == 0 || n > SRV_IDLE_TIMEOUT_S_MAX)
+            if (flag_uint(v, 1, SRV_IDLE_TIMEOUT_S_MAX, &cfg->idle_timeout_s) < 0)
                 return usage("--idle-timeout needs 1..3600 seconds");
-            cfg->idle_timeout_s = (unsigned)n;
         } else if (!strcmp(a, "--request-timeout")) {
-            uint64_t n;
-            if (srv_parse_u64(v, &n) < 0 || n == 0 || n > SRV_REQUEST_TIMEOUT_S_MAX)
+            if (flag_uint(v, 1, SRV_REQUEST_TIMEOUT_S_MAX, &cfg->request_timeout_s) < 0)
                 return usage("--request-timeout needs 1..3600 seconds");
-            cfg->request_timeout_s = (unsigned)n;
         } else if (!strcmp(a, "--verbose")) { cfg->verbose = 1; continue; }
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(usage_text, stdout); exit(0); }
         else return usage("unknown flag");
